@@ -1,0 +1,200 @@
+"""The ``geodistill`` command: each subcommand parses flags and calls one library function.
+
+Flags map 1:1 onto that function's keyword arguments. Nothing in the library imports this module.
+Heavy imports happen inside each handler so ``geodistill --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+from geodistill.config import ConfigError
+from geodistill.errors import GeodistillError
+
+
+def _transcribe(a: argparse.Namespace) -> int:
+    from geodistill.evaluate.transcribe import transcribe_files
+
+    for path, text in zip(a.audio, transcribe_files(a.model, a.audio, language=a.language,
+                                                    beam_size=a.beam_size, device=a.device), strict=True):
+        print(f"{path}\t{text}" if len(a.audio) > 1 else text)
+    return 0
+
+
+def _evaluate(a: argparse.Namespace) -> int:
+    from geodistill.evaluate.run import evaluate
+
+    result = evaluate(a.model, a.data, out=a.out, limit=a.limit, batch_size=a.batch_size, device=a.device,
+                      language=a.language, beam_size=a.beam_size, strict=a.strict)
+    print(json.dumps({k: result[k] for k in ("wer", "wer_raw", "cer", "rtf", "peak_memory_mb",
+                                               "n_utterances", "n_skipped") if k in result}, indent=2))
+    return 0
+
+
+def _data_scan(a: argparse.Namespace) -> int:
+    from geodistill.data.scan import scan_report
+
+    print(scan_report(a.spec, strict=a.strict, min_duration=a.min_duration, max_duration=a.max_duration))
+    return 0
+
+
+def _data_demo(a: argparse.Namespace) -> int:
+    from geodistill.data.demo import build_demo_corpus
+
+    print(build_demo_corpus(a.out, n_synthetic=a.n_synthetic))
+    return 0
+
+
+def _data_pseudo_label(a: argparse.Namespace) -> int:
+    from geodistill.data.pseudo import pseudo_label
+
+    summary = pseudo_label(a.teacher, a.data, a.out, wer_threshold=a.wer_threshold, batch_size=a.batch_size,
+                           device=a.device, language=a.language)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _train(a: argparse.Namespace) -> int:
+    from geodistill.config import load_config
+    from geodistill.train.loop import train
+
+    result = train(load_config(a.config, a.overrides))
+    return result.exit_code
+
+
+def _cache(a: argparse.Namespace) -> int:
+    from geodistill.teacher.cache import build_cache
+
+    print(build_cache(a.teacher, a.data, a.out, top_k=a.top_k, full_logits=a.full_logits,
+                      batch_size=a.batch_size, device=a.device, language=a.language))
+    return 0
+
+
+def _tune(a: argparse.Namespace) -> int:
+    from geodistill.config import load_config
+    from geodistill.tune import tune
+
+    best = tune(load_config(a.config, a.overrides), n_trials=a.n_trials, storage=a.storage, study_name=a.study,
+                timeout=a.timeout, workers=a.workers)
+    print(json.dumps(best, indent=2))
+    return 0
+
+
+def _report(a: argparse.Namespace) -> int:
+    from geodistill.report import build_report
+
+    print(build_report(a.run_dir, data=a.data, n=a.n))
+    return 0
+
+
+def _demo(a: argparse.Namespace) -> int:
+    from geodistill.demo import run_demo
+
+    run_demo(a.out, overrides=a.overrides)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="geodistill", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_flags(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        q.add_argument("--language", default=None, help="e.g. en (multilingual models)")
+        q.add_argument("--beam-size", type=int, default=1)
+
+    q = sub.add_parser("transcribe", help="transcribe audio files with any model spec")
+    q.add_argument("model", help="embedded name (tiny.en, base), HF id/dir, CTranslate2 dir, or run folder")
+    q.add_argument("audio", nargs="+")
+    model_flags(q)
+    q.set_defaults(fn=_transcribe)
+
+    q = sub.add_parser("evaluate", help="WER, CER, real-time factor and peak memory on a data spec")
+    q.add_argument("--model", required=True)
+    q.add_argument("--data", required=True, help="data spec (folder, manifest, HF dataset)")
+    q.add_argument("--out", default=None, help="folder for eval.json, eval.md, utterances.jsonl")
+    q.add_argument("--limit", type=int, default=None)
+    q.add_argument("--batch-size", type=int, default=8)
+    q.add_argument("--strict", action="store_true", help="stop at the first bad sample")
+    model_flags(q)
+    q.set_defaults(fn=_evaluate)
+
+    data = sub.add_parser("data", help="inspect and prepare data").add_subparsers(dest="data_command", required=True)
+    q = data.add_parser("scan", help="utterances, hours, speakers, durations and bad files of a data spec")
+    q.add_argument("spec")
+    q.add_argument("--strict", action="store_true")
+    q.add_argument("--min-duration", type=float, default=1.0)
+    q.add_argument("--max-duration", type=float, default=30.0)
+    q.set_defaults(fn=_data_scan)
+    q = data.add_parser("demo", help="build the offline demo corpus (real recordings + synthetic speech)")
+    q.add_argument("out")
+    q.add_argument("--n-synthetic", type=int, default=200)
+    q.set_defaults(fn=_data_demo)
+    q = data.add_parser("pseudo-label", help="write the teacher's transcripts as a training manifest")
+    q.add_argument("--teacher", required=True)
+    q.add_argument("--data", required=True)
+    q.add_argument("--out", required=True, help="output manifest.jsonl")
+    q.add_argument("--wer-threshold", type=float, default=None)
+    q.add_argument("--batch-size", type=int, default=8)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--language", default=None)
+    q.set_defaults(fn=_data_pseudo_label)
+
+    q = sub.add_parser("train", help="distil a teacher into a student (resumes from RUN_DIR/checkpoint.pt)")
+    q.add_argument("--config", required=True)
+    q.add_argument("overrides", nargs="*", help="dotted key=value, e.g. train.lr=1e-4")
+    q.set_defaults(fn=_train)
+
+    q = sub.add_parser("cache", help="run the teacher once over the data and store its outputs")
+    q.add_argument("--teacher", required=True)
+    q.add_argument("--data", required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--top-k", type=int, default=64)
+    q.add_argument("--full-logits", action="store_true", help="store the full-vocabulary logits too")
+    q.add_argument("--batch-size", type=int, default=8)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--language", default=None)
+    q.set_defaults(fn=_cache)
+
+    q = sub.add_parser("tune", help="Optuna search over the distillation hyperparameters (objective: WER)")
+    q.add_argument("--config", required=True)
+    q.add_argument("--n-trials", type=int, default=None)
+    q.add_argument("--storage", default=None, help="Optuna RDB URL, e.g. postgresql://... (default: SQLite)")
+    q.add_argument("--study", default=None)
+    q.add_argument("--timeout", type=float, default=None, help="seconds")
+    q.add_argument("--workers", type=int, default=1, help="worker processes sharing the study")
+    q.add_argument("overrides", nargs="*")
+    q.set_defaults(fn=_tune)
+
+    q = sub.add_parser("report", help="plots, latent-space maps and the teacher/student table of a run")
+    q.add_argument("run_dir")
+    q.add_argument("--data", default=None)
+    q.add_argument("--n", type=int, default=32)
+    q.set_defaults(fn=_report)
+
+    q = sub.add_parser("demo", help="the whole pipeline on the offline demo corpus")
+    q.add_argument("--out", default="runs/demo")
+    q.add_argument("overrides", nargs="*")
+    q.set_defaults(fn=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (GeodistillError, ConfigError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

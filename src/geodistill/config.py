@@ -1,0 +1,279 @@
+"""Typed run configuration: YAML presets + dotted ``key=value`` overrides + one validation pass.
+
+A config is a tree of dataclasses. ``load_config("configs/demo-cpu.yaml", ["train.lr=1e-4"])``
+reads the preset, applies overrides (values parsed as YAML, so ``1e-4``, ``true``, ``[0, 3]`` work),
+and ``validate`` reports *every* problem in one ``ConfigError`` before any compute starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HIDDEN_LOSSES = ("geodesic", "mse", "none")
+HIDDEN_ON = ("decoder", "encoder", "both")
+ENCODER_ALIGN = ("pool", "interpolate")
+TAID_MODES = ("off", "seed", "adaptive")
+AMP_MODES = ("no", "fp16", "bf16")
+STUDENT_INITS = ("copy", "pretrained")
+
+
+class ConfigError(ValueError):
+    """Raised with every problem of a config listed, one per line."""
+
+
+@dataclass
+class LoraConfig:
+    r: int = 8  # adapter rank; 0 trains the unfrozen base weights directly instead of adapters
+    alpha: int = 16  # LoRA scaling numerator (scale = alpha / r)
+    dropout: float = 0.05  # dropout on the adapter input
+    targets: str | list[str] = "decoder-attn-qv"  # a preset name (see models.lora.LORA_PRESETS) or regexes
+
+
+@dataclass
+class StudentConfig:
+    init: str = "copy"  # copy: keep chosen teacher layers | pretrained: another Whisper checkpoint
+    from_: str | None = None  # YAML key `from`: the pretrained student (init=pretrained)
+    encoder_layers: int | list[int] | None = None  # count (evenly spaced, last kept), explicit list, None=all
+    decoder_layers: int | list[int] | None = 2  # same rules as encoder_layers
+    freeze_encoder: bool = True  # the seed's setup: only the decoder (adapters) and projector learn
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class LossConfig:
+    ce_weight: float = 1.0  # weight of cross-entropy on the label tokens
+    kl_weight: float = 0.020584  # final weight of KL(teacher||student) (seed value)
+    kl_warmup_steps: int = 1000  # KL weight rises linearly 0 -> kl_weight over these steps
+    temperature: float = 2.0  # softening temperature T; KL is scaled by T^2
+    geo_weight: float = 0.969909  # weight of the hidden-state loss (seed value)
+    hidden_loss: str = "geodesic"  # geodesic | mse | none
+    hidden_on: str = "decoder"  # decoder | encoder | both
+    encoder_align: str = "pool"  # how teacher encoder frames are matched to the student's: pool | interpolate
+    taid: str = "off"  # off | seed | adaptive (replaces KL when on)
+    taid_start: float = 0.4  # adaptive: initial interpolation t (seed variant starts lambda at 0.1)
+    taid_alpha: float = 5e-4  # adaptive: step size of the momentum update
+    taid_beta: float = 0.99  # adaptive: momentum of the relative loss change
+
+
+@dataclass
+class DataConfig:
+    train: str | None = None  # data spec (folder, manifest, HF dataset; `kind:path` also accepted)
+    val: str | None = None  # data spec; None = a speaker-disjoint split of `train`
+    val_fraction: float = 0.1  # share of speakers held out when `val` is None
+    val_limit: int | None = 64  # at most this many utterances for periodic validation WER
+    min_duration: float = 1.0  # seconds; shorter items are skipped and reported
+    max_duration: float = 30.0  # seconds; Whisper's window
+    normalise_text: bool = False  # lower-case upper-case corpora (LibriSpeech) before tokenising
+    language: str | None = None  # e.g. "en" for multilingual models; None = model default / English-only
+    strict: bool = False  # stop at the first bad sample instead of skipping it
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 10000  # optimiser steps
+    warmup_steps: int = 1000  # linear warm-up, then cosine decay to 0
+    lr: float = 2.6e-4  # AdamW peak learning rate (seed value)
+    weight_decay: float = 0.01
+    batch_size: int = 8  # per optimiser micro-step
+    grad_accum: int = 1  # micro-batches per optimiser step
+    clip: float = 1.0  # max global grad norm
+    amp: str = "no"  # no | fp16 | bf16 (CUDA only; CPU trains fp32)
+    seed: int = 0
+    eval_every: int = 500  # steps between validation WER runs (0 = only at the end)
+    save_every: int = 500  # steps between checkpoints
+    log_every: int = 10  # steps between TensorBoard/tqdm updates
+    num_workers: int = 0  # DataLoader worker processes
+    grad_checkpointing: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    teacher_device: str = "auto"  # where the frozen teacher lives ("cpu" saves GPU memory)
+    max_bad_steps: int = 10  # consecutive non-finite steps before the run stops
+
+
+@dataclass
+class TuneConfig:
+    n_trials: int = 50
+    steps: int | None = None  # step budget per trial (None = train.max_steps)
+    space: dict[str, Any] | None = None  # {param: {type: float|int|categorical, low, high, log, choices}}
+    pruner_startup_trials: int = 5
+    pruner_warmup_steps: int = 100
+
+
+@dataclass
+class Config:
+    teacher: str = "tiny.en"  # model spec: embedded name, HF id/dir, or CTranslate2 dir
+    student: StudentConfig = field(default_factory=StudentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    run_dir: str = "runs/default"
+    teacher_cache: str | None = None  # a teacher-output cache folder (see `geodistill cache`)
+
+
+_RENAMES = {"from": "from_"}  # YAML keys that are Python keywords
+
+
+def _to_yaml_key(name: str) -> str:
+    return "from" if name == "from_" else name
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as a plain dict with YAML key names (``from`` rather than ``from_``)."""
+
+    def rename(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {_to_yaml_key(k): rename(v) for k, v in obj.items()}
+        return obj
+
+    return rename(asdict(cfg))
+
+
+def _build(cls: type, data: dict[str, Any], where: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    kwargs = {}
+    for key, value in (data or {}).items():
+        name = _RENAMES.get(key, key)
+        if name not in names:
+            problems.append(f"{where}{key}: unknown key (known: {', '.join(sorted(_to_yaml_key(n) for n in names))})")
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                problems.append(f"{where}{key}: expected a mapping, got {value!r}")
+                continue
+            kwargs[name] = _build(hint, value, f"{where}{key}.", problems)
+        else:
+            kwargs[name] = _coerce(value, hint, f"{where}{key}", problems)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
+    """Accept ``value`` if it fits ``hint`` (ints widen to floats); otherwise record a problem."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for opt in options:
+        origin = typing.get_origin(opt) or opt
+        if opt is type(None) and value is None:
+            return None
+        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin in (str, bool, list, dict) and isinstance(value, origin):
+            return value
+        if origin is Any:
+            return value
+    problems.append(f"{where}: expected {hint}, got {value!r}")
+    return value
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["train.lr=1e-4", "student.decoder_layers=[0,3]"]`` -> nested dict (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
+        key, raw = item.split("=", 1)
+        node = tree
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return tree
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    problems: list[str] = []
+    cfg = _build(Config, data, "", problems)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML preset (or start from defaults), apply dotted overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    cfg = from_dict(merge(data, parse_overrides(overrides or [])))
+    validate(cfg)
+    return cfg
+
+
+def _check_layers(value: int | list[int] | None, where: str, problems: list[str]) -> None:
+    if value is None:
+        return
+    if isinstance(value, int) and value < 1:
+        problems.append(f"{where}: a layer count must be >= 1, got {value}")
+    if isinstance(value, list) and (not value or any(not isinstance(i, int) or i < 0 for i in value)):
+        problems.append(f"{where}: an explicit layer list must be non-empty indices >= 0, got {value}")
+
+
+def validate(cfg: Config) -> None:
+    """Check value ranges and combinations; raise one ConfigError listing every problem."""
+    p: list[str] = []
+    s, lo, d, t = cfg.student, cfg.loss, cfg.data, cfg.train
+    if s.init not in STUDENT_INITS:
+        p.append(f"student.init: must be one of {STUDENT_INITS}, got {s.init!r}")
+    if s.init == "pretrained" and not s.from_:
+        p.append("student.from: required when student.init is 'pretrained'")
+    _check_layers(s.encoder_layers, "student.encoder_layers", p)
+    _check_layers(s.decoder_layers, "student.decoder_layers", p)
+    if s.lora.r < 0 or s.lora.alpha <= 0 or not 0 <= s.lora.dropout < 1:
+        p.append("student.lora: need r >= 0, alpha > 0, 0 <= dropout < 1")
+    for name, choices in (("hidden_loss", HIDDEN_LOSSES), ("hidden_on", HIDDEN_ON),
+                          ("encoder_align", ENCODER_ALIGN), ("taid", TAID_MODES)):
+        if getattr(lo, name) not in choices:
+            p.append(f"loss.{name}: must be one of {choices}, got {getattr(lo, name)!r}")
+    for name in ("ce_weight", "kl_weight", "geo_weight"):
+        if getattr(lo, name) < 0:
+            p.append(f"loss.{name}: must be >= 0, got {getattr(lo, name)}")
+    if lo.temperature <= 0:
+        p.append(f"loss.temperature: must be > 0, got {lo.temperature}")
+    if not 0 <= lo.taid_start < 1:
+        p.append(f"loss.taid_start: must be in [0, 1), got {lo.taid_start}")
+    if d.min_duration < 0 or d.max_duration <= d.min_duration:
+        p.append(f"data: need 0 <= min_duration < max_duration, got {d.min_duration}..{d.max_duration}")
+    if d.max_duration > 30.0:
+        p.append(f"data.max_duration: Whisper sees at most 30 s, got {d.max_duration}")
+    if not 0 < d.val_fraction < 1:
+        p.append(f"data.val_fraction: must be in (0, 1), got {d.val_fraction}")
+    for name in ("max_steps", "batch_size", "grad_accum", "log_every", "max_bad_steps"):
+        if getattr(t, name) < 1:
+            p.append(f"train.{name}: must be >= 1, got {getattr(t, name)}")
+    for name in ("warmup_steps", "eval_every", "save_every", "num_workers"):
+        if getattr(t, name) < 0:
+            p.append(f"train.{name}: must be >= 0, got {getattr(t, name)}")
+    if t.lr <= 0 or t.weight_decay < 0 or t.clip <= 0:
+        p.append("train: need lr > 0, weight_decay >= 0, clip > 0")
+    if t.amp not in AMP_MODES:
+        p.append(f"train.amp: must be one of {AMP_MODES}, got {t.amp!r}")
+    if not cfg.run_dir:
+        p.append("run_dir: must be set")
+    if p:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(p))
