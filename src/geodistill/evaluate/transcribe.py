@@ -1,0 +1,133 @@
+"""Batched Whisper transcription: log-Mel features in, text out.
+
+Decoding is ``model.generate`` with the KV cache on (each step attends to cached keys/values instead of
+re-running the decoder over the whole prefix: O(n) work per step rather than O(n^2) overall), greedy for
+``beam_size=1`` and beam search above. In transformers 5, Whisper's ``generate`` returns the generated
+text tokens only (the ``<|startoftranscript|>`` prompt is stripped), so decoding needs no prompt slicing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geodistill.errors import DataError
+
+SAMPLE_RATE = 16000  # Hz, Whisper's input rate
+CHUNK_SECONDS = 30  # Whisper's window; longer audio would be silently truncated by the feature extractor
+
+# Whisper vocabularies: 51864 tokens for English-only checkpoints, 51865 (51866 for large-v3) multilingual
+ENGLISH_ONLY_VOCAB = 51864
+
+
+def is_multilingual(model) -> bool:
+    """Whether ``model`` takes language/task tokens (its generation config says so, else its vocabulary)."""
+    flag = getattr(model.generation_config, "is_multilingual", None)
+    return bool(flag) if flag is not None else model.config.vocab_size > ENGLISH_ONLY_VOCAB
+
+
+@torch.inference_mode()
+def generate_ids(
+    model,
+    input_features: torch.Tensor,
+    language: str | None = None,
+    beam_size: int = 1,
+    max_new_tokens: int | None = None,
+) -> torch.Tensor:
+    """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, 3000), prompt excluded.
+
+    ``language`` (e.g. "en") and task "transcribe" go to multilingual models only; English-only models
+    reject them. A multilingual model given no language detects it per utterance.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    kwargs: dict = {"num_beams": beam_size, "do_sample": False, "use_cache": True}
+    if max_new_tokens is not None:
+        kwargs["max_new_tokens"] = max_new_tokens
+    if is_multilingual(model):
+        kwargs.update(task="transcribe", language=language)
+    feats = input_features.to(device=model.device, dtype=model.dtype)
+    return model.generate(feats, **kwargs)
+
+
+def transcribe_batch(
+    model,
+    processor,
+    input_features: torch.Tensor,
+    language: str | None = None,
+    beam_size: int = 1,
+    max_new_tokens: int | None = None,
+) -> list[str]:
+    """B stripped transcripts of ``input_features`` (B, n_mels, 3000); see ``generate_ids``."""
+    ids = generate_ids(model, input_features, language, beam_size, max_new_tokens)
+    return [t.strip() for t in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def features(processor, audios: Sequence[np.ndarray]) -> torch.Tensor:
+    """Log-Mel features (B, n_mels, 3000) of 16 kHz mono float32 clips, each padded to 30 s."""
+    return processor.feature_extractor(
+        list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt"
+    ).input_features
+
+
+def load_model(model, device: str | torch.device = "auto") -> tuple:
+    """(model, processor, device) from a spec (loaded in eval mode on ``device``) or a loaded pair.
+
+    A loaded (model, processor) pair is used where it already is (the training loop evaluates its student
+    in place), so ``device`` only applies to specs.
+    """
+    if isinstance(model, tuple | list):
+        loaded, processor = model
+        return loaded, processor, loaded.device
+    from geodistill.models import load_whisper, resolve_device
+
+    dev = resolve_device(device)
+    loaded, processor = load_whisper(model, device=dev)
+    return loaded.eval(), processor, dev
+
+
+def _read(path: str | Path) -> np.ndarray:
+    from geodistill.data import load_audio
+
+    try:
+        audio = load_audio(path)
+    except DataError:
+        raise
+    except Exception as e:  # soundfile/soxr raise several types; the user needs one line naming the file
+        raise DataError(f"{path}: cannot read audio ({type(e).__name__}: {e})") from e
+    if len(audio) > CHUNK_SECONDS * SAMPLE_RATE:
+        raise DataError(
+            f"{path}: {len(audio) / SAMPLE_RATE:.1f} s is longer than Whisper's "
+            f"{CHUNK_SECONDS} s window; split it first"
+        )
+    return audio
+
+
+def transcribe_files(
+    model_spec,
+    paths: Sequence[str | Path],
+    language: str | None = None,
+    beam_size: int = 1,
+    device: str = "auto",
+    batch_size: int = 8,
+) -> list[str]:
+    """Transcripts of audio files (any format soundfile reads; resampled to 16 kHz mono), in order.
+
+    ``model_spec`` is anything ``geodistill.models.load_whisper`` accepts, or a loaded (model, processor).
+    Every file is read before any decoding, so an unreadable file fails fast with a DataError naming it.
+    """
+    audios = [_read(p) for p in paths]
+    model, processor, _ = load_model(model_spec, device)
+    texts: list[str] = []
+    for i in range(0, len(audios), batch_size):
+        texts += transcribe_batch(
+            model,
+            processor,
+            features(processor, audios[i : i + batch_size]),
+            language=language,
+            beam_size=beam_size,
+        )
+    return texts

@@ -1,0 +1,108 @@
+"""Word and character error rates on raw and Whisper-normalised text.
+
+Corpus WER is total word errors over total reference words (jiwer over the whole list), not the mean
+of per-utterance rates. Normalised scores use Whisper's own text normaliser, so "Hello, World!" and
+"hello world" match and British/American spellings ("colour"/"color") count as the same word.
+
+Empty references (after normalisation, e.g. a reference that was only "(laughs)" or "hmm") are kept:
+their errors are all insertions. An utterance's rate is errors / max(reference words, 1), so an empty
+reference with an empty hypothesis scores 0 and one with k hypothesis words scores k. A corpus whose
+references are all empty gets wer = total insertions, jiwer's convention.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from importlib.resources import files
+
+import jiwer
+
+
+@functools.cache
+def _english_normaliser() -> Callable[[str], str]:
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    # transformers ships the normaliser but not its British->American map; whisper-normalizer ships the map
+    mapping = json.loads(files("whisper_normalizer").joinpath("normalizers/english.json").read_text("utf-8"))
+    return EnglishTextNormalizer(mapping)
+
+
+@functools.cache
+def _basic_normaliser() -> Callable[[str], str]:
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer
+
+    return BasicTextNormalizer()
+
+
+def normaliser(language: str | None = "en") -> Callable[[str], str]:
+    """Whisper's English normaliser for English (or None), its basic normaliser for any other language."""
+    english = language is None or language.lower() in ("en", "english")
+    return _english_normaliser() if english else _basic_normaliser()
+
+
+def normalise(text: str, language: str | None = "en") -> str:
+    """Normalised text with single spaces and no leading/trailing whitespace."""
+    return " ".join(normaliser(language)(text).split())
+
+
+def _errors_per_utterance(out: jiwer.WordOutput) -> list[dict[str, int]]:
+    """Substitutions, deletions, insertions and hits of each reference/hypothesis pair of one jiwer run."""
+    rows = []
+    for chunks in out.alignments:
+        row = {"substitutions": 0, "deletions": 0, "insertions": 0, "hits": 0}
+        for c in chunks:
+            ref_len, hyp_len = c.ref_end_idx - c.ref_start_idx, c.hyp_end_idx - c.hyp_start_idx
+            if c.type == "equal":
+                row["hits"] += ref_len
+            elif c.type == "substitute":
+                row["substitutions"] += ref_len
+            elif c.type == "delete":
+                row["deletions"] += ref_len
+            elif c.type == "insert":
+                row["insertions"] += hyp_len
+        rows.append(row)
+    return rows
+
+
+def _rate(errors: int, n_ref: int) -> float:
+    return errors / max(n_ref, 1)
+
+
+def _corpus_rate(out: jiwer.WordOutput | jiwer.CharacterOutput) -> float:
+    """Pooled errors over pooled reference units (words or characters) of a jiwer run over a list."""
+    return _rate(
+        out.substitutions + out.deletions + out.insertions, out.hits + out.substitutions + out.deletions
+    )
+
+
+def wer_scores(refs: Sequence[str], hyps: Sequence[str], language: str | None = "en") -> dict:
+    """Score hypotheses against references.
+
+    Returns {"wer": normalised corpus WER, "wer_raw": corpus WER on the text as given (case and
+    punctuation count), "cer": normalised corpus CER, "n_ref_words": normalised reference words,
+    "per_utterance": [{"substitutions", "deletions", "insertions", "hits", "ref_words", "wer"}]} where
+    the per-utterance counts are on normalised text. An empty input list scores 0 everywhere.
+    """
+    if len(refs) != len(hyps):
+        raise ValueError(f"wer_scores: {len(refs)} references but {len(hyps)} hypotheses")
+    if not refs:
+        return {"wer": 0.0, "wer_raw": 0.0, "cer": 0.0, "n_ref_words": 0, "per_utterance": []}
+    norm_refs = [normalise(r, language) for r in refs]
+    norm_hyps = [normalise(h, language) for h in hyps]
+    words = jiwer.process_words(norm_refs, norm_hyps)
+    raw = jiwer.process_words([" ".join(r.split()) for r in refs], [" ".join(h.split()) for h in hyps])
+    chars = jiwer.process_characters(norm_refs, norm_hyps)
+    per_utt = []
+    for row, ref in zip(_errors_per_utterance(words), norm_refs, strict=True):
+        n_ref = len(ref.split())
+        errors = row["substitutions"] + row["deletions"] + row["insertions"]
+        per_utt.append({**row, "ref_words": n_ref, "wer": _rate(errors, n_ref)})
+    return {
+        "wer": _corpus_rate(words),
+        "wer_raw": _corpus_rate(raw),
+        "cer": _corpus_rate(chars),
+        "n_ref_words": words.hits + words.substitutions + words.deletions,
+        "per_utterance": per_utt,
+    }
