@@ -1,0 +1,82 @@
+"""LoRA adapters (via peft) on chosen Whisper projections, with named presets for the seed's choices.
+
+ΔW = B·A is added to each targeted ``nn.Linear``; the base weight stays frozen. A preset is a list of
+regular expressions over module names (``model.decoder.layers.3.encoder_attn.q_proj``); raw regexes
+may be given instead of a preset name.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from geodistill.errors import GeodistillError
+
+_DEC = r"model\.decoder\.layers\.\d+"
+# The seed's ten injection choices (decoder side, where a copied student is trained), then common
+# combinations. "cross" = encoder_attn (queries from text, keys/values from audio).
+LORA_PRESETS: dict[str, list[str]] = {
+    "decoder-cross-q": [rf"{_DEC}\.encoder_attn\.q_proj"],
+    "decoder-cross-v": [rf"{_DEC}\.encoder_attn\.v_proj"],
+    "decoder-self-q": [rf"{_DEC}\.self_attn\.q_proj"],
+    "decoder-self-v": [rf"{_DEC}\.self_attn\.v_proj"],
+    "decoder-cross-qv": [rf"{_DEC}\.encoder_attn\.(q_proj|v_proj)"],
+    "decoder-self-qv": [rf"{_DEC}\.self_attn\.(q_proj|v_proj)"],
+    "decoder-cross-qkv": [rf"{_DEC}\.encoder_attn\.(q_proj|k_proj|v_proj)"],
+    "decoder-self-qkv": [rf"{_DEC}\.self_attn\.(q_proj|k_proj|v_proj)"],
+    "decoder-fc2": [rf"{_DEC}\.fc2"],
+    "decoder-cross-qkvo": [rf"{_DEC}\.encoder_attn\.(q_proj|k_proj|v_proj|out_proj)"],
+    "decoder-self-qkvo": [rf"{_DEC}\.self_attn\.(q_proj|k_proj|v_proj|out_proj)"],
+    "decoder-fc1-fc2": [rf"{_DEC}\.(fc1|fc2)"],
+    "decoder-attn-qv": [rf"{_DEC}\.(self_attn|encoder_attn)\.(q_proj|v_proj)"],
+    "decoder-all-linear": [rf"{_DEC}\.((self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"],
+}
+
+
+def lora_patterns(targets: str | list[str]) -> list[str]:
+    """Resolve a preset name or raw regexes into regexes; reject unknown names early."""
+    if isinstance(targets, str):
+        if targets in LORA_PRESETS:
+            return LORA_PRESETS[targets]
+        if re.fullmatch(r"[\w-]+", targets):
+            raise GeodistillError(
+                f"student.lora.targets: unknown preset {targets!r} (presets: {', '.join(LORA_PRESETS)}; "
+                "or give module-name regexes)"
+            )
+        return [targets]
+    return list(targets)
+
+
+def matching_modules(model: nn.Module, patterns: list[str]) -> list[str]:
+    """Names of the ``nn.Linear`` modules whose full name matches one of ``patterns``."""
+    regex = re.compile("|".join(f"(?:{p})" for p in patterns))
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and regex.fullmatch(n)]
+
+
+def add_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: str | list[str]) -> nn.Module:
+    """Wrap ``model`` with peft LoRA adapters on the targeted linears; all base weights become frozen.
+
+    Returns the ``PeftModel``; the adapters live inside the original modules, so calling the
+    underlying Whisper (``peft_model.base_model.model``) runs through them too.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    patterns = lora_patterns(targets)
+    names = matching_modules(model, patterns)
+    if not names:
+        raise GeodistillError(f"student.lora.targets: {targets!r} matches no linear layer of the student")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, bias="none")
+    return get_peft_model(model, config)
+
+
+def parameter_counts(*modules: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters over ``modules`` (shared tensors counted once)."""
+    seen: dict[int, torch.nn.Parameter] = {}
+    for module in modules:
+        for p in module.parameters():
+            seen[id(p)] = p
+    total = sum(p.numel() for p in seen.values())
+    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+    return trainable, total

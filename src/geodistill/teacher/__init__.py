@@ -1,0 +1,5 @@
+"""Teacher outputs behind one interface: computed online by a frozen model, or read from a cache."""
+
+from geodistill.teacher.outputs import OnlineTeacher, TeacherOutputs, forward_states
+
+__all__ = ["OnlineTeacher", "TeacherOutputs", "forward_states"]

@@ -1,0 +1,1 @@
+"""The distillation loop, its checkpoints and its run folder."""

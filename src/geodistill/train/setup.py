@@ -1,0 +1,160 @@
+"""Everything a run needs, built from its config: teacher, student (+ LoRA, projectors), data, prompt.
+
+``build_run(cfg)`` is deterministic given ``cfg.train.seed``: a resumed run rebuilds the same frozen
+weights and only loads the trainable ones from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import WhisperForConditionalGeneration
+
+from geodistill.config import Config
+from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec, prompt_ids, split_by_speaker
+from geodistill.errors import DataError
+from geodistill.models import load_whisper, resolve_device
+from geodistill.models.lora import add_lora, parameter_counts
+from geodistill.models.projector import RiemannianProjector
+from geodistill.models.student import check_same_tokenizer, copy_layers, freeze
+from geodistill.teacher import OnlineTeacher
+
+log = logging.getLogger("geodistill")
+
+
+@dataclass
+class Run:
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    teacher: object  # callable batch -> TeacherOutputs (OnlineTeacher or a cache reader)
+    processor: object  # the student's WhisperProcessor (same tokenizer as the teacher's)
+    student: nn.Module  # PeftModel or WhisperForConditionalGeneration: what gets saved
+    whisper: WhisperForConditionalGeneration  # the student's Whisper (adapters inside when LoRA is on)
+    projectors: nn.ModuleDict  # "decoder"/"encoder" -> RiemannianProjector (student width -> teacher width)
+    shares_encoder: bool  # student encoder == frozen teacher encoder: reuse the teacher's encoder states
+    train_set: SpeechDataset
+    val_utts: list
+    collate: WhisperCollator
+    prompt: list[int]
+    bad: BadSamples
+
+    @property
+    def trainable(self) -> nn.ModuleDict:
+        """One module holding every parameter that may train (checkpoint and optimiser see this)."""
+        return nn.ModuleDict({"student": self.student, "projectors": self.projectors})
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _teacher_dtype(device: torch.device) -> torch.dtype:
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def build_student(cfg: Config, teacher: WhisperForConditionalGeneration, teacher_processor, device: torch.device):
+    """(student Whisper before LoRA, its processor, True if it is a layer copy)."""
+    s = cfg.student
+    if s.init == "copy":
+        student = copy_layers(teacher, s.encoder_layers, s.decoder_layers).to(device, torch.float32)
+        return student, teacher_processor
+    student, processor = load_whisper(s.from_, device=str(device), dtype=torch.float32)
+    check_same_tokenizer(teacher_processor.tokenizer, processor.tokenizer, cfg.teacher, s.from_)
+    if s.encoder_layers is not None or s.decoder_layers is not None:
+        student = copy_layers(student, s.encoder_layers, s.decoder_layers)
+    return student, processor
+
+
+def attach_training_parts(cfg: Config, student: WhisperForConditionalGeneration) -> nn.Module:
+    """Freeze what the config freezes and add LoRA; returns the module to train and save."""
+    s = cfg.student
+    if s.lora.r > 0:
+        model = add_lora(student, s.lora.r, s.lora.alpha, s.lora.dropout, s.lora.targets)
+    else:
+        model = student
+    if s.freeze_encoder:
+        freeze(student.model.encoder)
+    elif s.lora.r > 0:  # peft froze the whole base model; an unfrozen encoder trains in full
+        student.model.encoder.requires_grad_(True)
+    if cfg.train.grad_checkpointing:
+        student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def _encoder_shared(cfg: Config, teacher, student) -> bool:
+    """True when the student's encoder is an untouched, frozen, full copy of the teacher's."""
+    s = cfg.student
+    if s.init != "copy" or not s.freeze_encoder or student.config.encoder_layers != teacher.config.encoder_layers:
+        return False
+    return not any(p.requires_grad for p in student.model.encoder.parameters())
+
+
+def _warn_inert_hidden_loss(cfg: Config, student) -> None:
+    lo = cfg.loss
+    if lo.hidden_loss == "none" or lo.geo_weight == 0 or lo.hidden_on == "decoder":
+        return
+    if not any(p.requires_grad for p in student.model.encoder.parameters()):
+        log.warning(
+            "loss.hidden_on=%s with a frozen student encoder: the encoder hidden loss can only train the "
+            "projector, not the student (the seed diagram's flaw). Use hidden_on=decoder or unfreeze the "
+            "encoder.", lo.hidden_on)
+
+
+def build_data(cfg: Config, processor, model, bad: BadSamples):
+    d = cfg.data
+    if not d.train:
+        raise DataError("data.train: no training data spec given")
+    utts = load_spec(d.train, bad=bad, min_duration=d.min_duration, max_duration=d.max_duration)
+    if d.val:
+        val = load_spec(d.val, bad=bad, min_duration=d.min_duration, max_duration=d.max_duration)
+    else:
+        utts, val = split_by_speaker(utts, d.val_fraction, cfg.train.seed)
+    if not utts:
+        raise DataError(f"data.train: {d.train} has no usable utterances ({bad.count} skipped, see bad_samples.jsonl)")
+    if d.val_limit is not None:
+        val = val[: d.val_limit]
+    prompt = prompt_ids(processor, model, language=d.language)
+    train_set = SpeechDataset(utts, processor, bad=bad, normalise_text=d.normalise_text)
+    return train_set, val, prompt
+
+
+def build_run(cfg: Config, teacher_provider=None, teacher_model=None) -> Run:
+    """Build a run. ``teacher_provider`` (e.g. a cache reader) replaces the online teacher;
+    ``teacher_model`` = a preloaded (model, processor) pair shared across runs (tuning trials)."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    t_device = device if cfg.train.teacher_device == "auto" else resolve_device(cfg.train.teacher_device)
+    if teacher_model is None:
+        teacher_model = load_whisper(cfg.teacher, device=str(t_device), dtype=_teacher_dtype(t_device))
+    teacher, t_proc = teacher_model
+    teacher.requires_grad_(False).eval()
+    student, processor = build_student(cfg, teacher, t_proc, device)
+    model = attach_training_parts(cfg, student)
+    _warn_inert_hidden_loss(cfg, student)
+    projectors = nn.ModuleDict()
+    if cfg.loss.hidden_loss != "none" and cfg.loss.geo_weight > 0:
+        sides = ["decoder", "encoder"] if cfg.loss.hidden_on == "both" else [cfg.loss.hidden_on]
+        for side in sides:
+            projectors[side] = RiemannianProjector(student.config.d_model, teacher.config.d_model)
+    projectors.to(device)
+    trainable, total = parameter_counts(model, projectors)
+    log.info("student: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}",
+             100 * trainable / max(total, 1))
+    bad = BadSamples(run_dir / "bad_samples.jsonl", strict=cfg.data.strict)
+    train_set, val, prompt = build_data(cfg, processor, student, bad)
+    pad = processor.tokenizer.pad_token_id
+    return Run(cfg=cfg, run_dir=run_dir, device=device,
+               teacher=teacher_provider or OnlineTeacher(teacher), processor=processor, student=model,
+               whisper=student, projectors=projectors, shares_encoder=_encoder_shared(cfg, teacher, student),
+               train_set=train_set, val_utts=val, collate=WhisperCollator(prompt, pad), prompt=prompt, bad=bad)
