@@ -1,0 +1,170 @@
+"""The weighted distillation objective: CE + kl_weight(step) * (KL or TAID) + geo_weight * hidden.
+
+``DistillationLoss`` owns nothing trainable. The training code projects the student's hidden states to
+the teacher's width (``geodistill.models.projector.RiemannianProjector``, one per side) *before* building
+``StudentOut``, so the projectors live with the other trainable parameters in the optimiser and the
+checkpoint. Its only state is the adaptive TAID's t (``state_dict`` / ``load_state_dict``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from geodistill.config import ENCODER_ALIGN, HIDDEN_LOSSES, HIDDEN_ON, TAID_MODES, LossConfig
+from geodistill.errors import GeodistillError
+from geodistill.losses.hidden import GeodesicLoss, MSEHiddenLoss, align_frames
+from geodistill.losses.kd import CrossEntropyLoss, KLDivergenceLoss, TeacherLogits, TopKLogits, valid_mask
+from geodistill.losses.taid import AdaptiveTAID, SeedTAID
+
+
+@dataclass(frozen=True)
+class StudentOut:
+    logits: Tensor  # (B, L, V) decoder logits
+    decoder_hidden: Tensor | None = None  # (B, L, D_t) last decoder states, already projected to D_t
+    encoder_hidden: Tensor | None = None  # (B, T_s, D_t) last encoder states, already projected to D_t
+
+
+@dataclass(frozen=True)
+class TeacherOut:
+    """Field names match ``geodistill.teacher.TeacherOutputs``, so either can be passed to the loss."""
+
+    logits: Tensor | None = None  # (B, L, V) full logits; None when only the top-k form exists
+    topk_values: Tensor | None = None  # (B, L, k) largest raw logits
+    topk_indices: Tensor | None = None  # (B, L, k) their token ids
+    logsumexp: Tensor | None = None  # (B, L) logsumexp of the full raw logits / logsumexp_temperature
+    decoder_hidden: Tensor | None = None  # (B, L, D_t) last decoder states
+    encoder_hidden: Tensor | None = None  # (B, T_t, D_t) last encoder states
+    logsumexp_temperature: float = 1.0  # temperature `logsumexp` was taken at (KL is exact when = T)
+
+
+def teacher_logits(teacher: Any) -> TeacherLogits:
+    """The teacher's full logits if present, else its top-k form; ``teacher`` is a TeacherOut-like object."""
+    if getattr(teacher, "logits", None) is not None:
+        return teacher.logits
+    parts = [getattr(teacher, name, None) for name in ("topk_values", "topk_indices", "logsumexp")]
+    if any(p is None for p in parts):
+        raise GeodistillError(
+            "teacher outputs: need logits, or all of topk_values, topk_indices and logsumexp"
+        )
+    return TopKLogits(*parts, lse_temperature=float(getattr(teacher, "logsumexp_temperature", 1.0)))
+
+
+def _check_choices(cfg: LossConfig) -> None:
+    for name, choices in (
+        ("hidden_loss", HIDDEN_LOSSES),
+        ("hidden_on", HIDDEN_ON),
+        ("encoder_align", ENCODER_ALIGN),
+        ("taid", TAID_MODES),
+    ):
+        if getattr(cfg, name) not in choices:
+            raise GeodistillError(f"loss.{name}: must be one of {choices}, got {getattr(cfg, name)!r}")
+    if cfg.kl_warmup_steps < 0:
+        raise GeodistillError(f"loss.kl_warmup_steps: must be >= 0, got {cfg.kl_warmup_steps}")
+
+
+class DistillationLoss(nn.Module):
+    """total = ce_weight * CE + kl_weight_at(step) * (KL | TAID) + geo_weight * hidden.
+
+    ``hidden`` is the mean of the active hidden terms (decoder, encoder or both), so ``geo_weight`` means
+    the same whatever ``hidden_on`` is. Decoder states are compared where labels != -100; encoder states
+    after aligning the teacher's frames to the student's (``encoder_align``), where ``encoder_mask`` is
+    True (all frames when None). With ``hidden_loss="mse"`` both sides are L2-normalised first, matching
+    the projector's unit-norm output.
+    """
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        _check_choices(cfg)
+        self.cfg = cfg
+        self.ce = CrossEntropyLoss()
+        self.kl = KLDivergenceLoss(cfg.temperature)
+        self.taid: SeedTAID | AdaptiveTAID | None = None
+        if cfg.taid == "seed":
+            self.taid = SeedTAID(cfg.temperature)
+        elif cfg.taid == "adaptive":
+            self.taid = AdaptiveTAID(cfg.temperature, cfg.taid_start, cfg.taid_alpha, cfg.taid_beta)
+        self.hidden: GeodesicLoss | MSEHiddenLoss | None = None
+        if cfg.hidden_loss == "geodesic":
+            self.hidden = GeodesicLoss()
+        elif cfg.hidden_loss == "mse":
+            self.hidden = MSEHiddenLoss(normalize=True)
+        self._taid_sum: Tensor | None = None  # TAID losses since the last update(), for the adaptive t
+        self._taid_count = 0
+
+    def kl_weight_at(self, step: int) -> float:
+        """Linear warm-up 0 -> kl_weight over kl_warmup_steps, constant after (and always if 0 steps)."""
+        warmup = self.cfg.kl_warmup_steps
+        if warmup <= 0:
+            return self.cfg.kl_weight
+        return self.cfg.kl_weight * min(max(step, 0) / warmup, 1.0)
+
+    def forward(
+        self,
+        student: StudentOut,
+        teacher: Any,
+        labels: Tensor,
+        step: int,
+        total_steps: int,
+        encoder_mask: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """student: StudentOut; teacher: TeacherOut or geodistill.teacher.TeacherOutputs; labels (B, L)
+        with -100 = skip; ``step`` = index of the optimiser step being computed; encoder_mask (B, T_s).
+
+        Returns (total, parts): parts are detached 0-d fp32 tensors: "ce", "kl" or "taid" (+ "taid_t"),
+        "kl_weight", "hidden_dec" / "hidden_enc" and "hidden" when a hidden loss is on, "total".
+        """
+        w_kl = self.kl_weight_at(step)
+        parts: dict[str, Tensor] = {"ce": self.ce(student.logits, labels)}
+        soft = teacher_logits(teacher)
+        if self.taid is None:
+            parts["kl"] = self.kl(student.logits, soft, labels)
+            distil = parts["kl"]
+        else:
+            distil = parts["taid"] = self.taid(student.logits, soft, labels, step, total_steps)
+            parts["taid_t"] = torch.tensor(self.taid.interpolation(step, total_steps))
+            self._taid_sum = distil.detach() + (0 if self._taid_sum is None else self._taid_sum)
+            self._taid_count += 1
+        total = self.cfg.ce_weight * parts["ce"] + w_kl * distil
+        hidden = self._hidden_terms(student, teacher, labels, encoder_mask)
+        if hidden:
+            parts.update(hidden)
+            parts["hidden"] = torch.stack(list(hidden.values())).mean()
+            total = total + self.cfg.geo_weight * parts["hidden"]
+        parts["kl_weight"] = torch.tensor(w_kl)
+        parts["total"] = total
+        return total, {name: value.detach().float() for name, value in parts.items()}
+
+    def _hidden_terms(
+        self, student: StudentOut, teacher: Any, labels: Tensor, encoder_mask: Tensor | None
+    ) -> dict[str, Tensor]:
+        if self.hidden is None:
+            return {}
+        terms = {}
+        if self.cfg.hidden_on in ("decoder", "both"):
+            s, t = _need(student.decoder_hidden, teacher, "decoder_hidden")
+            terms["hidden_dec"] = self.hidden(s, t, valid_mask(labels))
+        if self.cfg.hidden_on in ("encoder", "both"):
+            s, t = _need(student.encoder_hidden, teacher, "encoder_hidden")
+            t = align_frames(t.to(s.device), s.shape[1], self.cfg.encoder_align)
+            terms["hidden_enc"] = self.hidden(s, t, encoder_mask)
+        return terms
+
+    def update(self, step: int, total_steps: int) -> None:
+        """Call once after each optimiser step: feeds that step's mean TAID loss to the adaptive t."""
+        if self._taid_sum is not None and isinstance(self.taid, AdaptiveTAID):
+            self.taid.update(float(self._taid_sum) / self._taid_count, step, total_steps)
+        self._taid_sum, self._taid_count = None, 0
+
+
+def _need(student_states: Tensor | None, teacher: Any, name: str) -> tuple[Tensor, Tensor]:
+    teacher_states = getattr(teacher, name, None)
+    if student_states is None or teacher_states is None:
+        side = "student" if student_states is None else "teacher"
+        raise GeodistillError(
+            f"hidden loss on {name}: the {side} outputs lack {name} (or set loss.hidden_loss=none)"
+        )
+    return student_states, teacher_states
