@@ -96,7 +96,9 @@ def _all_masked(loss_fn):
     [
         lambda s, y: CrossEntropyLoss()(s, y),
         lambda s, y: KLDivergenceLoss(2.0)(s, torch.randn(2, 3, 6), y),
-        lambda s, y: topk_kl(s, torch.randn(2, 3, 2), torch.randint(0, 6, (2, 3, 2)), torch.randn(2, 3) + 5, y, 2.0),
+        lambda s, y: topk_kl(
+            s, torch.randn(2, 3, 2), torch.randint(0, 6, (2, 3, 2)), torch.randn(2, 3) + 5, y, 2.0
+        ),
     ],
     ids=["ce", "kl", "topk_kl"],
 )
@@ -204,7 +206,9 @@ def test_topk_kl_estimated_tail_error_shrinks_as_k_grows():
     ranks = torch.arange(1, vocab + 1, dtype=torch.float32)
     base = -2.0 * torch.log(ranks)
     g = torch.Generator().manual_seed(5)
-    teacher = (base[torch.randperm(vocab, generator=g)] + 0.3 * torch.randn(vocab, generator=g)).view(1, 1, -1)
+    teacher = (base[torch.randperm(vocab, generator=g)] + 0.3 * torch.randn(vocab, generator=g)).view(
+        1, 1, -1
+    )
     student = teacher + torch.randn(1, 1, vocab, generator=g)
     labels = torch.tensor([[0]])
     full = KLDivergenceLoss(2.0)(student, teacher, labels).item()

@@ -92,8 +92,8 @@ class DistillationLoss(nn.Module):
             self.hidden = GeodesicLoss()
         elif cfg.hidden_loss == "mse":
             self.hidden = MSEHiddenLoss(normalize=True)
-        self._taid_sum: Tensor | None = None  # TAID losses since the last update(), for the adaptive t
-        self._taid_count = 0
+        self._taid_sum: Tensor | None = None  # sum of finite TAID losses since the last update()
+        self._taid_count: Tensor | None = None  # how many there were (tensors: no host sync per forward)
 
     def kl_weight_at(self, step: int) -> float:
         """Linear warm-up 0 -> kl_weight over kl_warmup_steps, constant after (and always if 0 steps)."""
@@ -126,8 +126,7 @@ class DistillationLoss(nn.Module):
         else:
             distil = parts["taid"] = self.taid(student.logits, soft, labels, step, total_steps)
             parts["taid_t"] = torch.tensor(self.taid.interpolation(step, total_steps))
-            self._taid_sum = distil.detach() + (0 if self._taid_sum is None else self._taid_sum)
-            self._taid_count += 1
+            self._record_taid(distil.detach())
         total = self.cfg.ce_weight * parts["ce"] + w_kl * distil
         hidden = self._hidden_terms(student, teacher, labels, encoder_mask)
         if hidden:
@@ -153,11 +152,27 @@ class DistillationLoss(nn.Module):
             terms["hidden_enc"] = self.hidden(s, t, encoder_mask)
         return terms
 
+    def _record_taid(self, value: Tensor) -> None:
+        # A non-finite micro-batch (its step gets skipped) must not poison the next update's mean.
+        finite = torch.isfinite(value)
+        value = torch.where(finite, value, torch.zeros_like(value))
+        if self._taid_sum is None or self._taid_count is None:
+            self._taid_sum, self._taid_count = value, finite.float()
+        else:
+            self._taid_sum, self._taid_count = self._taid_sum + value, self._taid_count + finite.float()
+
     def update(self, step: int, total_steps: int) -> None:
-        """Call once after each optimiser step: feeds that step's mean TAID loss to the adaptive t."""
-        if self._taid_sum is not None and isinstance(self.taid, AdaptiveTAID):
-            self.taid.update(float(self._taid_sum) / self._taid_count, step, total_steps)
-        self._taid_sum, self._taid_count = None, 0
+        """Call once after each optimiser step (``step`` = steps done): feeds the mean finite TAID loss of
+        the forwards since the last call to the adaptive t. A no-op for the other modes."""
+        if (
+            isinstance(self.taid, AdaptiveTAID)
+            and self._taid_sum is not None
+            and self._taid_count is not None
+        ):
+            count = float(self._taid_count)
+            if count > 0:
+                self.taid.update(float(self._taid_sum) / count, step, total_steps)
+        self._taid_sum, self._taid_count = None, None
 
 
 def _need(student_states: Tensor | None, teacher: Any, name: str) -> tuple[Tensor, Tensor]:
