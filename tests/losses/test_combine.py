@@ -168,3 +168,15 @@ def test_non_finite_taid_values_do_not_reach_the_adaptive_update():
     loss._record_taid(torch.tensor(1.0))
     loss.update(2, 10)
     assert loss.taid.prev_loss == 1.0
+
+
+def test_forwards_without_grad_do_not_feed_the_adaptive_update():
+    loss = DistillationLoss(LossConfig(taid="adaptive"))
+    student, teacher, labels = _batch(9)
+    with torch.no_grad():
+        loss(student, teacher, labels, step=0, total_steps=10)
+    loss.update(1, 10)
+    assert loss.taid.prev_loss is None
+    loss(student, teacher, labels, step=1, total_steps=10)
+    loss.update(2, 10)
+    assert loss.taid.prev_loss is not None

@@ -126,7 +126,8 @@ class DistillationLoss(nn.Module):
         else:
             distil = parts["taid"] = self.taid(student.logits, soft, labels, step, total_steps)
             parts["taid_t"] = torch.tensor(self.taid.interpolation(step, total_steps))
-            self._record_taid(distil.detach())
+            if torch.is_grad_enabled():  # validation passes (no_grad) must not steer the adaptive t
+                self._record_taid(distil.detach())
         total = self.cfg.ce_weight * parts["ce"] + w_kl * distil
         hidden = self._hidden_terms(student, teacher, labels, encoder_mask)
         if hidden:
