@@ -163,8 +163,8 @@ class DistillationLoss(nn.Module):
             self._taid_sum, self._taid_count = self._taid_sum + value, self._taid_count + finite.float()
 
     def update(self, step: int, total_steps: int) -> None:
-        """Call once after each optimiser step (``step`` = steps done): feeds the mean finite TAID loss of
-        the forwards since the last call to the adaptive t. A no-op for the other modes."""
+        """Call once after each optimiser step (``step`` = steps done): feeds the mean finite TAID loss of the
+        gradient-enabled forwards since the last call to the adaptive t. A no-op for other modes."""
         if (
             isinstance(self.taid, AdaptiveTAID)
             and self._taid_sum is not None
