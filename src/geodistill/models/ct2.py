@@ -179,7 +179,7 @@ def whisper_dims(variables: dict[str, torch.Tensor], aliases: dict[str, str], so
     heads = {}
     for side in ("encoder", "decoder"):
         # Older converters did not store num_heads; every OpenAI Whisper uses 64-wide heads.
-        heads[side] = take.scalar(f"{side}/num_heads", default=d_model // HEAD_DIM)
+        heads[side] = take.scalar(f"{side}/num_heads", default=max(1, d_model // HEAD_DIM))
         if heads[side] <= 0 or d_model % heads[side]:
             raise ModelLoadError(
                 f"{source}: {side}/num_heads={heads[side]} does not divide d_model={d_model}"
