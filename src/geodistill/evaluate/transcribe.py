@@ -82,11 +82,10 @@ def load_model(model, device: str | torch.device = "auto") -> tuple:
     if isinstance(model, tuple | list):
         loaded, processor = model
         return loaded, processor, loaded.device
-    from geodistill.models import load_whisper, resolve_device
+    from geodistill.models import load_whisper
 
-    dev = resolve_device(device)
-    loaded, processor = load_whisper(model, device=dev)
-    return loaded.eval(), processor, dev
+    loaded, processor = load_whisper(str(model), device=str(device))
+    return loaded.eval(), processor, loaded.device
 
 
 def _read(path: str | Path) -> np.ndarray:

@@ -1,0 +1,251 @@
+"""``geodistill evaluate``: WER, CER, real-time factor and peak memory of a model on a data spec.
+
+Writes, when ``out`` is given:
+- ``eval.json``: every number plus what produced it (model, device, threads, batch, beam, versions, date);
+- ``eval.md``: the headline numbers as a small table;
+- ``utterances.jsonl``: one row per decoded utterance (reference, hypothesis, error counts, WER);
+- ``bad_samples.jsonl``: the utterances skipped, with the reason (written by the data layer's BadSamples).
+
+Compute time covers ``model.generate`` only (encoder + KV-cached decoding, device-synchronised). Audio
+decoding/resampling and log-Mel extraction are timed separately (``feature_seconds``) and are not in the
+RTF, so the RTF compares models rather than audio pipelines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import platform
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geodistill.data import BadSamples, Utterance, load_audio, load_spec
+from geodistill.errors import DataError
+from geodistill.evaluate.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
+from geodistill.evaluate.transcribe import SAMPLE_RATE, features, generate_ids, load_model
+from geodistill.evaluate.wer import wer_scores
+
+TIMING = (
+    "model.generate only (encoder + KV-cached decoding), device-synchronised; audio decoding and "
+    "log-Mel extraction excluded (feature_seconds)"
+)
+VERSIONED = ("geodistill", "torch", "transformers", "jiwer", "numpy", "soundfile", "soxr")
+
+
+@dataclass
+class Decoded:
+    """Transcripts of the usable utterances of a data set, with what it cost to make them."""
+
+    utterances: list[Utterance] = field(default_factory=list)  # decoded utterances, in input order
+    hypotheses: list[str] = field(default_factory=list)  # transcript of each, stripped
+    audio_seconds: list[float] = field(default_factory=list)  # length of each clip
+    compute: Timer = field(default_factory=Timer)  # time inside model.generate
+    feature: Timer = field(default_factory=Timer)  # time decoding audio and extracting log-Mel features
+    n_tokens: int = 0  # generated text tokens (special tokens and padding excluded)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Dropout off for decoding; a model that was training (the loop's student) is put back afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _read_batch(utts: Sequence[Utterance], bad: BadSamples) -> tuple[list[Utterance], list[np.ndarray]]:
+    """The clips of ``utts`` that decode; the others go to ``bad`` (which raises in strict mode)."""
+    kept, audios = [], []
+    for utt in utts:
+        try:
+            audio = load_audio(utt)
+        except DataError as e:
+            bad.add(utt, str(e))
+            continue
+        if audio.size == 0:
+            bad.add(utt, "empty audio")
+            continue
+        kept.append(utt)
+        audios.append(audio)
+    return kept, audios
+
+
+def decode(
+    model,
+    processor,
+    utts: Sequence[Utterance],
+    bad: BadSamples,
+    batch_size: int = 8,
+    language: str | None = None,
+    beam_size: int = 1,
+    max_new_tokens: int | None = None,
+) -> Decoded:
+    """Transcribe ``utts`` in batches of ``batch_size``, skipping (and recording) unreadable audio."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    special = set(processor.tokenizer.all_special_ids)
+    out = Decoded(compute=Timer(model.device), feature=Timer())
+    with eval_mode(model):
+        for start in range(0, len(utts), batch_size):
+            with out.feature:
+                kept, audios = _read_batch(utts[start : start + batch_size], bad)
+                if not kept:
+                    continue
+                feats = features(processor, audios)
+            with out.compute:
+                ids = generate_ids(model, feats, language, beam_size, max_new_tokens)
+            out.n_tokens += sum(int(t) not in special for t in ids.flatten())
+            texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
+            out.utterances += kept
+            out.hypotheses += [t.strip() for t in texts]
+            out.audio_seconds += [len(a) / SAMPLE_RATE for a in audios]
+    return out
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
+def _describe(spec, fallback: str) -> str:
+    return str(spec) if isinstance(spec, str | Path) else fallback
+
+
+def _cost(model, device: torch.device, decoded: Decoded, peak_mb: float) -> dict:
+    """Speed, memory and size numbers of one decoding run."""
+    audio_s, compute_s = sum(decoded.audio_seconds), decoded.compute.seconds
+    cuda = device.type == "cuda"
+    return {
+        "rtf": real_time_factor(compute_s, audio_s),
+        "audio_seconds": audio_s,
+        "compute_seconds": compute_s,
+        "feature_seconds": decoded.feature.seconds,
+        "timing": TIMING,
+        "tokens_per_second": decoded.n_tokens / compute_s if compute_s > 0 else 0.0,
+        "peak_memory_mb": peak_mb,
+        "peak_memory_kind": "torch.cuda.max_memory_allocated"
+        if cuda
+        else "process peak RSS (model included)",
+        "params": count_params(model),
+        "disk_mb": model_disk_mb(model),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def load_utterances(
+    data, bad: BadSamples, limit: int | None = None, require_text: bool = True
+) -> list[Utterance]:
+    """Utterances of a data spec (or a list of them), the first ``limit`` only when given."""
+    utts = load_spec(data, bad=bad, require_text=require_text) if isinstance(data, str | Path) else list(data)
+    return utts[:limit] if limit is not None else utts
+
+
+def evaluate(
+    model,
+    data,
+    out: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    language: str | None = None,
+    beam_size: int = 1,
+    strict: bool = False,
+    max_new_tokens: int | None = None,
+) -> dict:
+    """Score ``model`` (a spec or a loaded (model, processor)) on ``data`` (a spec or a list of Utterance).
+
+    Returns the eval.json dict (see the module docstring); writes the files under ``out`` when given.
+    Raises DataError when no utterance is usable (or at the first bad one with ``strict``).
+    """
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
+    loaded, processor, dev = load_model(model, device)
+    utts = load_utterances(data, bad, limit)
+    meter = MemoryMeter(torch.device(dev))
+    meter.start()
+    decoded = decode(loaded, processor, utts, bad, batch_size, language, beam_size, max_new_tokens)
+    peak_mb = meter.peak_mb()
+    if not decoded.utterances:
+        raise DataError(f"{_describe(data, 'data')}: no usable utterances ({bad.count} skipped)")
+    refs = [u.text or "" for u in decoded.utterances]
+    scores = wer_scores(refs, decoded.hypotheses, language=language or "en")
+    result = {
+        "model": _describe(model, type(loaded).__name__ + " (in memory)"),
+        "data": _describe(data, f"{len(utts)} utterances (in memory)"),
+        **{k: scores[k] for k in ("wer", "wer_raw", "cer", "n_ref_words")},
+        **_cost(loaded, torch.device(dev), decoded, peak_mb),
+        "n_utterances": len(decoded.utterances),
+        "n_skipped": bad.count,
+        "batch_size": batch_size,
+        "beam_size": beam_size,
+        "language": language,
+        "limit": limit,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+    if out_dir is not None:
+        _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"])
+    return result
+
+
+def _write_outputs(
+    out_dir: Path, result: dict, decoded: Decoded, refs: list[str], per_utt: list[dict]
+) -> None:
+    (out_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "eval.md").write_text(eval_markdown(result))
+    with open(out_dir / "utterances.jsonl", "w") as f:
+        for utt, ref, hyp, secs, row in zip(
+            decoded.utterances, refs, decoded.hypotheses, decoded.audio_seconds, per_utt, strict=True
+        ):
+            errors = {k: row[k] for k in ("substitutions", "deletions", "insertions", "hits")}
+            line = {
+                "id": utt.id,
+                "reference": ref,
+                "hypothesis": hyp,
+                "audio_seconds": secs,
+                "errors": errors,
+                "ref_words": row["ref_words"],
+                "wer": row["wer"],
+            }
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def eval_markdown(r: dict) -> str:
+    """The headline numbers of an eval.json dict as a Markdown table."""
+    rows = [
+        ("WER (normalised)", f"{100 * r['wer']:.2f} %"),
+        ("WER (raw)", f"{100 * r['wer_raw']:.2f} %"),
+        ("CER (normalised)", f"{100 * r['cer']:.2f} %"),
+        ("real-time factor", f"{r['rtf']:.4f}"),
+        ("tokens / s", f"{r['tokens_per_second']:.1f}"),
+        ("peak memory", f"{r['peak_memory_mb']:.0f} MB ({r['peak_memory_kind']})"),
+        ("parameters", f"{r['params'] / 1e6:.2f} M ({r['disk_mb']:.1f} MB {r['dtype']})"),
+        (
+            "utterances",
+            f"{r['n_utterances']} ({r['n_skipped']} skipped), {r['audio_seconds']:.1f} s of audio",
+        ),
+        ("compute", f"{r['compute_seconds']:.2f} s on {r['device']}, {r['threads']} threads"),
+        (
+            "decoding",
+            f"batch {r['batch_size']}, beam {r['beam_size']}, language {r['language'] or 'default'}",
+        ),
+    ]
+    lines = [f"# Evaluation of `{r['model']}` on `{r['data']}`", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    lines += ["", f"Timing: {r['timing']}.", f"Date: {r['date']}.", ""]
+    return "\n".join(lines)
