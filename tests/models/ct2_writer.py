@@ -34,7 +34,7 @@ def encode_model_bin(
     """Bytes of a CT2 model.bin holding ``variables`` (name -> array) and ``aliases``."""
     out = [struct.pack("<I", version), _string(spec), struct.pack("<I", 3), struct.pack("<I", len(variables))]
     for name, arr in variables.items():
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr, order="C")  # not ascontiguousarray: it turns 0-d scalars into 1-d
         out += [_string(name), struct.pack("<B", arr.ndim), struct.pack(f"<{arr.ndim}I", *arr.shape)]
         out += [
             struct.pack("<B", _CODES[arr.dtype]),

@@ -154,6 +154,15 @@ def test_every_variable_must_be_used_and_present(original):
         _mapped(original, lambda v: v.update({"decoder/activation": np.int8(1)}))
 
 
+def test_quantized_weights_are_refused(original):
+    variables = {k: torch.from_numpy(np.asarray(v)) for k, v in ct2_variables(original).items()}
+    variables["encoder/conv2/weight"] = variables["encoder/conv2/weight"].to(torch.int8)
+    with pytest.raises(
+        ModelLoadError, match="'encoder/conv2/weight' is stored as torch.int8 \\(a quantized model\\)"
+    ):
+        ct2.build_whisper(variables, TIED, "src")
+
+
 def test_heads_default_to_64_wide_when_not_stored():
     wide = make_tiny_whisper(d_model=128, layers=1, heads=4)
     variables = {k: torch.from_numpy(np.asarray(v)) for k, v in ct2_variables(wide).items()}

@@ -17,17 +17,21 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from geodistill.errors import ModelLoadError
 
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, WhisperForConditionalGeneration, WhisperTokenizer
+
 CT2_VERSION = 6  # the binary layout this reader understands
 SPEC_NAME = "WhisperSpec"
 GELU = 3  # CTranslate2's ActivationType.GELU, the only activation Whisper uses
 HEAD_DIM = 64  # every OpenAI Whisper size uses 64-wide attention heads (tiny 384/6, base 512/8, ...)
-MAX_NEW_TOKENS_TOTAL = 448  # Whisper's decoder context (max_target_positions)
+N_TEXT_CTX = 448  # Whisper's decoder context (max_target_positions), the generation length cap
 
 # dtype code -> numpy dtype; bfloat16 (5) has no numpy dtype and is read as raw uint16 then viewed.
 _DTYPES: dict[int, np.dtype] = {
@@ -38,7 +42,6 @@ _DTYPES: dict[int, np.dtype] = {
     4: np.dtype("<f2"),
     5: np.dtype("<u2"),
 }
-_FLOAT_CODES = (0, 4, 5)
 
 # Scalars CTranslate2 stores to describe the decoder; geodistill only converts the Whisper variant.
 _EXPECTED_FLAGS = {
@@ -153,8 +156,14 @@ class _Taker:
         target = self.aliases.get(name, name)
         if target not in self.variables:
             raise ModelLoadError(f"{self.source}: missing variable '{name}' in the CTranslate2 model")
+        tensor = self.variables[target]
+        if tensor.numel() > 1 and not tensor.is_floating_point():
+            raise ModelLoadError(
+                f"{self.source}: '{name}' is stored as {tensor.dtype} (a quantized model); only float32, "
+                "float16 and bfloat16 CTranslate2 models can be converted"
+            )
         self.used.add(target)
-        return self.variables[target]
+        return tensor
 
     def scalar(self, name: str, default: int | None = None) -> int | None:
         if name not in self.variables:
@@ -268,7 +277,9 @@ def ct2_state_dict(
     return sd
 
 
-def build_whisper(variables: dict[str, torch.Tensor], aliases: dict[str, str], source: str, **config_kwargs):
+def build_whisper(
+    variables: dict[str, torch.Tensor], aliases: dict[str, str], source: str, **config_kwargs
+) -> WhisperForConditionalGeneration:
     """A ``WhisperForConditionalGeneration`` holding exactly the CT2 weights (in their stored dtype).
 
     The model is built on the meta device so no random weights exist to be left behind: every
@@ -324,7 +335,7 @@ def english_normalizer_file() -> Path:
     return path
 
 
-def load_ct2_tokenizer(tokenizer_file: Path, work_dir: Path):
+def load_ct2_tokenizer(tokenizer_file: Path, work_dir: Path) -> WhisperTokenizer:
     """WhisperTokenizer from a CT2 ``tokenizer.json`` (first merge restored) with pad = <|endoftext|>.
 
     The repaired JSON is written into ``work_dir`` because the tokenizer loads from a file.
@@ -343,7 +354,7 @@ def load_ct2_tokenizer(tokenizer_file: Path, work_dir: Path):
     )
 
 
-def _token_ids(tokenizer, source: str) -> dict[str, int]:
+def _token_ids(tokenizer: WhisperTokenizer, source: str) -> dict[str, int]:
     vocab = tokenizer.get_vocab()
     names = {
         "sot": "<|startoftranscript|>",
@@ -359,7 +370,9 @@ def _token_ids(tokenizer, source: str) -> dict[str, int]:
     return {key: vocab[tok] for key, tok in names.items()}
 
 
-def build_generation_config(ct2_config: dict, tokenizer, vocab_size: int, source: str):
+def build_generation_config(
+    ct2_config: dict, tokenizer: WhisperTokenizer, vocab_size: int, source: str
+) -> GenerationConfig:
     """GenerationConfig from CT2's config.json (suppression lists, alignment heads, languages) plus the
     tokenizer's special tokens, matching what OpenAI's checkpoints on the HF hub carry."""
     from transformers import GenerationConfig
@@ -380,7 +393,7 @@ def build_generation_config(ct2_config: dict, tokenizer, vocab_size: int, source
         suppress_tokens=list(ct2_config["suppress_ids"]),
         begin_suppress_tokens=list(ct2_config["suppress_ids_begin"]),
         alignment_heads=[list(h) for h in ct2_config["alignment_heads"]],
-        max_length=MAX_NEW_TOKENS_TOTAL,
+        max_length=N_TEXT_CTX,
         max_initial_timestamp_index=50,
         return_timestamps=False,
         is_multilingual=multilingual,

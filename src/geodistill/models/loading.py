@@ -16,12 +16,18 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
 
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ct2 import convert_ct2
+
+if TYPE_CHECKING:
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    Loaded = tuple[WhisperForConditionalGeneration, WhisperProcessor]
 
 CONVERTER_REVISION = 1  # bump when convert_ct2's output changes so stale cache entries are not reused
 INSTALL_HINT = "pip install 'geodistill[models]'"
@@ -187,7 +193,7 @@ def _hub_unreachable() -> str | None:
     return None
 
 
-def _from_pretrained(where: str, dtype: torch.dtype, local_only: bool):
+def _from_pretrained(where: str, dtype: torch.dtype, local_only: bool) -> Loaded:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     model = WhisperForConditionalGeneration.from_pretrained(where, dtype=dtype, local_files_only=local_only)
@@ -195,7 +201,7 @@ def _from_pretrained(where: str, dtype: torch.dtype, local_only: bool):
     return model, processor
 
 
-def _load_hub(spec: str, dtype: torch.dtype):
+def _load_hub(spec: str, dtype: torch.dtype) -> Loaded:
     prefix = f"could not load '{spec}': not an embedded name ({', '.join(EMBEDDED)}), not a local folder, and"
     try:  # the HF cache first: works offline and costs no network round trip
         return _from_pretrained(spec, dtype, local_only=True)
@@ -210,7 +216,7 @@ def _load_hub(spec: str, dtype: torch.dtype):
     raise ModelLoadError(f"{prefix} the Hugging Face hub is unreachable or has no such model ({reason})")
 
 
-def load_whisper(spec: str, device: str = "cpu", dtype: torch.dtype | None = None):
+def load_whisper(spec: str, device: str = "cpu", dtype: torch.dtype | None = None) -> Loaded:
     """Load ``(WhisperForConditionalGeneration, WhisperProcessor)`` in eval mode on ``device``.
 
     ``spec``: an embedded name (``tiny.en``, ``base``; these win over same-named folders, write ``./base``
