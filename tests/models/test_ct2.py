@@ -216,3 +216,13 @@ def test_multilingual_generation_config(tmp_path, base_source):
     assert gen.no_timestamps_token_id == 50363 and gen.begin_suppress_tokens == [220, 50257]
     with pytest.raises(ModelLoadError, match="config.json lacks \\['lang_ids'\\]"):
         ct2.build_generation_config({k: v for k, v in config.items() if k != "lang_ids"}, tok, 51865, "base")
+
+
+def test_unwritable_cache_is_a_load_error(ct2_folder, tmp_path, monkeypatch):
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("GEODISTILL_CACHE", str(blocker))
+    with pytest.raises(
+        ModelLoadError, match=r"cannot write the converted 'ct2-tiny' to .*set GEODISTILL_CACHE"
+    ):
+        load_whisper(str(ct2_folder))

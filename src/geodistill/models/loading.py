@@ -120,8 +120,14 @@ def converted_dir(source: Ct2Source) -> Path:
     final = cache_dir() / "models" / f"{safe}-{_fingerprint(source)}"
     if (final / "config.json").is_file():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot write the converted '{source.name}' to {final.parent} ({exc.strerror or exc}); "
+            "set GEODISTILL_CACHE to a writable folder"
+        ) from exc
     try:
         convert_ct2(source.parts, source.config_file, source.tokenizer_file, tmp)
         try:
