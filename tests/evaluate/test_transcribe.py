@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import soundfile as sf
 
 from geodistill.evaluate.transcribe import features, generate_ids, is_multilingual, transcribe_batch
 
@@ -54,3 +55,46 @@ def test_multilingual_detected_from_vocabulary_when_config_is_silent(tiny_whispe
 def test_bad_beam_size(tiny_whisper, tiny_processor, feats):
     with pytest.raises(ValueError, match="beam_size"):
         transcribe_batch(tiny_whisper, tiny_processor, feats, beam_size=0)
+
+
+def test_transcribe_files_in_order(tiny_model_dir, tmp_path):
+    from geodistill.evaluate.transcribe import transcribe_files
+
+    for i, rate in enumerate((16000, 44100, 8000)):  # resampled to 16 kHz whatever the file's rate
+        n = int(1.5 * rate)
+        tone = 0.2 * np.sin(2 * np.pi * (300 + 100 * i) * np.arange(n) / rate)
+        sf.write(tmp_path / f"{i}.wav", tone.astype(np.float32), rate)
+    paths = [tmp_path / f"{i}.wav" for i in range(3)]
+    texts = transcribe_files(str(tiny_model_dir), paths, device="cpu", batch_size=2)
+    assert len(texts) == 3 and all(isinstance(x, str) for x in texts)
+    assert transcribe_files(str(tiny_model_dir), paths[2:], device="cpu") == texts[2:]
+
+
+@pytest.mark.parametrize("content", [b"", b"RIFF\x10\x00\x00\x00WAVEjunk" * 3, None])
+def test_transcribe_files_names_an_unreadable_file(tiny_model_dir, tmp_path, content):
+    from geodistill.errors import DataError
+    from geodistill.evaluate.transcribe import transcribe_files
+
+    path = tmp_path / "bad.wav"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match="bad.wav") as info:
+        transcribe_files(str(tiny_model_dir), [path], device="cpu")
+    assert "\n" not in str(info.value)
+
+
+def test_transcribe_files_refuses_audio_longer_than_the_window(tiny_model_dir, tmp_path):
+    from geodistill.errors import DataError
+    from geodistill.evaluate.transcribe import transcribe_files
+
+    sf.write(tmp_path / "long.wav", np.zeros(31 * 16000, dtype=np.float32), 16000)
+    with pytest.raises(DataError, match="long.wav: 31.0 s is longer than"):
+        transcribe_files(str(tiny_model_dir), [tmp_path / "long.wav"], device="cpu")
+
+
+def test_default_token_cap_is_half_the_decoder_context(tiny_whisper, feats):
+    from geodistill.evaluate.transcribe import default_max_new_tokens
+
+    assert default_max_new_tokens(tiny_whisper) == 224  # openai/whisper's sample_len for a 448-token context
+    tiny_whisper.config.max_target_positions = 12  # a random model never stops by itself: the cap must stop it
+    assert generate_ids(tiny_whisper, feats[:1]).shape[1] <= 6

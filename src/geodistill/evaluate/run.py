@@ -28,7 +28,13 @@ import torch
 from geodistill.data import BadSamples, Utterance, load_audio, load_spec
 from geodistill.errors import DataError
 from geodistill.evaluate.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
-from geodistill.evaluate.transcribe import SAMPLE_RATE, features, generate_ids, load_model
+from geodistill.evaluate.transcribe import (
+    SAMPLE_RATE,
+    default_max_new_tokens,
+    features,
+    generate_ids,
+    load_model,
+)
 from geodistill.evaluate.wer import wer_scores
 
 TIMING = (
@@ -193,6 +199,7 @@ def evaluate(
         "n_skipped": bad.count,
         "batch_size": batch_size,
         "beam_size": beam_size,
+        "max_new_tokens": max_new_tokens or default_max_new_tokens(loaded),
         "language": language,
         "limit": limit,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -29,6 +29,15 @@ def is_multilingual(model) -> bool:
     return bool(flag) if flag is not None else model.config.vocab_size > ENGLISH_ONLY_VOCAB
 
 
+def default_max_new_tokens(model) -> int:
+    """Half the decoder context (224 for Whisper), openai/whisper's ``sample_len``.
+
+    30 s of speech is ~100 tokens, so real transcripts fit; a looping (e.g. half-trained) model stops here
+    instead of at the full 448-token context, which halves the worst-case cost of an evaluation.
+    """
+    return model.config.max_target_positions // 2
+
+
 @torch.inference_mode()
 def generate_ids(
     model,
@@ -40,13 +49,19 @@ def generate_ids(
     """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, 3000), prompt excluded.
 
     ``language`` (e.g. "en") and task "transcribe" go to multilingual models only; English-only models
-    reject them. A multilingual model given no language detects it per utterance.
+    reject them. A multilingual model given no language detects it per utterance. ``max_new_tokens`` None
+    means ``default_max_new_tokens(model)``.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    kwargs: dict = {"num_beams": beam_size, "do_sample": False, "use_cache": True}
-    if max_new_tokens is not None:
-        kwargs["max_new_tokens"] = max_new_tokens
+    if max_new_tokens is None:
+        max_new_tokens = default_max_new_tokens(model)
+    kwargs: dict = {
+        "num_beams": beam_size,
+        "do_sample": False,
+        "use_cache": True,
+        "max_new_tokens": max_new_tokens,
+    }
     if is_multilingual(model):
         kwargs.update(task="transcribe", language=language)
     feats = input_features.to(device=model.device, dtype=model.dtype)
