@@ -1,0 +1,117 @@
+"""Batches: pad the unpadded samples, build teacher-forcing inputs and masked labels; seeded loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+IGNORE = -100  # label value cross-entropy ignores (torch.nn.CrossEntropyLoss default ignore_index)
+
+
+class WhisperCollator:
+    """samples -> batch; None samples (bad files) are dropped.
+
+    With P = len(prompt) and T_b = text tokens of sample b, L = P + max_b T_b:
+      decoder_input_ids (B, L) = prompt + text, right-padded with ``pad_id``;
+      labels            (B, L) = [-100] * (P - 1) + text + [eot], right-padded with -100;
+    so ``decoder_input_ids[:, i]`` predicts ``labels[:, i]``: the last prompt token predicts the first text
+    token, the last text token predicts eot, and the prompt itself is never a target.
+    Also "ids" (list[str], B), "input_features" (B, n_mels, 3000), "audio_seconds" (B,), and "audio"
+    (list of arrays) when the samples carry it.
+
+    A batch whose every sample was bad comes back empty: ``{"ids": [], ...}`` with zero-size tensors;
+    the training loop skips it (``if not batch["ids"]: continue``).
+    """
+
+    def __init__(self, prompt: Sequence[int], pad_id: int):
+        if not prompt:
+            raise ValueError("prompt must hold at least <|startoftranscript|>")
+        self.prompt = [int(t) for t in prompt]
+        self.pad_id = int(pad_id)
+
+    def __call__(self, samples: Sequence[dict | None]) -> dict:
+        samples = [s for s in samples if s is not None]
+        if not samples:
+            empty = torch.zeros(0, 0, dtype=torch.long)
+            return {
+                "ids": [],
+                "input_features": torch.zeros(0, 0, 0),
+                "decoder_input_ids": empty,
+                "labels": empty.clone(),
+                "audio_seconds": torch.zeros(0),
+            }
+        p = len(self.prompt)
+        length = p + max(len(s["labels"]) - 1 for s in samples)  # prompt + longest text (eot is only a label)
+        dec = torch.full((len(samples), length), self.pad_id, dtype=torch.long)
+        lab = torch.full((len(samples), length), IGNORE, dtype=torch.long)
+        for b, s in enumerate(samples):
+            text = list(s["labels"])  # text tokens + eot
+            dec[b, : p + len(text) - 1] = torch.tensor(self.prompt + text[:-1])
+            lab[b, p - 1 : p - 1 + len(text)] = torch.tensor(text)
+        batch = {
+            "ids": [s["id"] for s in samples],
+            "input_features": torch.stack([torch.as_tensor(s["input_features"]) for s in samples]),
+            "decoder_input_ids": dec,
+            "labels": lab,
+            "audio_seconds": torch.tensor([float(s["audio_seconds"]) for s in samples]),
+        }
+        if "audio" in samples[0]:
+            batch["audio"] = [s["audio"] for s in samples]
+        return batch
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Batches of similar duration (less padding work, steadier memory), in a seeded random order.
+
+    Indices are shuffled, cut into pools of ``batch_size * pool`` items, each pool sorted by length and cut
+    into batches; the batch order is shuffled again. Same seed -> same epochs.
+    """
+
+    def __init__(self, lengths: Sequence[float], batch_size: int, generator: torch.Generator, pool: int = 50):
+        self.lengths, self.batch_size, self.generator, self.pool = list(lengths), batch_size, generator, pool
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), size):
+            group = sorted(order[start : start + size], key=lambda i: -self.lengths[i])
+            batches += [group[j : j + self.batch_size] for j in range(0, len(group), self.batch_size)]
+        for k in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[k]
+
+    def __len__(self) -> int:
+        return sum(
+            -(-min(self.batch_size * self.pool, len(self.lengths) - s) // self.batch_size)
+            for s in range(0, len(self.lengths), self.batch_size * self.pool)
+        )
+
+
+def make_loader(
+    dataset: Dataset,
+    collator,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    group_by_length: bool = False,
+) -> DataLoader:
+    """A DataLoader whose order depends only on ``seed`` (its own generator; the global RNG is untouched).
+
+    ``group_by_length`` needs ``dataset.utts`` with durations (SpeechDataset from load_spec has them).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    common = dict(
+        collate_fn=collator,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=gen,
+        persistent_workers=False,
+    )
+    if group_by_length:
+        lengths = [u.duration or 0.0 for u in dataset.utts]
+        return DataLoader(dataset, batch_sampler=LengthGroupedBatches(lengths, batch_size, gen), **common)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)

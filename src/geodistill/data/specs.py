@@ -1,0 +1,297 @@
+"""Data specs: a folder, manifest or saved dataset named on the command line -> a list of Utterance.
+
+A spec is a path, optionally prefixed with its kind (``librispeech:``, ``manifest:``, ``hf:``,
+``audiofolder:``); without a prefix the kind is detected:
+
+- a ``.jsonl``/``.json`` or ``.csv``/``.tsv`` file: a NeMo-style manifest (audio_filepath, text, and
+  optional duration, offset, language, speaker, id); relative paths resolve against the manifest's folder;
+- a folder holding ``dataset_info.json``/``state.json``: a ``datasets`` dataset saved with save_to_disk;
+- a folder holding ``metadata.csv``/``metadata.jsonl`` (file_name + text): an audiofolder;
+- a folder with ``*.trans.txt`` files below it: LibriSpeech (speaker/chapter/speaker-chapter-utt.flac).
+
+Every listed item is checked cheaply (header + tail read, see ``audio.probe``) and its duration filtered
+to [min_duration, max_duration]; what fails goes to the BadSamples log with the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from geodistill.data.audio import hf_ref, open_hf_dataset, probe
+from geodistill.data.bad import BadSampleError, BadSamples
+from geodistill.errors import DataError
+
+KINDS = ("librispeech", "manifest", "hf", "audiofolder")
+AUDIO_EXTS = (".flac", ".wav", ".ogg", ".opus", ".mp3")  # searched in this order for LibriSpeech ids
+AUDIO_KEYS = ("audio_filepath", "file_name", "audio", "path", "audio_path")  # manifest / metadata columns
+TEXT_KEYS = ("text", "sentence", "transcription", "transcript", "normalized_text")
+SPEAKER_KEYS = ("speaker", "speaker_id", "client_id")
+LANGUAGE_KEYS = ("language", "lang", "locale")
+DURATION_SLACK = 0.05  # seconds a manifest's offset + duration may overshoot the file (rounding)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str  # unique within its spec, e.g. LibriSpeech "103-1240-0000"
+    audio: str  # an audio file path, or hf://<dataset dir>#<row> for audio stored inside a saved dataset
+    text: str  # transcript as the source writes it (case and punctuation kept)
+    speaker: str | None = None  # speaker id, used for speaker-disjoint splits
+    language: str | None = None  # ISO code such as "en", when the source says
+    offset: float = 0.0  # start of the segment in the file, seconds
+    duration: float | None = None  # segment length in seconds (set by load_spec for every kept item)
+
+
+def parse_spec(spec: str | Path) -> tuple[str, Path]:
+    """(kind, path) of a spec; raises DataError when the path is missing or its kind cannot be told."""
+    text = str(spec)
+    kind, sep, rest = text.partition(":")
+    if sep and kind in KINDS:
+        path = Path(rest).expanduser()
+    else:
+        kind, path = "", Path(text).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: data spec not found")
+    return kind or detect_kind(path), path
+
+
+def detect_kind(path: Path) -> str:
+    if path.is_file():
+        if path.suffix.lower() in (".jsonl", ".json", ".ndjson", ".csv", ".tsv"):
+            return "manifest"
+        raise DataError(
+            f"{path}: not a manifest (.jsonl/.csv) nor a folder; cannot tell the data spec's kind"
+        )
+    if any((path / n).is_file() for n in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        return "hf"
+    if any((path / n).is_file() for n in ("metadata.csv", "metadata.jsonl")):
+        return "audiofolder"
+    for _, _, files in os.walk(path):
+        if any(f.endswith(".trans.txt") for f in files):
+            return "librispeech"
+    raise DataError(
+        f"{path}: no *.trans.txt (LibriSpeech), metadata.csv/jsonl (audiofolder) or saved dataset found; "
+        "pass kind:path or a .jsonl/.csv manifest"
+    )
+
+
+def _pick(row: dict, keys: tuple[str, ...]):
+    return next((row[k] for k in keys if k in row and row[k] not in (None, "")), None)
+
+
+def _decode_line(raw: bytes, where: str, bad: BadSamples) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad.add(where, f"line is not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})")
+        return None
+
+
+def _files_by_stem(files: list[str]) -> dict[str, str]:
+    """stem -> file name; a known audio extension wins over others (so x.flac beats x.txt or x.m4a)."""
+    rank = {ext: i for i, ext in enumerate(AUDIO_EXTS)}
+    best: dict[str, str] = {}
+    for f in sorted(files):
+        stem, ext = os.path.splitext(f)
+        if f.endswith(".trans.txt") or stem.startswith("."):
+            continue
+        if stem not in best or rank.get(ext, len(rank)) < rank.get(
+            os.path.splitext(best[stem])[1], len(rank)
+        ):
+            best[stem] = f
+    return best
+
+
+def read_librispeech(root: Path, bad: BadSamples) -> list[Utterance]:
+    """speaker/chapter/speaker-chapter-utt.flac + speaker-chapter.trans.txt ("ID TEXT" lines), via os.walk."""
+    utts, listed = [], set()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        audio = _files_by_stem(files)
+        rel = Path(folder).relative_to(root).parts
+        for name in sorted(f for f in files if f.endswith(".trans.txt")):
+            trans = Path(folder) / name
+            for n, raw in enumerate(trans.read_bytes().splitlines(), 1):
+                line = _decode_line(raw, f"{trans}:{n}", bad)
+                if line is None or not line.strip():
+                    continue
+                uid, _, text = line.strip().partition(" ")
+                listed.add(uid)
+                speaker = rel[-2] if len(rel) >= 2 else uid.split("-")[0]
+                path = Path(folder) / audio.get(uid, uid + AUDIO_EXTS[0])
+                utts.append(Utterance(id=uid, audio=str(path), text=text.strip(), speaker=speaker))
+        for stem in sorted(set(audio) - listed):
+            if audio[stem].endswith(AUDIO_EXTS) and any(f.endswith(".trans.txt") for f in files):
+                bad.add(Path(folder) / audio[stem], "audio file has no line in the folder's *.trans.txt")
+    return utts
+
+
+def _row_utterance(row: dict, base: Path, where: str, bad: BadSamples) -> Utterance | None:
+    """One manifest/metadata row -> Utterance (None, with the reason logged, when a field is unusable)."""
+    audio = _pick(row, AUDIO_KEYS)
+    if audio is None:
+        bad.add(where, f"no audio path (one of {', '.join(AUDIO_KEYS)})")
+        return None
+    path = Path(str(audio)).expanduser()
+    path = path if path.is_absolute() else base / path
+    try:
+        offset = float(row.get("offset") or 0.0)
+        duration = float(row["duration"]) if row.get("duration") not in (None, "") else None
+    except (TypeError, ValueError):
+        bad.add(where, f"offset/duration is not a number ({row.get('offset')!r}, {row.get('duration')!r})")
+        return None
+    rel = os.path.relpath(path, base) if not os.path.isabs(str(audio)) else path.name
+    uid = row.get("id") or row.get("utt_id") or os.path.splitext(rel)[0].replace(os.sep, "-")
+    if offset and not (row.get("id") or row.get("utt_id")):
+        uid = f"{uid}-{offset:.2f}"
+    speaker, language = _pick(row, SPEAKER_KEYS), _pick(row, LANGUAGE_KEYS)
+    return Utterance(
+        id=str(uid),
+        audio=str(path),
+        text=str(_pick(row, TEXT_KEYS) or "").strip(),
+        speaker=None if speaker is None else str(speaker),
+        language=None if language is None else str(language),
+        offset=offset,
+        duration=duration,
+    )
+
+
+def _has_surrogates(value) -> bool:
+    return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def read_manifest(path: Path, bad: BadSamples, base: Path | None = None) -> list[Utterance]:
+    """JSONL (one object a line) or CSV/TSV with a header row; paths relative to ``base`` (its folder)."""
+    base = base or path.parent
+    utts = []
+    if path.suffix.lower() in (".csv", ".tsv"):
+        # surrogateescape keeps going past bad bytes; the rows that hold them are reported, not the file.
+        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+        reader = csv.DictReader(
+            io.StringIO(text, newline=""), delimiter="\t" if path.suffix == ".tsv" else ","
+        )
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if any(_has_surrogates(v) or _has_surrogates(k) for k, v in row.items()):
+                bad.add(where, "line is not valid UTF-8")
+            elif (utt := _row_utterance(row, base, where, bad)) is not None:
+                utts.append(utt)
+        return utts
+    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+        line = _decode_line(raw.lstrip(b"\xef\xbb\xbf") if n == 1 else raw, f"{path}:{n}", bad)
+        if line is None or not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            bad.add(f"{path}:{n}", f"not valid JSON ({e.msg})")
+            continue
+        if not isinstance(row, dict):
+            bad.add(f"{path}:{n}", "not a JSON object")
+        elif (utt := _row_utterance(row, base, f"{path}:{n}", bad)) is not None:
+            utts.append(utt)
+    return utts
+
+
+def read_audiofolder(folder: Path, bad: BadSamples) -> list[Utterance]:
+    for name in ("metadata.jsonl", "metadata.csv"):
+        if (folder / name).is_file():
+            return read_manifest(folder / name, bad, base=folder)
+    raise DataError(f"{folder}: audiofolder without metadata.jsonl or metadata.csv")
+
+
+def read_hf(folder: Path, bad: BadSamples) -> list[Utterance]:
+    """A dataset saved with ``save_to_disk``: audio column + text/sentence/transcription column."""
+    try:
+        ds, audio_col = open_hf_dataset(str(folder.resolve()))
+    except BadSampleError as e:
+        raise DataError(str(e)) from None
+    text_col = next((k for k in TEXT_KEYS if k in ds.column_names), None)
+    if text_col is None:
+        raise DataError(
+            f"{folder}: no text column (one of {', '.join(TEXT_KEYS)}; has {', '.join(ds.column_names)})"
+        )
+    extra = [k for k in ("id", *SPEAKER_KEYS, *LANGUAGE_KEYS) if k in ds.column_names]
+    meta = ds.select_columns([text_col, *extra])
+    utts = []
+    for i, row in enumerate(meta):
+        speaker, language = _pick(row, SPEAKER_KEYS), _pick(row, LANGUAGE_KEYS)
+        utts.append(
+            Utterance(
+                id=str(row.get("id") or f"{folder.name}-{i:06d}"),
+                audio=hf_ref(folder, i),
+                text=str(row[text_col] or "").strip(),
+                speaker=None if speaker is None else str(speaker),
+                language=None if language is None else str(language),
+            )
+        )
+    return utts
+
+
+READERS = {
+    "librispeech": read_librispeech,
+    "manifest": read_manifest,
+    "hf": read_hf,
+    "audiofolder": read_audiofolder,
+}
+
+
+def _checked(utt: Utterance, bad: BadSamples, lo: float, hi: float, lengths: dict, require_text: bool):
+    """The utterance with its duration set, or None (reason logged) when it is unusable or out of range."""
+    if require_text and not utt.text:
+        bad.add(utt, "empty transcript")
+        return None
+    try:
+        if utt.audio not in lengths:
+            lengths[utt.audio] = probe(utt.audio)
+    except BadSampleError as e:
+        bad.add(e.item, e.reason)
+        return None
+    total = lengths[utt.audio]
+    if utt.duration is not None and utt.offset + utt.duration > total + DURATION_SLACK:
+        bad.add(
+            utt,
+            f"segment ends at {utt.offset + utt.duration:.2f} s, past the end of the file ({total:.2f} s)",
+        )
+        return None
+    duration = utt.duration if utt.duration is not None else total - utt.offset
+    if duration <= 0:
+        bad.add(utt, f"offset {utt.offset:g} s is past the end of the file ({total:.2f} s)")
+    elif duration < lo:
+        bad.add(utt, f"too short ({duration:.2f} s < min_duration {lo:g} s)")
+    elif duration > hi:
+        bad.add(utt, f"too long ({duration:.2f} s > max_duration {hi:g} s)")
+    else:
+        return replace(utt, duration=duration)
+    return None
+
+
+def load_spec(
+    spec: str | Path,
+    bad: BadSamples | None = None,
+    min_duration: float = 1.0,
+    max_duration: float = 30.0,
+    require_text: bool = True,
+) -> list[Utterance]:
+    """Every usable utterance of ``spec``, in source order, each with ``duration`` set.
+
+    Unusable items (missing/empty/corrupt/unsupported audio, empty transcript, non-UTF-8 line, duplicate id,
+    duration outside [min_duration, max_duration]) go to ``bad`` with the reason; with ``bad.strict`` the
+    first one raises. ``require_text=False`` keeps utterances without a transcript (for pseudo-labelling).
+    """
+    kind, path = parse_spec(spec)
+    bad = bad if bad is not None else BadSamples()
+    kept, seen, lengths = [], {}, {}
+    for utt in READERS[kind](path, bad):
+        if utt.id in seen:
+            bad.add(utt, f"duplicate id {utt.id!r} (first used by {seen[utt.id]})")
+            continue
+        seen[utt.id] = utt.audio
+        checked = _checked(utt, bad, min_duration, max_duration, lengths, require_text)
+        if checked is not None:
+            kept.append(checked)
+    return kept
