@@ -152,6 +152,7 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None) -> Run:
     log.info("student: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}",
              100 * trainable / max(total, 1))
     bad = BadSamples(run_dir / "bad_samples.jsonl", strict=cfg.data.strict)
+    (run_dir / "bad_samples.jsonl").touch()  # present (possibly empty) in every run folder
     train_set, val, prompt = build_data(cfg, processor, student, bad)
     pad = processor.tokenizer.pad_token_id
     return Run(cfg=cfg, run_dir=run_dir, device=device,
