@@ -9,7 +9,12 @@ import pytest
 from geodistill.data import SpeechDataset, WhisperCollator, load_spec, prompt_ids
 from geodistill.models import load_whisper
 from tests.conftest import make_tiny_whisper
-from tests.train.conftest import make_config, tiny_data, tiny_teacher_dir, write_manifest  # noqa: F401
+from tests.train import conftest as train_fixtures
+
+# The training tests' tiny teacher, manifests and config writer, shared so both build the same runs.
+make_config = train_fixtures.make_config
+tiny_data = train_fixtures.tiny_data
+tiny_teacher_dir = train_fixtures.tiny_teacher_dir
 
 
 def save_tiny_teacher(folder: Path, processor, seed: int) -> Path:
@@ -34,4 +39,7 @@ def collated_batches(teacher, manifest: Path, batch_size: int, normalise_text: b
     model, processor = teacher
     ds = SpeechDataset(load_spec(manifest), processor, normalise_text=normalise_text)
     collate = WhisperCollator(prompt_ids(processor, model), processor.tokenizer.pad_token_id)
-    return [collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))]) for i in range(0, len(ds), batch_size)]
+    return [
+        collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
+        for i in range(0, len(ds), batch_size)
+    ]

@@ -26,8 +26,17 @@ TOP_K = 16
 def full_cache(tmp_path_factory, tiny_teacher_dir, tiny_data):
     """fp32, full logits + top-k, 3 utterances a shard (8 utterances: 3 shards, the last one short)."""
     out = tmp_path_factory.mktemp("caches") / "full"
-    return build_cache(str(tiny_teacher_dir), str(tiny_data[0]), out, top_k=TOP_K, full_logits=True,
-                       batch_size=2, shard_size=3, dtype="float32", device="cpu")
+    return build_cache(
+        str(tiny_teacher_dir),
+        str(tiny_data[0]),
+        out,
+        top_k=TOP_K,
+        full_logits=True,
+        batch_size=2,
+        shard_size=3,
+        dtype="float32",
+        device="cpu",
+    )
 
 
 def counting_teacher(folder, fail_at: int | None = None) -> tuple[tuple, list[int]]:
@@ -68,9 +77,11 @@ def test_cached_outputs_equal_a_direct_teacher_forward(full_cache, teacher, tiny
 
 
 def test_fp16_cache_keeps_the_probable_tokens_precise_and_the_index_records_the_settings(
-        tmp_path, teacher, tiny_teacher_dir, tiny_data):
-    out = build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c16", top_k=8, batch_size=4,
-                      device="cpu")
+    tmp_path, teacher, tiny_teacher_dir, tiny_data
+):
+    out = build_cache(
+        str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c16", top_k=8, batch_size=4, device="cpu"
+    )
     batch = collated_batches(teacher, tiny_data[0], batch_size=8)[0]
     online, got = OnlineTeacher(teacher[0])(batch), CachedTeacher(out)(batch)
     keep = batch["labels"] != -100
@@ -88,7 +99,9 @@ def test_fp16_cache_keeps_the_probable_tokens_precise_and_the_index_records_the_
     assert index["language"] is None and index["normalise_text"] is False
     assert {"torch", "transformers", "safetensors"} <= set(index["versions"])
     # A second identical build is a no-op that returns the same folder.
-    assert build_cache(str(tiny_teacher_dir), str(tiny_data[0]), out, top_k=8, batch_size=4, device="cpu") == out
+    assert (
+        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), out, top_k=8, batch_size=4, device="cpu") == out
+    )
 
 
 def test_training_from_a_full_vocab_cache_gives_the_online_losses(make_config, full_cache):
@@ -116,10 +129,18 @@ def test_topk_loss_from_the_cache_equals_the_topk_loss_of_the_online_logits(full
     online = OnlineTeacher(teacher[0])(batch)
     got = CachedTeacher(full_cache)(batch)
     values, indices = online.logits.topk(TOP_K, dim=-1)
-    live = TeacherOut(topk_values=values, topk_indices=indices, logsumexp=online.logits.logsumexp(-1),
-                      decoder_hidden=online.decoder_hidden)
-    from_cache = TeacherOut(topk_values=got.topk_values, topk_indices=got.topk_indices, logsumexp=got.logsumexp,
-                            decoder_hidden=got.decoder_hidden)
+    live = TeacherOut(
+        topk_values=values,
+        topk_indices=indices,
+        logsumexp=online.logits.logsumexp(-1),
+        decoder_hidden=online.decoder_hidden,
+    )
+    from_cache = TeacherOut(
+        topk_values=got.topk_values,
+        topk_indices=got.topk_indices,
+        logsumexp=got.logsumexp,
+        decoder_hidden=got.decoder_hidden,
+    )
     loss = DistillationLoss(LossConfig(kl_warmup_steps=0, hidden_loss="none"))
     torch.manual_seed(0)
     student = StudentOut(logits=torch.randn_like(online.logits))
@@ -135,8 +156,9 @@ def test_a_cache_for_another_teacher_is_refused(full_cache, tiny_teacher_dir, ot
     with pytest.raises(GeodistillError, match="teacher is .* in the cache but .*other_teacher"):
         CachedTeacher(full_cache, expect={"teacher": str(other_teacher_dir)})
     with pytest.raises(GeodistillError, match="teacher_fingerprint"):  # nor is it overwritten
-        build_cache(other, str(tiny_data[0]), full_cache, top_k=TOP_K, full_logits=True, shard_size=3,
-                    dtype="float32")
+        build_cache(
+            other, str(tiny_data[0]), full_cache, top_k=TOP_K, full_logits=True, shard_size=3, dtype="float32"
+        )
     own = load_whisper(str(tiny_teacher_dir))[0]
     same = {"teacher": "./elsewhere", "teacher_fingerprint": teacher_fingerprint(own)}
     assert len(CachedTeacher(full_cache, expect=same)) == 8  # same weights by another path: accepted
@@ -147,8 +169,15 @@ def test_a_cache_for_other_data_is_refused(full_cache, tiny_teacher_dir, tiny_da
     with pytest.raises(GeodistillError, match=r"data is .*trmanifest.jsonl.* in the cache but .*vamanifest"):
         CachedTeacher(full_cache, expect={"data": str(val_manifest)})
     with pytest.raises(GeodistillError, match="data_fingerprint"):
-        build_cache(str(tiny_teacher_dir), str(val_manifest), full_cache, top_k=TOP_K, full_logits=True,
-                    shard_size=3, dtype="float32")
+        build_cache(
+            str(tiny_teacher_dir),
+            str(val_manifest),
+            full_cache,
+            top_k=TOP_K,
+            full_logits=True,
+            shard_size=3,
+            dtype="float32",
+        )
     batch = collated_batches(teacher, val_manifest, batch_size=2)[0]
     with pytest.raises(GeodistillError, match="utterance 'va0' is not in the teacher cache"):
         CachedTeacher(full_cache)(batch)
@@ -162,8 +191,16 @@ def test_a_cache_for_other_label_settings_is_refused(full_cache, tiny_teacher_di
     with pytest.raises(GeodistillError, match=r"prompt is \[50257, 50362\] in the cache"):
         CachedTeacher(full_cache, expect={"prompt": [50257, 50363]})
     with pytest.raises(GeodistillError, match="normalise_text"):
-        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), full_cache, top_k=TOP_K, full_logits=True,
-                    shard_size=3, dtype="float32", normalise_text=True)
+        build_cache(
+            str(tiny_teacher_dir),
+            str(tiny_data[0]),
+            full_cache,
+            top_k=TOP_K,
+            full_logits=True,
+            shard_size=3,
+            dtype="float32",
+            normalise_text=True,
+        )
     # Labels that changed behind the settings' back (lower-cased text) are caught batch by batch.
     lowered = collated_batches(teacher, tiny_data[0], batch_size=2, normalise_text=True)[0]
     with pytest.raises(GeodistillError, match="utterance 'tr0': the batch's label tokens differ"):
@@ -206,9 +243,12 @@ def test_an_interrupted_build_resumes_keeping_finished_shards(tmp_path, tiny_tea
     online, got = OnlineTeacher(resumed[0])(batch), CachedTeacher(out)(batch)
     keep = batch["labels"] != -100
     # fp16 log-probs near log(1/V) = -10.9 (a random teacher is nearly uniform) keep about 4e-3.
-    torch.testing.assert_close(online.logits.gather(-1, got.topk_indices)[keep], got.topk_values[keep],
-                               atol=1e-2, rtol=0)
-    torch.testing.assert_close(got.topk_values[keep], online.logits.topk(4, dim=-1).values[keep], atol=1e-2, rtol=0)
+    torch.testing.assert_close(
+        online.logits.gather(-1, got.topk_indices)[keep], got.topk_values[keep], atol=1e-2, rtol=0
+    )
+    torch.testing.assert_close(
+        got.topk_values[keep], online.logits.topk(4, dim=-1).values[keep], atol=1e-2, rtol=0
+    )
 
 
 def test_a_corrupt_shard_of_a_partial_build_is_recomputed(tmp_path, tiny_teacher_dir, tiny_data):
@@ -239,10 +279,18 @@ def test_bad_arguments_and_foreign_folders_are_refused(tmp_path, tiny_teacher_di
 
 
 def test_pooled_encoder_states_are_stored_at_the_pooled_rate(tmp_path, tiny_teacher_dir, tiny_data, teacher):
-    out = build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "pooled", top_k=4, encoder_pool=3,
-                      dtype="float32")
+    out = build_cache(
+        str(tiny_teacher_dir),
+        str(tiny_data[0]),
+        tmp_path / "pooled",
+        top_k=4,
+        encoder_pool=3,
+        dtype="float32",
+    )
     reader = CachedTeacher(out)
     batch = collated_batches(teacher, tiny_data[0], batch_size=2)[0]
     got, online = reader(batch), OnlineTeacher(teacher[0])(batch)
     assert reader.encoder_pool == 3 and got.encoder_hidden.shape == (2, 500, 32)
-    torch.testing.assert_close(got.encoder_hidden[:, 0], online.encoder_hidden[:, :3].mean(1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        got.encoder_hidden[:, 0], online.encoder_hidden[:, :3].mean(1), atol=1e-6, rtol=0
+    )
