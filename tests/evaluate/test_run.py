@@ -96,3 +96,21 @@ def test_nothing_usable_is_an_error(tiny_model_dir, tmp_path):
     )
     with pytest.raises(DataError, match="no usable utterances"):
         evaluate(str(tiny_model_dir), str(tmp_path / "m.jsonl"), device="cpu", max_new_tokens=2)
+
+
+def test_clip_longer_than_the_window_is_skipped_not_truncated(tiny_whisper, tiny_processor, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from geodistill.data import Utterance
+
+    sf.write(tmp_path / "long.wav", np.zeros(31 * 16000, dtype=np.float32), 16000)
+    sf.write(tmp_path / "short.wav", 0.1 * np.ones(16000, dtype=np.float32), 16000)
+    utts = [
+        Utterance("long", str(tmp_path / "long.wav"), "a"),
+        Utterance("short", str(tmp_path / "short.wav"), "b"),
+    ]
+    r = evaluate((tiny_whisper, tiny_processor), utts, out=tmp_path / "o", max_new_tokens=2)
+    assert r["n_utterances"] == 1 and r["n_skipped"] == 1
+    bad = json.loads((tmp_path / "o" / "bad_samples.jsonl").read_text())
+    assert bad["item"].endswith("long.wav") and "longer than Whisper's 30 s window" in bad["reason"]

@@ -96,5 +96,7 @@ def test_default_token_cap_is_half_the_decoder_context(tiny_whisper, feats):
     from geodistill.evaluate.transcribe import default_max_new_tokens
 
     assert default_max_new_tokens(tiny_whisper) == 224  # openai/whisper's sample_len for a 448-token context
-    tiny_whisper.config.max_target_positions = 12  # a random model never stops by itself: the cap must stop it
+    tiny_whisper.config.max_target_positions = (
+        12  # a random model never stops by itself: the cap must stop it
+    )
     assert generate_ids(tiny_whisper, feats[:1]).shape[1] <= 6

@@ -29,6 +29,7 @@ from geodistill.data import BadSamples, Utterance, load_audio, load_spec
 from geodistill.errors import DataError
 from geodistill.evaluate.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
 from geodistill.evaluate.transcribe import (
+    CHUNK_SECONDS,
     SAMPLE_RATE,
     default_max_new_tokens,
     features,
@@ -74,10 +75,15 @@ def _read_batch(utts: Sequence[Utterance], bad: BadSamples) -> tuple[list[Uttera
         try:
             audio = load_audio(utt)
         except DataError as e:
-            bad.add(utt, str(e))
+            bad.add(utt, getattr(e, "reason", str(e)))  # BadSampleError's message already names the file
             continue
         if audio.size == 0:
             bad.add(utt, "empty audio")
+            continue
+        if audio.size > CHUNK_SECONDS * SAMPLE_RATE:  # the feature extractor would silently cut it at 30 s
+            bad.add(
+                utt, f"{audio.size / SAMPLE_RATE:.1f} s is longer than Whisper's {CHUNK_SECONDS} s window"
+            )
             continue
         kept.append(utt)
         audios.append(audio)
@@ -97,7 +103,7 @@ def decode(
     """Transcribe ``utts`` in batches of ``batch_size``, skipping (and recording) unreadable audio."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    special = set(processor.tokenizer.all_special_ids)
+    special = torch.tensor(processor.tokenizer.all_special_ids)
     out = Decoded(compute=Timer(model.device), feature=Timer())
     with eval_mode(model):
         for start in range(0, len(utts), batch_size):
@@ -108,7 +114,7 @@ def decode(
                 feats = features(processor, audios)
             with out.compute:
                 ids = generate_ids(model, feats, language, beam_size, max_new_tokens)
-            out.n_tokens += sum(int(t) not in special for t in ids.flatten())
+            out.n_tokens += int((~torch.isin(ids, special.to(ids.device))).sum())
             texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
             out.utterances += kept
             out.hypotheses += [t.strip() for t in texts]
