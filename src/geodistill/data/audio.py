@@ -81,13 +81,25 @@ def _source(ref: str | Path) -> tuple[str | io.BytesIO, int]:
     return ref, size
 
 
+def _message(err: Exception) -> str:
+    return (getattr(err, "error_string", None) or str(err).split(": ", 1)[-1]).strip()
+
+
+def _open(ref: str, src: str | io.BytesIO) -> sf.SoundFile:
+    """Open for reading; a format soundfile cannot read becomes a BadSampleError saying which."""
+    try:
+        return sf.SoundFile(src)
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise BadSampleError(ref, _open_reason(ref, e)) from None
+
+
 def _open_reason(ref: str, err: Exception) -> str:
-    msg = getattr(err, "error_string", None) or str(err).split(": ", 1)[-1]
+    msg = _message(err)
     ext = Path(ref.split("#")[0]).suffix.lower().lstrip(".")
     known = {"wav", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "au", "caf", "w64", "rf64"}
     if ext and ext not in known and ext.upper() not in sf.available_formats():
         return f"unsupported audio format '.{ext}' (soundfile reads wav, flac, ogg, mp3, ...)"
-    return f"cannot decode audio ({msg.strip()})"
+    return f"cannot decode audio ({msg})"
 
 
 def _wav_shortfall(head: bytes, size: int) -> str | None:
@@ -123,16 +135,14 @@ def probe(ref: str | Path) -> float:
     reason = _wav_shortfall(_read_head(src), size)
     if reason:
         raise BadSampleError(ref, reason)
-    try:
-        with sf.SoundFile(src) as f:
-            frames, rate = f.frames, f.samplerate
+    with _open(ref, src) as f:
+        frames, rate = f.frames, f.samplerate
+        try:
             if frames > 0:
                 f.seek(max(0, frames - TAIL_FRAMES))
                 f.read(TAIL_FRAMES, dtype="float32")
-    except sf.LibsndfileError as e:
-        raise BadSampleError(ref, _open_reason(ref, e)) from None
-    except (RuntimeError, OSError, ValueError) as e:
-        raise BadSampleError(ref, f"truncated or corrupt audio ({e})") from None
+        except (RuntimeError, OSError, ValueError) as e:
+            raise BadSampleError(ref, f"truncated or corrupt audio ({_message(e)})") from None
     return frames / rate
 
 
@@ -141,14 +151,10 @@ def _decode(ref: str, offset: float, duration: float | None) -> tuple[np.ndarray
     reason = _wav_shortfall(_read_head(src), size)
     if reason:
         raise BadSampleError(ref, reason)
-    try:
-        f = sf.SoundFile(src)
-    except sf.LibsndfileError as e:
-        raise BadSampleError(ref, _open_reason(ref, e)) from None
-    with f:
+    with _open(ref, src) as f:
         rate = f.samplerate
         start = int(round(offset * rate))
-        if start >= f.frames > 0 or (f.frames == 0 and start > 0):
+        if start and start >= f.frames:
             raise BadSampleError(ref, f"offset {offset:g} s is past the end ({f.frames / rate:.2f} s)")
         n = -1 if duration is None else int(round(duration * rate))
         try:
@@ -156,7 +162,7 @@ def _decode(ref: str, offset: float, duration: float | None) -> tuple[np.ndarray
                 f.seek(start)
             x = f.read(n, dtype="float32", always_2d=True)
         except (RuntimeError, OSError, ValueError) as e:
-            raise BadSampleError(ref, f"truncated or corrupt audio ({e})") from None
+            raise BadSampleError(ref, f"truncated or corrupt audio ({_message(e)})") from None
     return x, rate
 
 

@@ -29,7 +29,7 @@ def item_name(item) -> str:
         return str(item)
     offset, duration = getattr(item, "offset", 0.0), getattr(item, "duration", None)
     if offset:
-        end = f"{offset + duration:.2f}" if duration is not None else "end"
+        end = f"{offset + duration:.2f}s" if duration is not None else "end"
         return f"{audio}[{offset:.2f}s-{end}]"
     return str(audio)
 
