@@ -1,0 +1,221 @@
+"""Latent-space views: teacher vs student hidden states in joint PCA / t-SNE / UMAP maps, and the
+per-position geodesic distance before and after training.
+
+Teacher and student points of one panel are embedded together (one fit on the stacked rows), so their
+relative positions mean something; pairs (same utterance and position) are joined with a line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from geodistill.config import Config
+from geodistill.models import load_whisper
+from geodistill.report.plots import MapPanel, distance_histograms, latent_map
+from geodistill.report.runinfo import RunInfo
+from geodistill.report.states import (
+    SIDES,
+    SideStates,
+    collect_states,
+    geodesic_distances,
+    initial_projectors,
+    load_projectors,
+    make_batches,
+    report_utterances,
+)
+
+log = logging.getLogger("geodistill")
+
+METHODS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}  # file stem -> title
+MAX_MAP_PAIRS = 1000  # per-token pairs drawn per panel (evenly spaced subset): t-SNE/UMAP cost and legibility
+MIN_POINTS = 5  # fewer joint points than this: t-SNE/UMAP have no neighbourhoods to speak of
+
+
+@dataclass(frozen=True)
+class SidePlan:
+    """How one side's student states reach the teacher's space, before and after training."""
+
+    after: nn.Module | None  # the trained projector (None: widths match, states only normalised)
+    before: nn.Module | None  # the projector as training started (identity / untrained / None)
+    note: str  # one sentence for the caption
+
+
+def plan_sides(cfg: Config, trained: nn.ModuleDict, d_student: int, d_teacher: int) -> tuple[dict, list[str]]:
+    """{side: SidePlan} for the sides that can be compared, and notes on those that cannot."""
+    initial = initial_projectors(trained, d_student, cfg.train.seed)
+    plans, notes = {}, []
+    for side in SIDES:
+        if side in trained:
+            start = "identity" if d_student == d_teacher else "untrained (random init, train.seed)"
+            note = (
+                f"{side}: student states pass through the run's trained projector (projector.safetensors, "
+                f"Linear {d_student}->{d_teacher} + L2 norm) into the teacher's space; before training "
+                f"the projector is {start}"
+            )
+            plans[side] = SidePlan(trained[side], initial[side], note)
+        elif d_student == d_teacher:
+            plans[side] = SidePlan(
+                None,
+                None,
+                f"{side}: no {side} projector was trained (loss.hidden_on="
+                f"{cfg.loss.hidden_on}): raw student states, L2-normalised",
+            )
+        else:
+            notes.append(
+                f"{side}: student width {d_student} differs from the teacher's {d_teacher} and no "
+                f"{side} projector was trained, so its states cannot be compared"
+            )
+    return plans, notes
+
+
+def embed_pairs(method: str, teacher: np.ndarray, student: np.ndarray, seed: int = 0):
+    """One joint 2-D embedding of teacher (N, D) and student (N, D) rows -> ((N, 2), (N, 2), note)."""
+    joint = np.concatenate([teacher, student]).astype(np.float64)
+    m = len(joint)
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=2, random_state=seed)
+        points = pca.fit_transform(joint)
+        note = "PC1 {:.0%}, PC2 {:.0%} of the variance".format(*pca.explained_variance_ratio_)
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(1.0, (m - 1) / 3)))  # must stay below the number of points
+        points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+            joint
+        )
+        note = f"perplexity {perplexity:.3g}"
+    elif method == "umap":
+        import umap
+
+        neighbours = int(max(2, min(15, m - 1)))
+        # PCA init: spectral init fails on the tiny, often disconnected neighbour graphs of small reports.
+        reducer = umap.UMAP(n_neighbors=neighbours, n_components=2, init="pca", random_state=seed, n_jobs=1)
+        points = reducer.fit_transform(joint)
+        note = f"n_neighbors {neighbours}"
+    else:
+        raise ValueError(f"unknown embedding method {method!r} (one of {', '.join(METHODS)})")
+    points = np.asarray(points, dtype=np.float64)
+    return points[: len(teacher)], points[len(teacher) :], note
+
+
+def _spaced(n: int, cap: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, cap)).round().astype(int)) if n else np.zeros(0, dtype=int)
+
+
+def _panel_points(teacher: SideStates, student: SideStates, level: str) -> tuple[np.ndarray, np.ndarray]:
+    if level == "pooled":
+        return teacher.pooled(), student.pooled()
+    idx = _spaced(len(teacher.states), MAX_MAP_PAIRS)
+    return teacher.states[idx], student.states[idx]
+
+
+def _panel(
+    method: str, side: str, level: str, teacher: SideStates, student: SideStates, seed: int
+) -> MapPanel:
+    unit = "token" if side == "decoder" else "frame"
+    title = f"{side}, " + ("mean per utterance" if level == "pooled" else f"per {unit}")
+    t, s = _panel_points(teacher, student, level)
+    if method != "pca" and 2 * len(t) < MIN_POINTS:
+        return MapPanel(title, note=f"{2 * len(t)} points: too few for {METHODS[method]}")
+    te, se, note = embed_pairs(method, t, s, seed)
+    return MapPanel(title, te, se, note=f"{len(t)} pairs, {note}")
+
+
+def _distance_summary(values: np.ndarray) -> dict:
+    return {
+        "median": float(np.median(values)),
+        "mean": float(np.mean(values)),
+        "p90": float(np.percentile(values, 90)),
+        "n": int(len(values)),
+    }
+
+
+def draw_maps(
+    teacher: dict[str, SideStates], student: dict[str, SideStates], out_dir: Path, seed: int = 0
+) -> dict[str, dict]:
+    """latent_<method>.png for each method: rows = sides, columns = per utterance / per position."""
+    images = {}
+    for method, name in METHODS.items():
+        panels = [
+            _panel(method, side, level, teacher[side], student[side], seed)
+            for side in SIDES
+            if side in teacher
+            for level in ("pooled", "tokens")
+        ]
+        path = latent_map(name, panels, out_dir / f"latent_{method}.png")
+        images[method] = {
+            "file": path.name,
+            "title": name,
+            "panels": [f"{p.title}: {p.note}" for p in panels],
+        }
+    return images
+
+
+def _student_provenance(student_dir: Path) -> dict:
+    path = student_dir / "geodistill.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def latent_section(
+    info: RunInfo, data: str | None, n: int, device: torch.device, out_dir: Path, seed: int = 0
+) -> tuple[dict, list]:
+    """Collect states of teacher, initial and trained student on ``n`` utterances; draw maps + histograms.
+
+    Returns (the numbers and file names the report shows, the utterances used).
+    """
+    from geodistill.train.setup import build_student
+
+    cfg = info.cfg
+    teacher, processor = load_whisper(cfg.teacher, device=str(device))
+    utts, described = report_utterances(cfg, data)
+    batches, used = make_batches(cfg, utts, processor, teacher, n)
+    student, _ = load_whisper(str(info.student_dir), device=str(device))
+    trained = load_projectors(info.student_dir)
+    plans, notes = plan_sides(cfg, trained, student.config.d_model, teacher.config.d_model)
+    t_states = collect_states(teacher, batches, dict.fromkeys(plans), device)
+    after = collect_states(student, batches, {s: p.after for s, p in plans.items()}, device)
+    del student
+    initial, _ = build_student(cfg, teacher, processor, device)
+    before = collect_states(initial, batches, {s: p.before for s, p in plans.items()}, device)
+    del initial
+    for side in list(plans):
+        if after[side].states.shape != t_states[side].states.shape:
+            notes.append(f"{side}: student and teacher give different position counts; side skipped")
+            plans.pop(side)
+    distances = {
+        side: {
+            "before": geodesic_distances(before[side].states, t_states[side].states),
+            "after": geodesic_distances(after[side].states, t_states[side].states),
+        }
+        for side in plans
+    }
+    hist = distance_histograms(distances, out_dir / "geodesic_distances.png") if distances else None
+    maps = (
+        draw_maps({s: t_states[s] for s in plans}, {s: after[s] for s in plans}, out_dir, seed)
+        if plans
+        else {}
+    )
+    section = {
+        "data": described,
+        "utterances": [u.id for u in used],
+        "student_dir": str(info.student_dir),
+        "student_provenance": _student_provenance(info.student_dir),
+        "sides": {side: plan.note for side, plan in plans.items()},
+        "notes": notes,
+        "distances": {side: {k: _distance_summary(v) for k, v in d.items()} for side, d in distances.items()},
+        "distance_image": hist.name if hist is not None else None,
+        "maps": maps,
+    }
+    return section, used

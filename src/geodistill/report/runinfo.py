@@ -1,0 +1,95 @@
+"""Read what a finished (or interrupted) run folder records: config, history, evaluations, bad samples."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from geodistill.config import Config, ConfigError, from_dict
+from geodistill.errors import GeodistillError
+from geodistill.models.loading import RUN_SUBDIRS
+
+EVAL_DIRS = {"teacher": "eval-teacher", "student": "eval-student"}  # written by `geodistill evaluate --out`
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_dir: Path  # the run folder
+    record: dict  # training_config.json: {"config", "versions", "git_commit"}
+    cfg: Config  # record["config"] as dataclasses
+    history: dict  # training_history.json: {"train": [...], "val": [...], "skipped": [...]}
+    student_dir: Path  # best/ if present, else adapter_final/ (the student a run-folder spec loads)
+    bad_samples: int  # lines of bad_samples.jsonl (0 when the file is absent)
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; a one-line GeodistillError naming the file otherwise."""
+    if not path.is_file():
+        raise GeodistillError(f"{path}: missing ({what})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GeodistillError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise GeodistillError(f"{path}: {what} is not a JSON object")
+    return data
+
+
+def count_lines(path: Path) -> int:
+    """Non-empty lines of a text file; 0 when it does not exist."""
+    if not path.is_file():
+        return 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _student_dir(run_dir: Path) -> Path:
+    for sub in RUN_SUBDIRS:
+        if (run_dir / sub / "config.json").is_file():
+            return run_dir / sub
+    raise GeodistillError(
+        f"{run_dir}: no saved student ({' or '.join(f'{s}/' for s in RUN_SUBDIRS)} with config.json)"
+    )
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    """What the report needs from ``run_dir``, checked; a GeodistillError names whatever is missing."""
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise GeodistillError(f"{run_dir}: not a folder (expected a geodistill run folder)")
+    record = read_json(run_dir / "training_config.json", "run configuration")
+    if not isinstance(record.get("config"), dict):
+        raise GeodistillError(f"{run_dir / 'training_config.json'}: no 'config' mapping")
+    try:
+        cfg = from_dict(record["config"])
+    except ConfigError as exc:
+        reason = str(exc).replace("\n", " ")
+        raise GeodistillError(f"{run_dir / 'training_config.json'}: {reason}") from None
+    history = read_json(run_dir / "training_history.json", "training history")
+    for key in ("train", "val"):
+        if not isinstance(history.get(key, []), list):
+            raise GeodistillError(f"{run_dir / 'training_history.json'}: '{key}' is not a list")
+    history = {
+        "train": history.get("train", []),
+        "val": history.get("val", []),
+        "skipped": history.get("skipped", []),
+    }
+    return RunInfo(
+        run_dir=run_dir,
+        record=record,
+        cfg=cfg,
+        history=history,
+        student_dir=_student_dir(run_dir),
+        bad_samples=count_lines(run_dir / "bad_samples.jsonl"),
+    )
+
+
+def read_evals(run_dir: Path) -> dict[str, dict]:
+    """{"teacher": eval.json, "student": eval.json} for those of RUN_DIR/eval-*/eval.json that exist."""
+    found = {}
+    for role, sub in EVAL_DIRS.items():
+        path = run_dir / sub / "eval.json"
+        if path.is_file():
+            found[role] = read_json(path, f"{role} evaluation")
+    return found
