@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +227,9 @@ def train(cfg: Config, on_eval: Callable[[int, float], None] | None = None, teac
                             stop.signum, state.step)
                 writer.close()
                 return TrainResult(stop.exit_code, state.step, run_dir, state.best_wer, None, state.history)
+            started = time.perf_counter()
             values, ids, ok = train_step(run, stream, loss_fn, opt, sched, scaler, state.step)
+            writer.add_scalar("time/step_seconds", time.perf_counter() - started, state.step + 1)
             if not ok:
                 _skip_step(state, ids, t.max_bad_steps)
                 continue
