@@ -1,10 +1,10 @@
 import json
 
 import pytest
-from tests.conftest import make_tiny_whisper
-from tests.evaluate.conftest import write_clips, write_manifest
 
 from geodistill.data.pseudo import pseudo_label
+from tests.conftest import make_tiny_whisper
+from tests.evaluate.clips import write_clips, write_manifest
 
 
 def read_jsonl(path):
@@ -59,3 +59,23 @@ def test_no_threshold_keeps_everything_and_the_manifest_reads_back(teacher, tmp_
 def test_negative_threshold_is_refused(teacher, tmp_path):
     with pytest.raises(ValueError, match="wer_threshold"):
         pseudo_label(teacher, str(tmp_path / "none.jsonl"), tmp_path / "o.jsonl", wer_threshold=-1)
+
+
+def test_empty_teacher_transcripts_are_not_written(teacher, tmp_path, monkeypatch):
+    import geodistill.evaluate.run as run
+
+    real = run.generate_ids
+
+    def silent_second(model, feats, *args, **kwargs):  # the teacher "hears nothing" in the second clip
+        ids = real(model, feats, *args, **kwargs).clone()
+        ids[1] = model.generation_config.eos_token_id
+        return ids
+
+    monkeypatch.setattr(run, "generate_ids", silent_second)
+    rows = write_clips(tmp_path, 3)
+    rows[1]["text"] = ""
+    summary = pseudo_label(
+        teacher, str(write_manifest(tmp_path, rows)), tmp_path / "p.jsonl", max_new_tokens=3
+    )
+    assert summary["n_written"] == 2 and summary["n_dropped"] == 1
+    assert [w["id"] for w in read_jsonl(tmp_path / "p.jsonl")] == ["clip0", "clip2"]

@@ -50,7 +50,8 @@ def pseudo_label(
     Each line holds audio_filepath (absolute), text (the teacher's transcript), duration, offset, speaker,
     language and, where the utterance has a ground-truth text, ``reference`` and ``teacher_wer`` (normalised,
     this utterance alone). Such utterances are dropped when teacher_wer > ``wer_threshold``; utterances
-    without ground truth are always kept. Unreadable audio is skipped and listed in ``<out>.bad.jsonl``.
+    without ground truth are kept. Empty teacher transcripts are dropped too (nothing to learn; ``load_spec``
+    would refuse them as training items). Unreadable audio is skipped and listed in ``<out>.bad.jsonl``.
     Returns {"n_in", "n_written", "n_dropped", "n_skipped", "wer"} where wer is the teacher's corpus WER on
     the utterances that have ground truth (None when none has).
     """
@@ -73,7 +74,9 @@ def pseudo_label(
     scores = wer_scores(refs, hyps, language or "en")
     for i, ref, per_utt in zip(labelled, refs, scores["per_utterance"], strict=True):
         rows[i].update(reference=ref, teacher_wer=per_utt["wer"])
-    kept = [r for r in rows if wer_threshold is None or r.get("teacher_wer", 0.0) <= wer_threshold]
+    kept = [
+        r for r in rows if r["text"] and (wer_threshold is None or r.get("teacher_wer", 0.0) <= wer_threshold)
+    ]
     with open(out, "w") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
     return {
