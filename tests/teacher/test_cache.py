@@ -123,30 +123,36 @@ def test_training_from_a_full_vocab_cache_gives_the_online_losses(make_config, f
     assert online.final_wer == cached.final_wer
 
 
-def test_topk_loss_from_the_cache_equals_the_topk_loss_of_the_online_logits(full_cache, teacher, tiny_data):
-    """The loss sees the cached top-k form exactly as it would see top-k cut from the live teacher."""
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_topk_kl_from_the_cache_is_the_exact_bucket_kl_of_the_live_teacher(
+    full_cache, teacher, tiny_data, temperature
+):
+    """With the logsumexp stored at the run's T, the cached top-k KL equals the live one taken at T (exact
+    k + 1 bucket KL, never above the full KL); the T = 1 normaliser alone would make it an estimate."""
     batch = collated_batches(teacher, tiny_data[0], batch_size=4)[0]
     online = OnlineTeacher(teacher[0])(batch)
-    got = CachedTeacher(full_cache)(batch)
     values, indices = online.logits.topk(TOP_K, dim=-1)
+    lse_t = (online.logits / temperature).logsumexp(-1)
     live = TeacherOut(
-        topk_values=values,
-        topk_indices=indices,
-        logsumexp=online.logits.logsumexp(-1),
-        decoder_hidden=online.decoder_hidden,
+        topk_values=values, topk_indices=indices, logsumexp=lse_t, logsumexp_temperature=temperature
     )
-    from_cache = TeacherOut(
-        topk_values=got.topk_values,
-        topk_indices=got.topk_indices,
-        logsumexp=got.logsumexp,
-        decoder_hidden=got.decoder_hidden,
-    )
-    loss = DistillationLoss(LossConfig(kl_warmup_steps=0, hidden_loss="none"))
+    got = CachedTeacher(full_cache, temperature=temperature)(batch).to(torch.device("cpu"))
+    assert got.logsumexp_temperature == temperature
+    got.logits = None  # the loss must take the top-k form
+    loss = DistillationLoss(LossConfig(kl_warmup_steps=0, hidden_loss="none", temperature=temperature))
     torch.manual_seed(0)
-    student = StudentOut(logits=torch.randn_like(online.logits))
-    a = loss(student, live, batch["labels"], step=0, total_steps=1)[1]
-    b = loss(student, from_cache, batch["labels"], step=0, total_steps=1)[1]
-    assert b["kl"] > 0 and abs(float(a["kl"]) - float(b["kl"])) <= 1e-5
+    student = StudentOut(logits=2 * torch.randn_like(online.logits))
+    kl = {
+        name: float(loss(student, t, batch["labels"], step=0, total_steps=1)[1]["kl"])
+        for name, t in (("live", live), ("cached", got), ("full", online))
+    }
+    assert 0 < kl["cached"] <= kl["full"] and abs(kl["cached"] - kl["live"]) <= 1e-5
+    if temperature != 1.0:  # the T = 1 normaliser read at T = 2: the loss can only estimate the tail
+        t1 = CachedTeacher(full_cache)(batch)
+        t1.logits = None
+        assert t1.logsumexp_temperature == 1.0
+        estimate = float(loss(student, t1, batch["labels"], step=0, total_steps=1)[1]["kl"])
+        assert abs(estimate - kl["live"]) > 0.1 * kl["live"]
 
 
 def test_a_cache_for_another_teacher_is_refused(full_cache, tiny_teacher_dir, other_teacher_dir, tiny_data):

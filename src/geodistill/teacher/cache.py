@@ -87,6 +87,7 @@ CONTENT_KEYS = (
     "encoder_pool",
     "dtype",
     "shard_size",
+    "temperatures",
 )
 
 
@@ -97,6 +98,26 @@ class CacheOptions:
     store_encoder: bool  # keep the last encoder states (needed for a shared frozen encoder / encoder loss)
     encoder_pool: int | None  # average encoder frames in windows of this many (3: 1500 -> 500), None = all
     dtype: torch.dtype  # storage dtype of log-probs and hidden states
+    temperatures: tuple[float, ...] = ()  # extra T at which logsumexp(z / T) is stored (exact top-k KL at T)
+
+
+def lse_name(temperature: float) -> str:
+    """Tensor name of the full-vocabulary logsumexp(z / T) stored for temperature T (T = 1: "logsumexp")."""
+    return "logsumexp" if float(temperature) == 1.0 else f"logsumexp_t{float(temperature):g}"
+
+
+@dataclass
+class CachedOutputs(TeacherOutputs):
+    """TeacherOutputs that also say at which temperature ``logsumexp`` was taken (the loss reads it)."""
+
+    logsumexp_temperature: float = 1.0  # logsumexp = logsumexp(z_full / logsumexp_temperature)
+
+    def to(self, device: torch.device) -> CachedOutputs:
+        moved = {
+            k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in self.__dict__.items()
+        }
+        return CachedOutputs(**moved)
 
 
 def shard_name(s: int) -> str:
@@ -236,6 +257,7 @@ def _header(teacher, model, processor, data, utts, prompt, opts: CacheOptions, s
         "store_encoder": opts.store_encoder,
         "encoder_pool": opts.encoder_pool,
         "dtype": str(opts.dtype).removeprefix("torch."),
+        "temperatures": list(opts.temperatures),
         "vocab_size": int(model.config.vocab_size),
         "pad_id": int(processor.tokenizer.pad_token_id),
         "versions": _versions(),
@@ -248,6 +270,8 @@ def _check_options(opts: CacheOptions, vocab: int, batch_size: int, shard_size: 
         raise GeodistillError(f"top_k: must be in 1..{vocab} (the teacher's vocabulary), got {opts.top_k}")
     if opts.encoder_pool is not None and (opts.encoder_pool < 1 or 1500 % opts.encoder_pool):
         raise GeodistillError(f"encoder_pool: must divide 1500 encoder frames, got {opts.encoder_pool}")
+    if any(not t > 0 for t in opts.temperatures):
+        raise GeodistillError(f"temperatures: must all be > 0, got {list(opts.temperatures)}")
     if batch_size < 1 or shard_size < 1:
         raise GeodistillError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
 
@@ -293,6 +317,8 @@ def teacher_rows(model, batch: dict, opts: CacheOptions) -> list[dict[str, torch
             "logsumexp": take(lse[i, :n], torch.float32),
             "decoder_hidden": take(out.decoder_hidden[i, :n], opts.dtype),
         }
+        for t in opts.temperatures:
+            row[lse_name(t)] = take((logits[i, :n] / t).logsumexp(dim=-1), torch.float32)
         if opts.full_logits:
             row["logprobs"] = take(logp[i, :n], opts.dtype)
         if opts.store_encoder:
@@ -311,6 +337,8 @@ def _field_shapes(opts: CacheOptions, config) -> dict[str, tuple[tuple[int, ...]
         "logsumexp": ((), torch.float32),
         "decoder_hidden": ((d,), opts.dtype),
     }
+    for t in opts.temperatures:
+        fields[lse_name(t)] = ((), torch.float32)
     if opts.full_logits:
         fields["logprobs"] = ((v,), opts.dtype)
     if opts.store_encoder:
@@ -416,6 +444,7 @@ def build_cache(
     store_encoder: bool = True,
     dtype: str = "float16",
     shard_size: int = 64,
+    temperatures: tuple[float, ...] = (2.0,),
 ) -> Path:
     """Run ``teacher`` once over ``data`` and store its outputs in the folder ``out``; returns ``out``.
 
@@ -424,6 +453,8 @@ def build_cache(
     prompt_ids(language)). A folder holding a complete cache with the same settings is returned as is, a
     partial one (interrupted build) is resumed keeping its finished shards, one with other settings is
     refused. dtype: "float16" (default) or "float32" storage of log-probs and hidden states.
+    temperatures: besides T = 1, the KL temperatures at which logsumexp(z / T) is stored too (4 bytes a
+    token each): the top-k KL at T is exact only with the normaliser taken at T (losses.kd).
     """
     from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec, prompt_ids
 
@@ -432,7 +463,8 @@ def build_cache(
     if dtype not in STORAGE_DTYPES:
         raise GeodistillError(f"dtype: must be one of {tuple(STORAGE_DTYPES)}, got {dtype!r}")
     model, processor = _load_teacher(teacher, device)
-    opts = CacheOptions(top_k, full_logits, store_encoder, encoder_pool, STORAGE_DTYPES[dtype])
+    extra = tuple(sorted({float(t) for t in temperatures} - {1.0}))
+    opts = CacheOptions(top_k, full_logits, store_encoder, encoder_pool, STORAGE_DTYPES[dtype], extra)
     _check_options(opts, model.config.vocab_size, batch_size, shard_size)
     bad = BadSamples(out / "bad_samples.jsonl")
     utts = load_spec(data, bad=bad, min_duration=min_duration, max_duration=max_duration)
@@ -504,9 +536,11 @@ class CachedTeacher:
     Looks up ``batch["ids"]``, checks each cached decoder input equals the batch's, and pads to the batch's
     L (padding positions carry a uniform distribution and zero states; every loss masks them). Returns
     fp32 CPU tensors, except encoder_hidden (B, T, D_t) in the storage dtype: the loop casts it on device.
+    ``temperature``: the run's KL temperature; when the cache stored logsumexp at it, that one is returned
+    (with ``logsumexp_temperature``) so the top-k KL is exact, else the T = 1 one (the loss estimates).
     """
 
-    def __init__(self, cache_dir: str | Path, expect: dict | None = None):
+    def __init__(self, cache_dir: str | Path, expect: dict | None = None, temperature: float | None = None):
         self.cache_dir = Path(cache_dir)
         index = read_index(self.cache_dir)
         if index is None:
@@ -521,6 +555,18 @@ class CachedTeacher:
             )
         check_expectations(index, expect or {}, self.cache_dir)
         self.index = index
+        self.temperature = 1.0  # of the logsumexp handed out
+        if temperature is not None and float(temperature) in index["temperatures"]:
+            self.temperature = float(temperature)
+        elif temperature is not None and float(temperature) != 1.0 and not index["full_logits"]:
+            log.warning(
+                "teacher cache %s has no logsumexp at T=%g (stored: 1, %s): the top-k KL will use an "
+                "estimate of the tail; rebuild with temperatures=(%g,) for the exact one",
+                self.cache_dir,
+                temperature,
+                index["temperatures"],
+                temperature,
+            )
         self._files, self._slices, self._where = [], [], {}
         for s in range(index["n_shards"]):
             self._open_shard(s)
@@ -582,7 +628,7 @@ class CachedTeacher:
             )
         return place
 
-    def __call__(self, batch: dict) -> TeacherOutputs:
+    def __call__(self, batch: dict) -> CachedOutputs:
         """batch: a WhisperCollator batch (ids, decoder_input_ids (B, L), labels (B, L)) -> TeacherOutputs."""
         dec, labels = batch["decoder_input_ids"], batch["labels"]
         places = [self._place(uid, dec[i], labels[i]) for i, uid in enumerate(batch["ids"])]
@@ -593,26 +639,30 @@ class CachedTeacher:
         indices = torch.arange(k).expand(b, length, k).clone()
         hidden = torch.zeros(b, length, width)
         logits = torch.zeros(b, length, vocab) if self.index["full_logits"] else None
+        lse_t = lse.clone() if self.temperature != 1.0 else lse  # padding: logsumexp(0 / T) = log V too
         for i, p in enumerate(places):
-            get, span = self._slices[p.shard], slice(p.start, p.start + p.length)
-            lse[i, : p.length] = get["logsumexp"][span]
-            values[i, : p.length] = get["topk_logprobs"][span].float() + lse[i, : p.length, None]
-            indices[i, : p.length] = get["topk_indices"][span].long()
-            hidden[i, : p.length] = get["decoder_hidden"][span].float()
+            get, span, n = self._slices[p.shard], slice(p.start, p.start + p.length), p.length
+            lse[i, :n] = get["logsumexp"][span]
+            values[i, :n] = get["topk_logprobs"][span].float() + lse[i, :n, None]  # raw logits again
+            indices[i, :n] = get["topk_indices"][span].long()
+            hidden[i, :n] = get["decoder_hidden"][span].float()
             if logits is not None:
-                logits[i, : p.length] = get["logprobs"][span].float() + lse[i, : p.length, None]
+                logits[i, :n] = get["logprobs"][span].float() + lse[i, :n, None]
+            if lse_t is not lse:
+                lse_t[i, :n] = get[lse_name(self.temperature)][span]
         encoder = None
         if self.index["store_encoder"]:
             encoder = torch.stack(
                 [self._slices[p.shard]["encoder_hidden"][p.row : p.row + 1][0] for p in places]
             )
-        return TeacherOutputs(
+        return CachedOutputs(
             logits=logits,
             topk_values=values,
             topk_indices=indices,
-            logsumexp=lse,
+            logsumexp=lse_t,
             decoder_hidden=hidden,
             encoder_hidden=encoder,
+            logsumexp_temperature=self.temperature,
         )
 
 
@@ -643,6 +693,7 @@ def cached_teacher_for(cfg: Config, teacher_model=None) -> CachedTeacher:
             out,
             batch_size=cfg.train.batch_size,
             device=cfg.train.teacher_device,
+            temperatures=(cfg.loss.temperature,),
             **label,
         )
     expect = {"data": d.train, **label}
@@ -652,4 +703,4 @@ def cached_teacher_for(cfg: Config, teacher_model=None) -> CachedTeacher:
         model, processor = teacher_model
         expect["teacher_fingerprint"] = teacher_fingerprint(model)
         expect["prompt"] = prompt_ids(processor, model, language=d.language)
-    return CachedTeacher(out, expect)
+    return CachedTeacher(out, expect, temperature=cfg.loss.temperature)
