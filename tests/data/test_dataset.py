@@ -155,3 +155,5 @@ def test_group_by_length_batches_similar_durations():
     assert len(loader) == 3
     again = make_loader(ds, lambda x: x, batch_size=3, shuffle=True, seed=0, group_by_length=True)
     assert [sorted(b) for b in again] == batches
+    ordered = make_loader(ds, lambda x: x, batch_size=3, shuffle=False, seed=0, group_by_length=True)
+    assert [list(b) for b in ordered] == [[1, 5, 3], [6, 2, 4], [0]]  # longest first

@@ -139,3 +139,17 @@ def test_duration_window_filters_and_reports(tmp_path):
         "13-2-0000.flac": "too long (2.50 s > max_duration 2.2 s)",
     }
     assert bad.count == 2
+
+
+def test_json_array_tsv_and_same_named_files_in_two_folders(tmp_path):
+    for folder in ("a", "b"):
+        write_clip(tmp_path / folder / "001.wav", Clip("x", "x", "x", 1.5, 16000, 1, "wav"))
+    rows = [{"audio_filepath": str(tmp_path / f / "001.wav"), "text": f"from {f}"} for f in ("a", "b")]
+    (tmp_path / "list" / "m.json").parent.mkdir()
+    (tmp_path / "list" / "m.json").write_text(json.dumps(rows))
+    utts = load_spec(tmp_path / "list" / "m.json")
+    assert [u.text for u in utts] == ["from a", "from b"]
+    assert utts[0].id == "001" and utts[1].id.endswith("b-001") and utts[1].id != utts[0].id
+    (tmp_path / "m.tsv").write_text("file_name\tsentence\tduration\na/001.wav\thello there\t1.2\n")
+    (tsv,) = load_spec(tmp_path / "m.tsv")
+    assert (tsv.id, tsv.text, tsv.duration) == ("a-001", "hello there", 1.2)

@@ -63,30 +63,42 @@ class WhisperCollator:
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
-    """Batches of similar duration (less padding work, steadier memory), in a seeded random order.
+    """Batches of similar duration (less padding work, steadier memory).
 
-    Indices are shuffled, cut into pools of ``batch_size * pool`` items, each pool sorted by length and cut
-    into batches; the batch order is shuffled again. Same seed -> same epochs.
+    Shuffled: indices are permuted, cut into pools of ``batch_size * pool`` items, each pool sorted by length
+    and cut into batches, and the batch order permuted again (same generator seed -> same epochs).
+    Not shuffled: the whole set sorted longest first (evaluation: the slowest batches come first).
     """
 
-    def __init__(self, lengths: Sequence[float], batch_size: int, generator: torch.Generator, pool: int = 50):
-        self.lengths, self.batch_size, self.generator, self.pool = list(lengths), batch_size, generator, pool
+    def __init__(self, lengths: Sequence[float], batch_size: int, generator: torch.Generator,
+                 shuffle: bool = True, pool: int = 50):  # fmt: skip
+        self.lengths, self.batch_size, self.generator = list(lengths), batch_size, generator
+        self.shuffle, self.pool = shuffle, pool
 
-    def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
-        size = self.batch_size * self.pool
+    def _batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        order = torch.randperm(n, generator=self.generator).tolist() if self.shuffle else list(range(n))
+        size = self.batch_size * self.pool if self.shuffle else max(n, 1)
         batches = []
-        for start in range(0, len(order), size):
+        for start in range(0, n, size):
             group = sorted(order[start : start + size], key=lambda i: -self.lengths[i])
             batches += [group[j : j + self.batch_size] for j in range(0, len(group), self.batch_size)]
-        for k in torch.randperm(len(batches), generator=self.generator).tolist():
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        ks = (
+            torch.randperm(len(batches), generator=self.generator).tolist()
+            if self.shuffle
+            else range(len(batches))
+        )
+        for k in ks:
             yield batches[k]
 
     def __len__(self) -> int:
-        return sum(
-            -(-min(self.batch_size * self.pool, len(self.lengths) - s) // self.batch_size)
-            for s in range(0, len(self.lengths), self.batch_size * self.pool)
-        )
+        size = self.batch_size * self.pool if self.shuffle else max(len(self.lengths), 1)
+        n = len(self.lengths)
+        return sum(-(-min(size, n - s) // self.batch_size) for s in range(0, n, size))
 
 
 def make_loader(
@@ -113,5 +125,6 @@ def make_loader(
     )
     if group_by_length:
         lengths = [u.duration or 0.0 for u in dataset.utts]
-        return DataLoader(dataset, batch_sampler=LengthGroupedBatches(lengths, batch_size, gen), **common)
+        sampler = LengthGroupedBatches(lengths, batch_size, gen, shuffle=shuffle)
+        return DataLoader(dataset, batch_sampler=sampler, **common)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)

@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -130,7 +131,18 @@ def read_librispeech(root: Path, bad: BadSamples) -> list[Utterance]:
     return utts
 
 
-def _row_utterance(row: dict, base: Path, where: str, bad: BadSamples) -> Utterance | None:
+def _derived_id(path: Path, base: Path, offset: float, taken: set[str]) -> str:
+    """An id from the file name (relative to ``base`` when inside it); the full path if that one is taken."""
+    rel = os.path.relpath(path, base)
+    stem = os.path.splitext(path.name if rel.startswith("..") else rel)[0].replace(os.sep, "-")
+    uid = f"{stem}-{offset:.2f}" if offset else stem
+    if uid in taken:
+        stem = str(path.with_suffix("")).strip(os.sep).replace(os.sep, "-")
+        uid = f"{stem}-{offset:.2f}" if offset else stem
+    return uid
+
+
+def _row_utterance(row: dict, base: Path, where: str, bad: BadSamples, taken: set[str]) -> Utterance | None:
     """One manifest/metadata row -> Utterance (None, with the reason logged, when a field is unusable)."""
     audio = _pick(row, AUDIO_KEYS)
     if audio is None:
@@ -144,13 +156,11 @@ def _row_utterance(row: dict, base: Path, where: str, bad: BadSamples) -> Uttera
     except (TypeError, ValueError):
         bad.add(where, f"offset/duration is not a number ({row.get('offset')!r}, {row.get('duration')!r})")
         return None
-    rel = os.path.relpath(path, base) if not os.path.isabs(str(audio)) else path.name
-    uid = row.get("id") or row.get("utt_id") or os.path.splitext(rel)[0].replace(os.sep, "-")
-    if offset and not (row.get("id") or row.get("utt_id")):
-        uid = f"{uid}-{offset:.2f}"
+    uid = str(row.get("id") or row.get("utt_id") or _derived_id(path, base, offset, taken))
+    taken.add(uid)
     speaker, language = _pick(row, SPEAKER_KEYS), _pick(row, LANGUAGE_KEYS)
     return Utterance(
-        id=str(uid),
+        id=uid,
         audio=str(path),
         text=str(_pick(row, TEXT_KEYS) or "").strip(),
         speaker=None if speaker is None else str(speaker),
@@ -164,35 +174,48 @@ def _has_surrogates(value) -> bool:
     return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
-def read_manifest(path: Path, bad: BadSamples, base: Path | None = None) -> list[Utterance]:
-    """JSONL (one object a line) or CSV/TSV with a header row; paths relative to ``base`` (its folder)."""
-    base = base or path.parent
-    utts = []
-    if path.suffix.lower() in (".csv", ".tsv"):
-        # surrogateescape keeps going past bad bytes; the rows that hold them are reported, not the file.
-        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-        reader = csv.DictReader(
-            io.StringIO(text, newline=""), delimiter="\t" if path.suffix == ".tsv" else ","
-        )
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if any(_has_surrogates(v) or _has_surrogates(k) for k, v in row.items()):
-                bad.add(where, "line is not valid UTF-8")
-            elif (utt := _row_utterance(row, base, where, bad)) is not None:
-                utts.append(utt)
-        return utts
-    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
-        line = _decode_line(raw.lstrip(b"\xef\xbb\xbf") if n == 1 else raw, f"{path}:{n}", bad)
+def _csv_rows(path: Path, bad: BadSamples) -> Iterator[tuple[str, dict]]:
+    # surrogateescape keeps going past bad bytes; the rows that hold them are reported, not the file.
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    reader = csv.DictReader(
+        io.StringIO(text, newline=""), delimiter="\t" if path.suffix.lower() == ".tsv" else ","
+    )
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if any(_has_surrogates(v) or _has_surrogates(k) for k, v in row.items()):
+            bad.add(where, "line is not valid UTF-8")
+        else:
+            yield where, row
+
+
+def _json_rows(path: Path, bad: BadSamples) -> Iterator[tuple[str, object]]:
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    if path.suffix.lower() == ".json" and data.lstrip().startswith(b"["):  # one JSON array, not JSON lines
+        try:
+            rows = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{path}: not a readable JSON array ({e})") from None
+        yield from ((f"{path}[{k}]", row) for k, row in enumerate(rows))
+        return
+    for n, raw in enumerate(data.splitlines(), 1):
+        line = _decode_line(raw, f"{path}:{n}", bad)
         if line is None or not line.strip():
             continue
         try:
-            row = json.loads(line)
+            yield f"{path}:{n}", json.loads(line)
         except json.JSONDecodeError as e:
             bad.add(f"{path}:{n}", f"not valid JSON ({e.msg})")
-            continue
+
+
+def read_manifest(path: Path, bad: BadSamples, base: Path | None = None) -> list[Utterance]:
+    """JSONL (one object a line), a JSON array, or CSV/TSV with a header; paths relative to ``base``."""
+    base = base or path.parent
+    rows = _csv_rows(path, bad) if path.suffix.lower() in (".csv", ".tsv") else _json_rows(path, bad)
+    utts, taken = [], set()
+    for where, row in rows:
         if not isinstance(row, dict):
-            bad.add(f"{path}:{n}", "not a JSON object")
-        elif (utt := _row_utterance(row, base, f"{path}:{n}", bad)) is not None:
+            bad.add(where, "not a JSON object")
+        elif (utt := _row_utterance(row, base, where, bad, taken)) is not None:
             utts.append(utt)
     return utts
 
