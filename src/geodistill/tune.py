@@ -246,9 +246,7 @@ def _is_sqlite(url: str) -> bool:
 def budget_used(trials: list[FrozenTrial]) -> int:
     """Trials that count towards ``n_trials``: all of them, except re-queued copies of a dead worker's trial
     (the retry replaces the original, which stays recorded as failed)."""
-    return sum(
-        1 for t in trials if "failed_trial" not in t.system_attrs
-    )  # RetryHeartbeatStaleTrialCallback's
+    return sum(1 for t in trials if "failed_trial" not in t.system_attrs)  # set by the retry callback
 
 
 class BudgetStorage(RDBStorage):
@@ -261,6 +259,10 @@ class BudgetStorage(RDBStorage):
     """
 
     def __init__(self, url: str, max_trials: int, **kwargs: Any) -> None:
+        if not hasattr(RDBStorage, "_get_prepared_new_trial"):
+            raise GeodistillError(
+                f"optuna {optuna.__version__} lacks the hook the trial budget uses; install optuna>=4.9,<6"
+            )
         super().__init__(url, **kwargs)
         self.max_trials = max_trials
 
@@ -301,8 +303,8 @@ def open_study(
         )
     except ImportError as exc:
         raise GeodistillError(
-            f"storage {label}: its database driver is missing ({exc}); for PostgreSQL "
-            "pip install psycopg2-binary"
+            f"storage {label}: its database driver is missing ({exc}); for postgresql:// URLs "
+            "pip install 'psycopg[binary]' (or write postgresql+psycopg2://... with psycopg2 installed)"
         ) from None
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError, ArgumentError) as exc:
         first = _scrub(str(getattr(exc, "orig", None) or exc), url).strip().splitlines()
@@ -385,11 +387,13 @@ class Objective:
         self._provider = None
 
     def teacher(self):
+        """The (model, processor) pair every trial of this process shares."""
         if self._teacher is None:
             self._teacher = load_teacher(self.cfg)
         return self._teacher
 
     def teacher_outputs(self):
+        """The study's cached teacher outputs (None without a cache); loads the teacher on first use."""
         if self._provider is None and self.cfg.teacher_cache:
             from geodistill.teacher.cache import cached_teacher_for
 
@@ -402,6 +406,7 @@ class Objective:
         run_dir = self.study_dir / f"trial-{trial.number}"
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         log.info("trial %d: %s", trial.number, json.dumps(params))
         try:
             return self._run(trial, params, run_dir)
@@ -536,30 +541,35 @@ def write_outputs(study: optuna.Study, study_dir: Path, storage_label: str) -> d
 def work(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], float],
+    n_trials: int,
     timeout: float | None = None,
     poll_s: float = 5.0,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
 ) -> None:
-    """Run trials until the budget is spent and no trial is left running elsewhere, or ``timeout`` s pass.
+    """Run trials until ``n_trials`` are spent and none is left running elsewhere, or ``timeout`` s pass.
 
     Staying while other workers' trials run means a trial whose worker dies is picked up here once the
     heartbeat grace period marks it failed and re-queues it.
     """
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        if on_trial is not None:
+            on_trial(study, trial)
+        # BudgetStorage refuses the next trial anyway; stopping here as well needs no storage internals.
+        if budget_used(study.get_trials(deepcopy=False)) >= n_trials:
+            study.stop()
+
     start = time.monotonic()
     said = False
     while True:
         left = None if timeout is None else timeout - (time.monotonic() - start)
         if left is not None and left <= 0:
             return
-        try:
-            study.optimize(
-                objective, timeout=left, catch=(Exception,), callbacks=[on_trial] if on_trial else None
-            )
-            return  # timed out (only the budget ends it otherwise)
-        except BudgetSpent:
-            pass
-        others = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-        if not others:
+        with contextlib.suppress(BudgetSpent):
+            study.optimize(objective, timeout=left, catch=(Exception,), callbacks=[after_trial])
+        trials = study.get_trials(deepcopy=False)
+        others = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        if budget_used(trials) < n_trials or not others:  # timed out, or the study is done
             return
         if not said:
             log.info("budget reached; waiting for %d trial(s) still running on other workers", len(others))
@@ -581,13 +591,19 @@ def run_worker(
     with warnings.catch_warnings():  # heartbeat and retry are marked experimental; we rely on them knowingly
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = open_study(cfg, url, study_name, n_trials, heartbeat_s)
-    seed = _sampler_seed(cfg, len(study.get_trials(deepcopy=False)), shared)
-    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    trials = study.get_trials(deepcopy=False)
+    study.sampler = optuna.samplers.TPESampler(
+        seed=_sampler_seed(cfg, len(trials), shared), constant_liar=True
+    )
     label = mask_url(url)
     objective = Objective(cfg, search_space(cfg), study_dir)
+    if budget_used(trials) < n_trials:
+        # Teacher and cache before the first trial: a bad one is then one error, not n failed trials.
+        objective.teacher_outputs()
     work(
         study,
         objective,
+        n_trials,
         timeout,
         poll_s=min(5.0, heartbeat_s),
         on_trial=lambda s, _t: write_outputs(s, study_dir, label),
@@ -602,8 +618,13 @@ def _worker_main(
     timeout: float | None,
     heartbeat_s: int,
     index: int,
+    workers: int,
 ) -> None:
     """Entry point of a spawned worker process (the URL arrives by pipe, never on a command line)."""
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:  # W workers share the cores: oversubscribed OpenMP threads spin
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     cfg = from_dict(cfg_dict)
     try:
         with _study_log(Path(cfg.run_dir), f"worker {index}"):
@@ -627,7 +648,8 @@ def _spawn_workers(
     ctx = multiprocessing.get_context("spawn")  # a forked child would inherit live DB connections and threads
     args = (to_dict(cfg), url, study_name, n_trials, timeout, heartbeat_s)
     procs = [
-        ctx.Process(target=_worker_main, args=(*args, i), name=f"geodistill-tune-{i}") for i in range(workers)
+        ctx.Process(target=_worker_main, args=(*args, i, workers), name=f"geodistill-tune-{i}")
+        for i in range(workers)
     ]
     for p in procs:
         p.start()
