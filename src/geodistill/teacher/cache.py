@@ -41,6 +41,7 @@ keeps 1e-5), whereas a raw logit of 20 keeps only 0.016; the logsumexp is kept i
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -666,6 +667,24 @@ class CachedTeacher:
         )
 
 
+@contextlib.contextmanager
+def _on_device(teacher_model, device: str):
+    """A loaded teacher moved to ``device`` for the build (a run keeps its teacher on the CPU, where only
+    its weights are needed) and moved back afterwards."""
+    if teacher_model is None:
+        yield None
+        return
+    from geodistill.models import resolve_device
+
+    model, processor = teacher_model
+    home = next(model.parameters()).device
+    model.to(resolve_device(device))
+    try:
+        yield model, processor
+    finally:
+        model.to(home)
+
+
 def cached_teacher_for(cfg: Config, teacher_model=None) -> CachedTeacher:
     """The run's teacher read from ``cfg.teacher_cache``, built first over ``cfg.data.train`` if absent or
     partial (top_k 64, fp16; use ``geodistill cache`` for other choices).
@@ -687,15 +706,16 @@ def cached_teacher_for(cfg: Config, teacher_model=None) -> CachedTeacher:
     }
     if not is_complete(out):
         log.info("teacher cache %s: building it over %s (once; later runs and trials reuse it)", out, d.train)
-        build_cache(
-            teacher_model or cfg.teacher,
-            d.train,
-            out,
-            batch_size=cfg.train.batch_size,
-            device=cfg.train.teacher_device,
-            temperatures=(cfg.loss.temperature,),
-            **label,
-        )
+        with _on_device(teacher_model, cfg.train.teacher_device) as teacher:
+            build_cache(
+                teacher or cfg.teacher,
+                d.train,
+                out,
+                batch_size=cfg.train.batch_size,
+                device=cfg.train.teacher_device,
+                temperatures=(cfg.loss.temperature,),
+                **label,
+            )
     expect = {"data": d.train, **label}
     if teacher_model is None:
         expect["teacher"] = cfg.teacher
