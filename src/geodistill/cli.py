@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.debug:  # transformers' own generate() deprecation chatter is not actionable for users
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
     try:
         return int(args.fn(args) or 0)
     except (GeodistillError, ConfigError) as exc:
