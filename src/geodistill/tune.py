@@ -16,8 +16,9 @@ is pruned there when it is worse than the median of earlier trials at the same s
 
 Budget: ``n_trials`` is the study's total, counted over every trial it has started whatever its end
 (complete, pruned, failed, or still running on another worker), so a rerun or a late worker continues
-to N in total and never past it. A trial whose worker died (no heartbeat for ``GRACE_S``) is marked
-failed and re-queued once with the same parameters; the retry takes its place in the count.
+to N in total and never past it. A trial whose worker died (no heartbeat for GRACE_FACTOR * HEARTBEAT_S
+= 120 s) is marked failed and re-queued once with the same parameters; the retry takes its place in the
+count.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ STORAGE_FILE = "optuna.db"
 HEARTBEAT_S = 30  # a worker touches its running trial this often
 GRACE_FACTOR = 4  # a trial silent for GRACE_FACTOR heartbeats is failed and re-queued (once)
 OBJECTIVE = "final validation WER (normalised), minimised"
-PLOTS = ("optimization_history.png", "param_importances.png", "intermediate_values.png")
 
 
 class BudgetSpent(optuna.exceptions.OptunaError):
@@ -288,19 +288,25 @@ def open_study(
     """Create or load (``load_if_exists``) the study on ``url`` with the budget, heartbeat and retry set."""
     label = mask_url(url)
     try:
-        storage = BudgetStorage(
-            url,
-            n_trials,
-            heartbeat_interval=heartbeat_s,
-            grace_period=GRACE_FACTOR * heartbeat_s,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
-        pruner = optuna.pruners.MedianPruner(
-            n_startup_trials=cfg.tune.pruner_startup_trials, n_warmup_steps=cfg.tune.pruner_warmup_steps
-        )
-        return optuna.create_study(
-            storage=storage, study_name=study_name, direction="minimize", pruner=pruner, load_if_exists=True
-        )
+        with warnings.catch_warnings():  # heartbeat and retry are experimental; we rely on them knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = BudgetStorage(
+                url,
+                n_trials,
+                heartbeat_interval=heartbeat_s,
+                grace_period=GRACE_FACTOR * heartbeat_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+            pruner = optuna.pruners.MedianPruner(
+                n_startup_trials=cfg.tune.pruner_startup_trials, n_warmup_steps=cfg.tune.pruner_warmup_steps
+            )
+            return optuna.create_study(
+                storage=storage,
+                study_name=study_name,
+                direction="minimize",
+                pruner=pruner,
+                load_if_exists=True,
+            )
     except ImportError as exc:
         raise GeodistillError(
             f"storage {label}: its database driver is missing ({exc}); for postgresql:// URLs "
@@ -588,9 +594,7 @@ def run_worker(
 ) -> None:
     """One worker: open the study and run trials in this process until the study is done."""
     study_dir = Path(cfg.run_dir)
-    with warnings.catch_warnings():  # heartbeat and retry are marked experimental; we rely on them knowingly
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study = open_study(cfg, url, study_name, n_trials, heartbeat_s)
+    study = open_study(cfg, url, study_name, n_trials, heartbeat_s)
     trials = study.get_trials(deepcopy=False)
     study.sampler = optuna.samplers.TPESampler(
         seed=_sampler_seed(cfg, len(trials), shared), constant_liar=True
@@ -810,6 +814,7 @@ def tune(
         if workers == 1:
             run_worker(cfg, url, name, n_trials, timeout, heartbeat_s, shared=storage is not None)
         else:
+            open_study(cfg, url, name, n_trials, heartbeat_s)  # an unreachable server: one error, not W
             _spawn_workers(cfg, url, name, n_trials, timeout, heartbeat_s, workers)
         summary = write_outputs(optuna.load_study(study_name=name, storage=url), study_dir, label)
         log.info("best: trial %s, WER %s, params %s", summary["trial"], summary["value"], summary["params"])
