@@ -183,6 +183,72 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
     }
 
 
+def _median_seconds(fn, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def phases(config: Path, cache: Path, steps: int) -> dict:
+    """The cached top-k step cut into phases (what is left once the teacher is cached), medians in s."""
+    from geodistill.config import load_config
+    from geodistill.losses import DistillationLoss, StudentOut
+    from geodistill.teacher.cache import CachedTeacher
+    from geodistill.train.batches import BatchStream
+    from geodistill.train.loop import make_optimizer
+    from geodistill.train.setup import build_run
+
+    cfg = load_config(config)
+    run = build_run(cfg, teacher_provider=hide_logits(CachedTeacher(cache, temperature=cfg.loss.temperature)))
+    opt = make_optimizer(run.trainable, cfg.train.lr, cfg.train.weight_decay)
+    loss_fn = DistillationLoss(cfg.loss)
+    stream = BatchStream(run.train_set, run.collate, cfg.train.batch_size, cfg.train.seed)
+    run.trainable.train()
+    marks: dict[str, list[float]] = {}
+    for step in range(steps):
+        t = [time.perf_counter()]
+
+        def mark(name: str, t=t) -> None:
+            now = time.perf_counter()
+            marks.setdefault(name, []).append(now - t[0])
+            t[0] = now
+
+        batch = next(stream)
+        mark("data")
+        teacher = run.teacher(batch)
+        enc = teacher.encoder_hidden.float()
+        mark("cache lookup")
+        dec = run.whisper.model.decoder(
+            input_ids=batch["decoder_input_ids"], encoder_hidden_states=enc, use_cache=False
+        ).last_hidden_state
+        mark("student decoder forward")
+        logits = run.whisper.proj_out(dec)
+        mark("LM head")
+        student = StudentOut(logits=logits, decoder_hidden=run.projectors["decoder"](dec))
+        total, _ = loss_fn(student, teacher, batch["labels"], step=step, total_steps=steps)
+        mark("loss (CE + top-k KL + geodesic)")
+        total.backward()
+        mark("backward")
+        params = [p for g in opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        mark("clip + AdamW")
+    out = {name: statistics.median(v[1:]) for name, v in marks.items()}
+    layers = run.whisper.model.decoder.layers
+    with torch.no_grad():  # the frozen cross-attention K/V projections of all student decoder layers
+        kv = [m for layer in layers for m in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)]
+        out["of which: cross-attention K/V projections (no grad)"] = _median_seconds(
+            lambda: [m(enc) for m in kv]
+        )
+    drop = torch.nn.Dropout(cfg.student.lora.dropout)
+    out["of which: LoRA dropout on the encoder states"] = _median_seconds(lambda: [drop(enc) for _ in layers])
+    return {"phases": out, "tokens": int(batch["decoder_input_ids"].numel()), "load": os.getloadavg()[0]}
+
+
 def run_child(mode: str, args, config: Path, cache: Path) -> dict:
     cmd = [
         sys.executable,
@@ -260,6 +326,9 @@ def main() -> None:
     p.add_argument("--cache", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.child == "phases":
+        print(json.dumps(phases(Path(a.config), Path(a.cache), a.steps)))
+        return
     if a.child:
         print(json.dumps(child(a.child, Path(a.config), Path(a.cache), a.steps)))
         return
@@ -289,6 +358,7 @@ def main() -> None:
             rounds[m].append(run_child(m, a, config, cache))
     results = {m: merge_rounds(rounds[m]) for m in modes}
     report = {
+        "phases": run_child("phases", a, config, cache),
         "machine": machine(),
         "build_seconds": build_seconds,
         "cache_mb": _size_mb(cache),
@@ -332,6 +402,15 @@ def markdown(report: dict, command: str) -> str:
             + ", ".join(f"{diff[p]:.2e}" for p in PARTS)
             + " |"
         )
+    ph = report["phases"]
+    lines += [
+        "",
+        f"Where a cached top-k step's time goes (medians, load average {ph['load']:.1f} after):",
+        "",
+        "| phase | s |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {sec:.3f} |" for name, sec in ph["phases"].items()]
     lines.append("")
     lines.append(
         f"shares_encoder: {r['online']['shares_encoder']}; steps timed: "
