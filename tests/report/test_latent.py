@@ -107,3 +107,13 @@ def test_training_curves_draw_taid_runs_and_skipped_steps(tmp_path):
         assert img.width > 800 and img.height > 500
     empty = training_curves({"train": [], "val": []}, tmp_path / "empty.png")
     assert empty.stat().st_size > 1000
+
+
+def test_sides_whose_states_coincide_are_explained():
+    from geodistill.report.latent import _identical_sides
+
+    zero, some = np.zeros(5), np.array([0.0, 0.2])
+    notes = _identical_sides(
+        {"encoder": {"before": zero, "after": zero}, "decoder": {"before": zero, "after": some}}
+    )
+    assert len(notes) == 1 and notes[0].startswith("encoder:") and "coincide" in notes[0]

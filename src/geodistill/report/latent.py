@@ -35,6 +35,7 @@ log = logging.getLogger("geodistill")
 
 METHODS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}  # file stem -> title
 MAX_MAP_PAIRS = 1000  # per-token pairs drawn per panel (evenly spaced subset): t-SNE/UMAP cost and legibility
+IDENTICAL_RAD = 1e-6  # below this every pair is the same state (float32 rounding is ~1e-8 rad)
 MIN_POINTS = 5  # fewer joint points than this: t-SNE/UMAP have no neighbourhoods to speak of
 
 
@@ -160,6 +161,16 @@ def draw_maps(
     return images
 
 
+def _identical_sides(distances: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Notes for sides where student and teacher states coincide, so the overlapping points are explained."""
+    return [
+        f"{side}: the student's states equal the teacher's before and after training (e.g. a frozen copy of "
+        f"the teacher's {side} with no {side} projector), so their points coincide"
+        for side, d in distances.items()
+        if max(float(np.max(v, initial=0.0)) for v in d.values()) < IDENTICAL_RAD
+    ]
+
+
 def _student_provenance(student_dir: Path) -> dict:
     path = student_dir / "geodistill.json"
     try:
@@ -201,6 +212,7 @@ def latent_section(
         }
         for side in plans
     }
+    notes += _identical_sides(distances)
     hist = distance_histograms(distances, out_dir / "geodesic_distances.png") if distances else None
     maps = (
         draw_maps({s: t_states[s] for s in plans}, {s: after[s] for s in plans}, out_dir, seed)

@@ -148,9 +148,7 @@ def _draw_pairs(ax: Axes, panel: MapPanel) -> None:
     )
     size = 6 if many else 22
     ax.scatter(t[:, 0], t[:, 1], s=size, c=TEACHER_COLOR, label="teacher", zorder=2, edgecolors="none")
-    ax.scatter(
-        s[:, 0], s[:, 1], s=size, c=STUDENT_COLOR, label="student (projected)", zorder=3, edgecolors="none"
-    )
+    ax.scatter(s[:, 0], s[:, 1], s=size, c=STUDENT_COLOR, label="student", zorder=3, edgecolors="none")
     ax.legend(fontsize=8, loc="best")
 
 
