@@ -72,7 +72,7 @@ def test_side_plans_follow_the_trained_projectors_and_widths():
     cfg = Config()
     trained = nn.ModuleDict({"decoder": RiemannianProjector(16, 32)})
     plans, notes = plan_sides(cfg, trained, d_student=16, d_teacher=32)
-    assert set(plans) == {"decoder"} and "untrained" in plans["decoder"].note
+    assert set(plans) == {"decoder"} and "fresh random init" in plans["decoder"].note
     assert plans["decoder"].after is trained["decoder"]
     assert plans["decoder"].before is not trained["decoder"]
     assert any("encoder" in n and "cannot be compared" in n for n in notes)

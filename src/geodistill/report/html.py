@@ -153,11 +153,14 @@ def hidden_section(report: dict) -> Section:
         sec.notes.append(f"hidden-state views skipped: {latent['skipped']}")
         return sec
     where = f"{len(latent.get('utterances', []))} utterances of {latent.get('data')}"
+    step = latent.get("student_provenance", {}).get("step")
+    saved = f" (saved at step {step})" if step is not None else ""
     sec.paragraphs.append(
         f"States of teacher and student on the same {where}, teacher-forced on the reference transcripts "
         "(decoder: the positions the losses score; encoder: frames covering audio, evenly subsampled). "
-        "Student states go through the run's trained projector into the teacher's space, which is what the "
-        f"geodesic loss compares; teacher states are L2-normalised. Student: {report.get('student_dir')}."
+        "Student states go through the run's trained projector into the teacher's space, which is what "
+        "the geodesic loss compares; teacher states are L2-normalised. "
+        f"Student: {latent.get('student_dir')}{saved}."
     )
     sec.paragraphs += [f"{note}." for note in latent.get("sides", {}).values()]
     sec.notes += latent.get("notes", [])

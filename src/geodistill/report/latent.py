@@ -54,7 +54,7 @@ def plan_sides(cfg: Config, trained: nn.ModuleDict, d_student: int, d_teacher: i
     plans, notes = {}, []
     for side in SIDES:
         if side in trained:
-            start = "identity" if d_student == d_teacher else "untrained (random init, train.seed)"
+            start = "identity" if d_student == d_teacher else "a fresh random init (not the run's exact draw)"
             note = (
                 f"{side}: student states pass through the run's trained projector (projector.safetensors, "
                 f"Linear {d_student}->{d_teacher} + L2 norm) into the teacher's space; before training "
@@ -202,7 +202,7 @@ def latent_section(
     before = collect_states(initial, batches, {s: p.before for s, p in plans.items()}, device)
     del initial
     for side in list(plans):
-        if after[side].states.shape != t_states[side].states.shape:
+        if not after[side].states.shape == before[side].states.shape == t_states[side].states.shape:
             notes.append(f"{side}: student and teacher give different position counts; side skipped")
             plans.pop(side)
     distances = {
