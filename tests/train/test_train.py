@@ -52,3 +52,17 @@ def test_rerunning_a_finished_run_does_no_more_steps(make_config):
     train(cfg)
     again = train(cfg)
     assert again.step == 2 and [e["step"] for e in again.history["train"]] == [1, 2]
+
+
+def test_teacher_cache_in_the_config_is_built_once_and_read_back(make_config, tmp_path):
+    from geodistill.teacher.cache import CachedTeacher, is_complete
+
+    cache = tmp_path / "cache"
+    cfg = load_config(make_config("cached", teacher_cache=str(cache), train={"max_steps": 2, "eval_every": 0}))
+    result = train(cfg)
+    assert result.exit_code == 0 and is_complete(cache)
+    stamp = (cache / "index.json").stat().st_mtime_ns
+    again = load_config(make_config("cached2", teacher_cache=str(cache), train={"max_steps": 2, "eval_every": 0}))
+    train(again)
+    assert (cache / "index.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert len(CachedTeacher(cache)) == 8

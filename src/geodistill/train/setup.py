@@ -151,6 +151,10 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None) -> Run:
     trainable, total = parameter_counts(model, projectors)
     log.info("student: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}",
              100 * trainable / max(total, 1))
+    if teacher_provider is None and cfg.teacher_cache:  # stored teacher outputs: no teacher forward per step
+        from geodistill.teacher.cache import cached_teacher_for
+
+        teacher_provider = cached_teacher_for(cfg, teacher_model=(teacher, t_proc))
     bad = BadSamples(run_dir / "bad_samples.jsonl", strict=cfg.data.strict)
     (run_dir / "bad_samples.jsonl").touch()  # present (possibly empty) in every run folder
     train_set, val, prompt = build_data(cfg, processor, student, bad)
