@@ -25,7 +25,9 @@ def write_manifest(folder: Path, n: int, seed: int, prefix: str) -> Path:
         path = folder / f"{prefix}{i}.wav"
         sf.write(path, audio.astype(np.float32), 16000)
         text = " ".join(rng.choice(WORDS, size=3 + i % 3))
-        rows.append({"audio_filepath": path.name, "text": text.capitalize() + ".", "speaker": f"{prefix}{i % 3}"})
+        rows.append(
+            {"audio_filepath": path.name, "text": text.capitalize() + ".", "speaker": f"{prefix}{i % 3}"}
+        )
     manifest = folder / f"{prefix}manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest
@@ -56,8 +58,18 @@ def make_config(tmp_path, tiny_teacher_dir, tiny_data):
             "student": {"init": "copy", "decoder_layers": 1, "lora": {"r": 4, "alpha": 8, "dropout": 0.1}},
             "loss": {"kl_weight": 0.5, "kl_warmup_steps": 2, "geo_weight": 0.5, "hidden_on": "decoder"},
             "data": {"train": str(train), "val": str(val), "val_limit": 2},
-            "train": {"max_steps": 6, "warmup_steps": 1, "lr": 1e-3, "batch_size": 2, "grad_accum": 2,
-                      "eval_every": 3, "save_every": 3, "log_every": 1, "num_workers": 0, "seed": 3},
+            "train": {
+                "max_steps": 6,
+                "warmup_steps": 1,
+                "lr": 1e-3,
+                "batch_size": 2,
+                "grad_accum": 2,
+                "eval_every": 3,
+                "save_every": 3,
+                "log_every": 1,
+                "num_workers": 0,
+                "seed": 3,
+            },
             "run_dir": str(tmp_path / run_name),
         }
         for key, value in sections.items():

@@ -25,12 +25,16 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 def cli_train(config: Path, *overrides: str, env: dict | None = None, **kw) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "geodistill.cli", "train", "--config", str(config), *overrides]
-    return subprocess.Popen(cmd, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        cmd, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw
+    )
 
 
 def student_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
     tensors = load_file(run_dir / "adapter_final" / "model.safetensors")
-    tensors.update({f"proj.{k}": v for k, v in load_file(run_dir / "adapter_final" / "projector.safetensors").items()})
+    tensors.update(
+        {f"proj.{k}": v for k, v in load_file(run_dir / "adapter_final" / "projector.safetensors").items()}
+    )
     return tensors
 
 
@@ -87,14 +91,18 @@ def test_sigterm_checkpoints_and_exits_143(make_config):
 
 
 def test_non_finite_steps_are_skipped_then_stop(make_config, monkeypatch):
-    cfg = load_config(make_config("nan", train={"max_steps": 4, "eval_every": 0, "save_every": 0, "max_bad_steps": 3}))
+    cfg = load_config(
+        make_config("nan", train={"max_steps": 4, "eval_every": 0, "save_every": 0, "max_bad_steps": 3})
+    )
     real = loop.compute_loss
     calls = {"n": 0}
 
     def poisoned(run, loss_fn, batch, step):
         calls["n"] += 1
         total, parts = real(run, loss_fn, batch, step)
-        return (total * float("nan"), parts) if calls["n"] in (3, 4) else (total, parts)  # step 2's two micro-batches
+        return (
+            (total * float("nan"), parts) if calls["n"] in (3, 4) else (total, parts)
+        )  # step 2's two micro-batches
 
     monkeypatch.setattr(loop, "compute_loss", poisoned)
     result = train(cfg)
@@ -103,7 +111,9 @@ def test_non_finite_steps_are_skipped_then_stop(make_config, monkeypatch):
     assert all(torch.isfinite(t).all() for t in student_tensors(Path(cfg.run_dir)).values())
 
     cfg = load_config(make_config("nan2", train={"max_steps": 4, "eval_every": 0, "max_bad_steps": 3}))
-    monkeypatch.setattr(loop, "compute_loss", lambda *a, **k: (torch.tensor(float("nan"), requires_grad=True), {}))
+    monkeypatch.setattr(
+        loop, "compute_loss", lambda *a, **k: (torch.tensor(float("nan"), requires_grad=True), {})
+    )
     with pytest.raises(GeodistillError, match="3 non-finite steps in a row"):
         train(cfg)
 

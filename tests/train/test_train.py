@@ -18,9 +18,18 @@ def test_run_folder_has_the_seed_layout_and_a_loadable_student(make_config):
     result = train(cfg)
     run = Path(cfg.run_dir)
     assert result.exit_code == 0 and result.step == 6
-    for name in ("tb", "checkpoint.pt", "training_history.json", "training_config.json", "bad_samples.jsonl",
-                 "best/model.safetensors", "adapter_final/model.safetensors", "adapter_final/adapter",
-                 "adapter_final/projector.safetensors", "train.log"):
+    for name in (
+        "tb",
+        "checkpoint.pt",
+        "training_history.json",
+        "training_config.json",
+        "bad_samples.jsonl",
+        "best/model.safetensors",
+        "adapter_final/model.safetensors",
+        "adapter_final/adapter",
+        "adapter_final/projector.safetensors",
+        "train.log",
+    ):
         assert (run / name).exists(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     history = json.loads((run / "training_history.json").read_text())
@@ -40,7 +49,9 @@ def test_run_folder_has_the_seed_layout_and_a_loadable_student(make_config):
 
 
 def test_trained_student_differs_from_its_initial_copy_and_loss_drops(make_config):
-    cfg = load_config(make_config("learn", train={"max_steps": 12, "lr": 3e-3, "eval_every": 0, "save_every": 0}))
+    cfg = load_config(
+        make_config("learn", train={"max_steps": 12, "lr": 3e-3, "eval_every": 0, "save_every": 0})
+    )
     result = train(cfg)
     losses = [e["total"] for e in result.history["train"]]
     assert min(losses[-3:]) < losses[0]
@@ -58,11 +69,15 @@ def test_teacher_cache_in_the_config_is_built_once_and_read_back(make_config, tm
     from geodistill.teacher.cache import CachedTeacher, is_complete
 
     cache = tmp_path / "cache"
-    cfg = load_config(make_config("cached", teacher_cache=str(cache), train={"max_steps": 2, "eval_every": 0}))
+    cfg = load_config(
+        make_config("cached", teacher_cache=str(cache), train={"max_steps": 2, "eval_every": 0})
+    )
     result = train(cfg)
     assert result.exit_code == 0 and is_complete(cache)
     stamp = (cache / "index.json").stat().st_mtime_ns
-    again = load_config(make_config("cached2", teacher_cache=str(cache), train={"max_steps": 2, "eval_every": 0}))
+    again = load_config(
+        make_config("cached2", teacher_cache=str(cache), train={"max_steps": 2, "eval_every": 0})
+    )
     train(again)
     assert (cache / "index.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
     assert len(CachedTeacher(cache)) == 8

@@ -25,8 +25,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.copy()), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.copy()),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "gauss": gauss,
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -75,15 +80,16 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-    """The saved state, or None when there is none; a damaged file is a clear error, never a silent restart."""
+    """The saved state, or None if there is none; a damaged file is a clear error, never a silent restart."""
     path = Path(path)
     if not path.exists():
         return None
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise GeodistillError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); "
-                              "move it away to start over") from None
+        raise GeodistillError(
+            f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); move it away to start over"
+        ) from None
 
 
 def load_trainable(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
@@ -92,11 +98,15 @@ def load_trainable(module: torch.nn.Module, state: dict[str, torch.Tensor], wher
     expected = {n for n, p in params.items() if p.requires_grad}
     if set(state) != expected:
         extra, missing = sorted(set(state) - expected), sorted(expected - set(state))
-        raise GeodistillError(f"{where}: checkpoint does not match this model (unexpected {extra[:3]}, "
-                              f"missing {missing[:3]}); was the student or LoRA config changed?")
+        raise GeodistillError(
+            f"{where}: checkpoint does not match this model (unexpected {extra[:3]}, "
+            f"missing {missing[:3]}); was the student or LoRA config changed?"
+        )
     with torch.no_grad():
         for name, tensor in state.items():
             if params[name].shape != tensor.shape:
-                raise GeodistillError(f"{where}: {name} has shape {tuple(tensor.shape)} in the checkpoint, "
-                                      f"{tuple(params[name].shape)} in the model")
+                raise GeodistillError(
+                    f"{where}: {name} has shape {tuple(tensor.shape)} in the checkpoint, "
+                    f"{tuple(params[name].shape)} in the model"
+                )
             params[name].copy_(tensor)

@@ -37,6 +37,14 @@ from geodistill.train.checkpoint import (
     set_rng_state,
     trainable_state,
 )
+from geodistill.train.distributed import (
+    all_ranks_agree,
+    any_rank,
+    average_gradients,
+    barrier,
+    close,
+    init_world,
+)
 from geodistill.train.outputs import check_resumed_config, save_student, setup_logging, write_run_config
 from geodistill.train.setup import Run, build_run
 from geodistill.train.signals import StopFlag
@@ -65,8 +73,13 @@ class TrainState:
     history: dict = field(default_factory=lambda: {"train": [], "val": [], "skipped": []})
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "best_wer": self.best_wer, "bad_streak": self.bad_streak,
-                "skipped_steps": self.skipped_steps, "history": json.dumps(self.history)}
+        return {
+            "step": self.step,
+            "best_wer": self.best_wer,
+            "bad_streak": self.bad_streak,
+            "skipped_steps": self.skipped_steps,
+            "history": json.dumps(self.history),
+        }
 
     def load_state_dict(self, d: dict) -> None:
         self.step, self.best_wer, self.bad_streak = d["step"], d["best_wer"], d["bad_streak"]
@@ -77,9 +90,13 @@ def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> t
     """AdamW with decay on matrices only (biases, norms and other vectors are not decayed)."""
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
-        raise GeodistillError("nothing to train: every student parameter is frozen (check student.lora / freeze)")
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        raise GeodistillError(
+            "nothing to train: every student parameter is frozen (check student.lora / freeze)"
+        )
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
 
 
@@ -117,7 +134,9 @@ def _next_batch(stream: BatchStream) -> dict:
     raise GeodistillError("1000 consecutive empty batches: almost every training sample is bad")
 
 
-def train_step(run: Run, stream: BatchStream, loss_fn, opt, sched, scaler, step: int) -> tuple[dict, list[str], bool]:
+def train_step(
+    run: Run, stream: BatchStream, loss_fn, opt, sched, scaler, step: int
+) -> tuple[dict, list[str], bool]:
     """One optimiser step over ``grad_accum`` micro-batches. Returns (logged values, sample ids, ok)."""
     t = run.cfg.train
     opt.zero_grad(set_to_none=True)
@@ -135,11 +154,12 @@ def train_step(run: Run, stream: BatchStream, loss_fn, opt, sched, scaler, step:
         scaler.scale(total / t.grad_accum).backward()
         for name, value in parts.items():
             sums[name] = sums.get(name, 0.0) + float(value) / t.grad_accum
-    scaler.unscale_(opt)
     params = [p for g in opt.param_groups for p in g["params"]]
+    average_gradients(params, run.world)  # data parallel: every rank applies the mean gradient
+    scaler.unscale_(opt)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, t.clip)
     # Under fp16 an overflowing gradient is the scaler's business (it skips and lowers the scale).
-    finite = finite and (scaler.is_enabled() or bool(torch.isfinite(grad_norm)))
+    finite = all_ranks_agree(finite and (scaler.is_enabled() or bool(torch.isfinite(grad_norm))), run.world)
     if finite:
         scaler.step(opt)
         sched.step()
@@ -149,13 +169,25 @@ def train_step(run: Run, stream: BatchStream, loss_fn, opt, sched, scaler, step:
 
 
 def _checkpoint(run, state, opt, sched, scaler, loss_fn, stream) -> None:
+    if not run.world.is_main:  # rank 0 writes; the others wait so nobody reads a file being replaced
+        barrier(run.world)
+        return
     assert_finite(run.trainable)
-    save_checkpoint(run.run_dir / CHECKPOINT, {
-        "trainable": trainable_state(run.trainable), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "scaler": scaler.state_dict(), "loss": loss_fn.state_dict(), "data": stream.state_dict(),
-        "rng": rng_state(), "state": state.state_dict(),
-    })
+    save_checkpoint(
+        run.run_dir / CHECKPOINT,
+        {
+            "trainable": trainable_state(run.trainable),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(),
+            "loss": loss_fn.state_dict(),
+            "data": stream.state_dict(),
+            "rng": rng_state(),
+            "state": state.state_dict(),
+        },
+    )
     (run.run_dir / "training_history.json").write_text(json.dumps(state.history, indent=1))
+    barrier(run.world)
 
 
 def _restore(run, ckpt, state, opt, sched, scaler, loss_fn) -> None:
@@ -179,31 +211,47 @@ def _log_train(writer: SummaryWriter, bar, state: TrainState, values: dict) -> N
 def _evaluate(run: Run, state: TrainState, writer: SummaryWriter, on_eval) -> float | None:
     if not run.val_utts:
         return None
+    if not run.world.is_main:  # rank 0 validates alone
+        barrier(run.world)
+        return None
     result = validate(run)
     state.history["val"].append({"step": state.step, **result})
     writer.add_scalar("val/wer", result["wer"], state.step)
     writer.add_scalar("val/wer_raw", result["wer_raw"], state.step)
-    log.info("step %d: validation WER %.4f (raw %.4f) on %d utterances", state.step, result["wer"],
-             result["wer_raw"], result["n_utterances"])
+    log.info(
+        "step %d: validation WER %.4f (raw %.4f) on %d utterances",
+        state.step,
+        result["wer"],
+        result["wer_raw"],
+        result["n_utterances"],
+    )
     if state.best_wer is None or result["wer"] < state.best_wer:
         state.best_wer = result["wer"]
         save_student(run, run.run_dir / "best", extra={"step": state.step, **result})
+    barrier(run.world)
     if on_eval is not None:
         on_eval(state.step, result["wer"])  # may raise (e.g. optuna.TrialPruned)
     return result["wer"]
 
 
-def train(cfg: Config, on_eval: Callable[[int, float], None] | None = None, teacher_provider=None,
-          teacher_model=None) -> TrainResult:
-    """Distil ``cfg.teacher`` into the configured student; rerunning resumes from ``run_dir/checkpoint.pt``."""
+def train(
+    cfg: Config,
+    on_eval: Callable[[int, float], None] | None = None,
+    teacher_provider=None,
+    teacher_model=None,
+) -> TrainResult:
+    """Distil ``cfg.teacher`` into the configured student; a rerun resumes from ``run_dir/checkpoint.pt``."""
+    world = init_world(cfg.train.device)  # a no-op unless launched by torchrun / accelerate
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(run_dir)
+    if world.is_main:
+        setup_logging(run_dir)
     ckpt = load_checkpoint(run_dir / CHECKPOINT)
     if ckpt is not None:
         check_resumed_config(cfg, run_dir)
-    run = build_run(cfg, teacher_provider=teacher_provider, teacher_model=teacher_model)
-    write_run_config(cfg, run_dir)
+    run = build_run(cfg, teacher_provider=teacher_provider, teacher_model=teacher_model, world=world)
+    if world.is_main:
+        write_run_config(cfg, run_dir)
     t = cfg.train
     opt = make_optimizer(run.trainable, t.lr, t.weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, t.warmup_steps, t.max_steps)
@@ -214,19 +262,47 @@ def train(cfg: Config, on_eval: Callable[[int, float], None] | None = None, teac
     if ckpt is not None:
         _restore(run, ckpt, state, opt, sched, scaler, loss_fn)
         stream_pos = ckpt["data"]
-    stream = BatchStream(run.train_set, run.collate, t.batch_size, t.seed, num_workers=t.num_workers,
-                         pin_memory=run.device.type == "cuda", **stream_pos)
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.step if ckpt is not None else None)
+    stream = BatchStream(
+        run.train_set,
+        run.collate,
+        t.batch_size,
+        t.seed,
+        num_workers=t.num_workers,
+        pin_memory=run.device.type == "cuda",
+        rank=world.rank,
+        world=world.size,
+        **stream_pos,
+    )
+    writer = (
+        SummaryWriter(str(run_dir / "tb"), purge_step=state.step if ckpt is not None else None)
+        if world.is_main
+        else _NoWriter()
+    )
     last_wer = None
     run.trainable.train()
-    with StopFlag() as stop, tqdm(total=t.max_steps, initial=state.step, desc="distil", dynamic_ncols=True) as bar:
+    with (
+        StopFlag() as stop,
+        tqdm(
+            total=t.max_steps,
+            initial=state.step,
+            desc="distil",
+            dynamic_ncols=True,
+            disable=not world.is_main,
+        ) as bar,
+    ):
         while state.step < t.max_steps:
-            if stop.requested:
+            if any_rank(stop.requested, world):
                 _checkpoint(run, state, opt, sched, scaler, loss_fn, stream)
-                log.warning("stopped by signal %d at step %d; checkpoint written, rerun to resume",
-                            stop.signum, state.step)
+                log.warning(
+                    "stopped by signal %s at step %d; checkpoint written, rerun to resume",
+                    stop.signum,
+                    state.step,
+                )
                 writer.close()
-                return TrainResult(stop.exit_code, state.step, run_dir, state.best_wer, None, state.history)
+                close(world)
+                return TrainResult(
+                    stop.exit_code or 143, state.step, run_dir, state.best_wer, None, state.history
+                )
             started = time.perf_counter()
             values, ids, ok = train_step(run, stream, loss_fn, opt, sched, scaler, state.step)
             writer.add_scalar("time/step_seconds", time.perf_counter() - started, state.step + 1)
@@ -250,10 +326,22 @@ def train(cfg: Config, on_eval: Callable[[int, float], None] | None = None, teac
         _checkpoint(run, state, opt, sched, scaler, loss_fn, stream)
     else:
         last_wer = state.history["val"][-1]["wer"]
-    save_student(run, run_dir / "adapter_final", extra={"step": state.step, "val_wer": last_wer})
+    if world.is_main:
+        save_student(run, run_dir / "adapter_final", extra={"step": state.step, "val_wer": last_wer})
     writer.close()
+    close(world)
     log.info("done: %d steps, best validation WER %s, run folder %s", state.step, state.best_wer, run_dir)
     return TrainResult(0, state.step, run_dir, state.best_wer, last_wer, state.history)
+
+
+class _NoWriter:
+    """Stands in for SummaryWriter on ranks other than 0."""
+
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _skip_step(state: TrainState, ids: list[str], max_bad: int) -> None:
@@ -261,9 +349,12 @@ def _skip_step(state: TrainState, ids: list[str], max_bad: int) -> None:
     state.bad_streak += 1
     state.skipped_steps += 1
     state.history["skipped"].append({"after_step": state.step, "ids": ids})
-    log.warning("non-finite loss or gradient after step %d: step skipped (samples: %s)", state.step,
-                ", ".join(ids))
+    log.warning(
+        "non-finite loss or gradient after step %d: step skipped (samples: %s)", state.step, ", ".join(ids)
+    )
     if state.bad_streak >= max_bad:
         recent = [i for entry in state.history["skipped"][-max_bad:] for i in entry["ids"]]
-        raise GeodistillError(f"{max_bad} non-finite steps in a row (train.max_bad_steps); last samples: "
-                              f"{', '.join(recent[:20])}; the last checkpoint is intact")
+        raise GeodistillError(
+            f"{max_bad} non-finite steps in a row (train.max_bad_steps); last samples: "
+            f"{', '.join(recent[:20])}; the last checkpoint is intact"
+        )

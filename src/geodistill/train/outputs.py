@@ -1,14 +1,14 @@
 """The run folder's files besides the checkpoint: config record, logs, saved students.
 
-    run/
-      tb/                      TensorBoard events
-      checkpoint.pt            latest full training state (atomic), for exact resume
-      training_config.json     resolved config + package versions + git commit
-      training_history.json    train loss parts per log step, validation WER, skipped steps
-      best/                    student at the best validation WER (plain HF Whisper + processor)
-      adapter_final/           final student: HF Whisper (adapters merged), adapter/ (peft), projector
-      bad_samples.jsonl        skipped samples with reasons
-      train.log
+run/
+  tb/                      TensorBoard events
+  checkpoint.pt            latest full training state (atomic), for exact resume
+  training_config.json     resolved config + package versions + git commit
+  training_history.json    train loss parts per log step, validation WER, skipped steps
+  best/                    student at the best validation WER (plain HF Whisper + processor)
+  adapter_final/           final student: HF Whisper (adapters merged), adapter/ (peft), projector
+  bad_samples.jsonl        skipped samples with reasons
+  train.log
 """
 
 from __future__ import annotations
@@ -29,8 +29,18 @@ from geodistill.errors import GeodistillError
 log = logging.getLogger("geodistill")
 
 # Changing these on resume would make the checkpoint describe a different model or data order.
-INCOMPATIBLE = ("teacher", "student", "loss.hidden_loss", "loss.hidden_on", "train.batch_size",
-                "train.grad_accum", "train.seed", "data.train", "data.val", "teacher_cache")
+INCOMPATIBLE = (
+    "teacher",
+    "student",
+    "loss.hidden_loss",
+    "loss.hidden_on",
+    "train.batch_size",
+    "train.grad_accum",
+    "train.seed",
+    "data.train",
+    "data.val",
+    "teacher_cache",
+)
 
 
 def setup_logging(run_dir: Path) -> None:
@@ -60,8 +70,16 @@ def _versions() -> dict[str, str]:
 
 def _git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -87,14 +105,18 @@ def check_resumed_config(cfg: Config, run_dir: Path) -> None:
     if not path.exists():
         return
     old, new = _flatten(json.loads(path.read_text())["config"]), _flatten(to_dict(cfg))
-    diffs = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not k.startswith("tune."))
+    diffs = sorted(
+        k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not k.startswith("tune.")
+    )
     if not diffs:
         return
     lines = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs]
     fatal = [line for k, line in zip(diffs, lines, strict=True) if k.startswith(INCOMPATIBLE)]
     if fatal:
-        raise GeodistillError(f"{run_dir}: cannot resume with a changed {'; '.join(fatal)} "
-                              "(use a new run_dir, or restore the old values)")
+        raise GeodistillError(
+            f"{run_dir}: cannot resume with a changed {'; '.join(fatal)} "
+            "(use a new run_dir, or restore the old values)"
+        )
     log.warning("resuming with changed settings: %s", "; ".join(lines))
 
 
@@ -114,8 +136,10 @@ def save_student(run, out: Path, extra: dict | None = None) -> None:
     model.save_pretrained(str(tmp))
     run.processor.save_pretrained(str(tmp))
     if len(run.projectors):
-        save_file({k: v.detach().cpu().contiguous() for k, v in run.projectors.state_dict().items()},
-                  str(tmp / "projector.safetensors"))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in run.projectors.state_dict().items()},
+            str(tmp / "projector.safetensors"),
+        )
     (tmp / "geodistill.json").write_text(json.dumps({"teacher": run.cfg.teacher, **(extra or {})}, indent=2))
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)

@@ -17,13 +17,21 @@ from torch import nn
 from transformers import WhisperForConditionalGeneration
 
 from geodistill.config import Config
-from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec, prompt_ids, split_by_speaker
+from geodistill.data import (
+    BadSamples,
+    SpeechDataset,
+    WhisperCollator,
+    load_spec,
+    prompt_ids,
+    split_by_speaker,
+)
 from geodistill.errors import DataError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.models.lora import add_lora, parameter_counts
 from geodistill.models.projector import RiemannianProjector
 from geodistill.models.student import check_same_tokenizer, copy_layers, freeze
 from geodistill.teacher import OnlineTeacher
+from geodistill.train.distributed import World
 
 log = logging.getLogger("geodistill")
 
@@ -44,6 +52,7 @@ class Run:
     collate: WhisperCollator
     prompt: list[int]
     bad: BadSamples
+    world: World  # data-parallel position (rank 0 of 1 without a launcher)
 
     @property
     def trainable(self) -> nn.ModuleDict:
@@ -61,7 +70,9 @@ def _teacher_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def build_student(cfg: Config, teacher: WhisperForConditionalGeneration, teacher_processor, device: torch.device):
+def build_student(
+    cfg: Config, teacher: WhisperForConditionalGeneration, teacher_processor, device: torch.device
+):
     """(student Whisper before LoRA, its processor, True if it is a layer copy)."""
     s = cfg.student
     if s.init == "copy":
@@ -93,7 +104,11 @@ def attach_training_parts(cfg: Config, student: WhisperForConditionalGeneration)
 def _encoder_shared(cfg: Config, teacher, student) -> bool:
     """True when the student's encoder is an untouched, frozen, full copy of the teacher's."""
     s = cfg.student
-    if s.init != "copy" or not s.freeze_encoder or student.config.encoder_layers != teacher.config.encoder_layers:
+    if (
+        s.init != "copy"
+        or not s.freeze_encoder
+        or student.config.encoder_layers != teacher.config.encoder_layers
+    ):
         return False
     return not any(p.requires_grad for p in student.model.encoder.parameters())
 
@@ -106,7 +121,9 @@ def _warn_inert_hidden_loss(cfg: Config, student) -> None:
         log.warning(
             "loss.hidden_on=%s with a frozen student encoder: the encoder hidden loss can only train the "
             "projector, not the student (the seed diagram's flaw). Use hidden_on=decoder or unfreeze the "
-            "encoder.", lo.hidden_on)
+            "encoder.",
+            lo.hidden_on,
+        )
 
 
 def build_data(cfg: Config, processor, model, bad: BadSamples):
@@ -119,7 +136,9 @@ def build_data(cfg: Config, processor, model, bad: BadSamples):
     else:
         utts, val = split_by_speaker(utts, d.val_fraction, cfg.train.seed)
     if not utts:
-        raise DataError(f"data.train: {d.train} has no usable utterances ({bad.count} skipped, see bad_samples.jsonl)")
+        raise DataError(
+            f"data.train: {d.train} has no usable utterances ({bad.count} skipped, see bad_samples.jsonl)"
+        )
     if d.val_limit is not None:
         val = val[: d.val_limit]
     prompt = prompt_ids(processor, model, language=d.language)
@@ -127,7 +146,7 @@ def build_data(cfg: Config, processor, model, bad: BadSamples):
     return train_set, val, prompt
 
 
-def build_run(cfg: Config, teacher_provider=None, teacher_model=None) -> Run:
+def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: World | None = None) -> Run:
     """Build a run. ``teacher_provider`` (e.g. a cache reader) replaces the online teacher;
     ``teacher_model`` = a preloaded (model, processor) pair shared across runs (tuning trials)."""
     run_dir = Path(cfg.run_dir)
@@ -149,17 +168,36 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None) -> Run:
             projectors[side] = RiemannianProjector(student.config.d_model, teacher.config.d_model)
     projectors.to(device)
     trainable, total = parameter_counts(model, projectors)
-    log.info("student: %s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}",
-             100 * trainable / max(total, 1))
+    log.info(
+        "student: %s trainable of %s parameters (%.2f%%)",
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / max(total, 1),
+    )
     if teacher_provider is None and cfg.teacher_cache:  # stored teacher outputs: no teacher forward per step
         from geodistill.teacher.cache import cached_teacher_for
 
         teacher_provider = cached_teacher_for(cfg, teacher_model=(teacher, t_proc))
-    bad = BadSamples(run_dir / "bad_samples.jsonl", strict=cfg.data.strict)
-    (run_dir / "bad_samples.jsonl").touch()  # present (possibly empty) in every run folder
+    world = world or World()
+    bad = BadSamples(run_dir / "bad_samples.jsonl" if world.is_main else None, strict=cfg.data.strict)
+    if world.is_main:
+        (run_dir / "bad_samples.jsonl").touch()  # present (possibly empty) in every run folder
     train_set, val, prompt = build_data(cfg, processor, student, bad)
     pad = processor.tokenizer.pad_token_id
-    return Run(cfg=cfg, run_dir=run_dir, device=device,
-               teacher=teacher_provider or OnlineTeacher(teacher), processor=processor, student=model,
-               whisper=student, projectors=projectors, shares_encoder=_encoder_shared(cfg, teacher, student),
-               train_set=train_set, val_utts=val, collate=WhisperCollator(prompt, pad), prompt=prompt, bad=bad)
+    return Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        teacher=teacher_provider or OnlineTeacher(teacher),
+        processor=processor,
+        student=model,
+        whisper=student,
+        projectors=projectors,
+        shares_encoder=_encoder_shared(cfg, teacher, student),
+        train_set=train_set,
+        val_utts=val,
+        collate=WhisperCollator(prompt, pad),
+        prompt=prompt,
+        bad=bad,
+        world=world,
+    )
