@@ -36,16 +36,33 @@ def make_tiny_whisper(d_model: int = 32, layers: int = 2, heads: int = 2, seed: 
     from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
     cfg = WhisperConfig(
-        vocab_size=vocab, num_mel_bins=80, d_model=d_model, encoder_layers=layers, decoder_layers=layers,
-        encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=2 * d_model,
-        decoder_ffn_dim=2 * d_model, max_source_positions=1500, max_target_positions=448,
-        decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256, bos_token_id=50256,
+        vocab_size=vocab,
+        num_mel_bins=80,
+        d_model=d_model,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model,
+        max_source_positions=1500,
+        max_target_positions=448,
+        decoder_start_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        bos_token_id=50256,
     )
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(cfg).eval()
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256, bos_token_id=50256,
-        no_timestamps_token_id=50362, is_multilingual=False, max_length=448, begin_suppress_tokens=[220, 50256],
+        decoder_start_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+        bos_token_id=50256,
+        no_timestamps_token_id=50362,
+        is_multilingual=False,
+        max_length=448,
+        begin_suppress_tokens=[220, 50256],
     )
     return model
 

@@ -18,8 +18,11 @@ from geodistill.errors import GeodistillError
 def _transcribe(a: argparse.Namespace) -> int:
     from geodistill.evaluate.transcribe import transcribe_files
 
-    for path, text in zip(a.audio, transcribe_files(a.model, a.audio, language=a.language,
-                                                    beam_size=a.beam_size, device=a.device), strict=True):
+    for path, text in zip(
+        a.audio,
+        transcribe_files(a.model, a.audio, language=a.language, beam_size=a.beam_size, device=a.device),
+        strict=True,
+    ):
         print(f"{path}\t{text}" if len(a.audio) > 1 else text)
     return 0
 
@@ -27,10 +30,27 @@ def _transcribe(a: argparse.Namespace) -> int:
 def _evaluate(a: argparse.Namespace) -> int:
     from geodistill.evaluate.run import evaluate
 
-    result = evaluate(a.model, a.data, out=a.out, limit=a.limit, batch_size=a.batch_size, device=a.device,
-                      language=a.language, beam_size=a.beam_size, strict=a.strict)
-    print(json.dumps({k: result[k] for k in ("wer", "wer_raw", "cer", "rtf", "peak_memory_mb",
-                                               "n_utterances", "n_skipped") if k in result}, indent=2))
+    result = evaluate(
+        a.model,
+        a.data,
+        out=a.out,
+        limit=a.limit,
+        batch_size=a.batch_size,
+        device=a.device,
+        language=a.language,
+        beam_size=a.beam_size,
+        strict=a.strict,
+    )
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("wer", "wer_raw", "cer", "rtf", "peak_memory_mb", "n_utterances", "n_skipped")
+                if k in result
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -51,8 +71,15 @@ def _data_demo(a: argparse.Namespace) -> int:
 def _data_pseudo_label(a: argparse.Namespace) -> int:
     from geodistill.data.pseudo import pseudo_label
 
-    summary = pseudo_label(a.teacher, a.data, a.out, wer_threshold=a.wer_threshold, batch_size=a.batch_size,
-                           device=a.device, language=a.language)
+    summary = pseudo_label(
+        a.teacher,
+        a.data,
+        a.out,
+        wer_threshold=a.wer_threshold,
+        batch_size=a.batch_size,
+        device=a.device,
+        language=a.language,
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -68,8 +95,18 @@ def _train(a: argparse.Namespace) -> int:
 def _cache(a: argparse.Namespace) -> int:
     from geodistill.teacher.cache import build_cache
 
-    print(build_cache(a.teacher, a.data, a.out, top_k=a.top_k, full_logits=a.full_logits,
-                      batch_size=a.batch_size, device=a.device, language=a.language))
+    print(
+        build_cache(
+            a.teacher,
+            a.data,
+            a.out,
+            top_k=a.top_k,
+            full_logits=a.full_logits,
+            batch_size=a.batch_size,
+            device=a.device,
+            language=a.language,
+        )
+    )
     return 0
 
 
@@ -77,8 +114,14 @@ def _tune(a: argparse.Namespace) -> int:
     from geodistill.config import load_config
     from geodistill.tune import tune
 
-    best = tune(load_config(a.config, a.overrides), n_trials=a.n_trials, storage=a.storage, study_name=a.study,
-                timeout=a.timeout, workers=a.workers)
+    best = tune(
+        load_config(a.config, a.overrides),
+        n_trials=a.n_trials,
+        storage=a.storage,
+        study_name=a.study,
+        timeout=a.timeout,
+        workers=a.workers,
+    )
     print(json.dumps(best, indent=2))
     return 0
 
@@ -123,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_flags(q)
     q.set_defaults(fn=_evaluate)
 
-    data = sub.add_parser("data", help="inspect and prepare data").add_subparsers(dest="data_command", required=True)
+    data = sub.add_parser("data", help="inspect and prepare data").add_subparsers(
+        dest="data_command", required=True
+    )
     q = data.add_parser("scan", help="utterances, hours, speakers, durations and bad files of a data spec")
     q.add_argument("spec")
     q.add_argument("--strict", action="store_true")

@@ -142,7 +142,9 @@ def _build(cls: type, data: dict[str, Any], where: str, problems: list[str]) -> 
     for key, value in (data or {}).items():
         name = _RENAMES.get(key, key)
         if name not in names:
-            problems.append(f"{where}{key}: unknown key (known: {', '.join(sorted(_to_yaml_key(n) for n in names))})")
+            problems.append(
+                f"{where}{key}: unknown key (known: {', '.join(sorted(_to_yaml_key(n) for n in names))})"
+            )
             continue
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
@@ -246,8 +248,12 @@ def validate(cfg: Config) -> None:
     _check_layers(s.decoder_layers, "student.decoder_layers", p)
     if s.lora.r < 0 or s.lora.alpha <= 0 or not 0 <= s.lora.dropout < 1:
         p.append("student.lora: need r >= 0, alpha > 0, 0 <= dropout < 1")
-    for name, choices in (("hidden_loss", HIDDEN_LOSSES), ("hidden_on", HIDDEN_ON),
-                          ("encoder_align", ENCODER_ALIGN), ("taid", TAID_MODES)):
+    for name, choices in (
+        ("hidden_loss", HIDDEN_LOSSES),
+        ("hidden_on", HIDDEN_ON),
+        ("encoder_align", ENCODER_ALIGN),
+        ("taid", TAID_MODES),
+    ):
         if getattr(lo, name) not in choices:
             p.append(f"loss.{name}: must be one of {choices}, got {getattr(lo, name)!r}")
     for name in ("ce_weight", "kl_weight", "geo_weight"):

@@ -14,9 +14,15 @@ from geodistill.config import load_config
 from geodistill.errors import GeodistillError
 
 PRESET = Path(__file__).resolve().parents[2] / "configs" / "demo-cpu.yaml"
-COLUMNS = (("params", "parameters", "{:,}"), ("disk_mb", "disk MB", "{:.1f}"), ("wer", "WER", "{:.3f}"),
-           ("wer_raw", "WER (raw)", "{:.3f}"), ("cer", "CER", "{:.3f}"), ("rtf", "RTF", "{:.4f}"),
-           ("peak_memory_mb", "peak MB", "{:.0f}"))
+COLUMNS = (
+    ("params", "parameters", "{:,}"),
+    ("disk_mb", "disk MB", "{:.1f}"),
+    ("wer", "WER", "{:.3f}"),
+    ("wer_raw", "WER (raw)", "{:.3f}"),
+    ("cer", "CER", "{:.3f}"),
+    ("rtf", "RTF", "{:.4f}"),
+    ("peak_memory_mb", "peak MB", "{:.0f}"),
+)
 
 
 def comparison_table(teacher: dict, student: dict) -> str:
@@ -30,7 +36,9 @@ def comparison_table(teacher: dict, student: dict) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, preset: Path = PRESET) -> dict:
+def run_demo(
+    out: str | Path = "runs/demo", overrides: list[str] | None = None, preset: Path = PRESET
+) -> dict:
     """Build the corpus, distil, evaluate both models on the real recordings, write the report."""
     from geodistill.data.demo import build_demo_corpus
     from geodistill.evaluate.run import evaluate
@@ -42,17 +50,32 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, 
     started = time.time()
     corpus = Path(build_demo_corpus(out / "corpus"))
     test = str(corpus / "test")
-    cfg = load_config(preset, [f"data.train={corpus / 'train'}", f"run_dir={out / 'run'}", *(overrides or [])])
+    # The teacher runs once over the corpus (the cache), not at every step of every epoch.
+    base = [
+        f"data.train={corpus / 'train'}",
+        f"run_dir={out / 'run'}",
+        f"teacher_cache={out / 'teacher-cache'}",
+    ]
+    cfg = load_config(preset, [*base, *(overrides or [])])
     result = train(cfg)
     if result.exit_code:
         raise SystemExit(result.exit_code)
     run_dir = Path(cfg.run_dir)
     lang = cfg.data.language
-    teacher = evaluate(cfg.teacher, test, out=run_dir / "eval-teacher", device=cfg.train.device, language=lang)
-    student = evaluate(str(run_dir), test, out=run_dir / "eval-student", device=cfg.train.device, language=lang)
+    teacher = evaluate(
+        cfg.teacher, test, out=run_dir / "eval-teacher", device=cfg.train.device, language=lang
+    )
+    student = evaluate(
+        str(run_dir), test, out=run_dir / "eval-student", device=cfg.train.device, language=lang
+    )
     table = comparison_table(teacher, student)
-    summary = {"seconds": round(time.time() - started, 1), "teacher": cfg.teacher, "steps": result.step,
-               "best_val_wer": result.best_wer, "table": table}
+    summary = {
+        "seconds": round(time.time() - started, 1),
+        "teacher": cfg.teacher,
+        "steps": result.step,
+        "best_val_wer": result.best_wer,
+        "table": table,
+    }
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     print(f"\nTeacher {cfg.teacher} vs distilled student on {test} (real recordings):\n\n{table}\n")
     try:

@@ -35,7 +35,10 @@ def test_full_copy_reproduces_teacher_logits_exactly():
         b = student(input_features=FEATS, decoder_input_ids=DEC).logits
     assert torch.equal(a, b)
     assert student.proj_out.weight.data_ptr() == student.model.decoder.embed_tokens.weight.data_ptr()
-    assert student.model.decoder.embed_tokens.weight.data_ptr() != teacher.model.decoder.embed_tokens.weight.data_ptr()
+    assert (
+        student.model.decoder.embed_tokens.weight.data_ptr()
+        != teacher.model.decoder.embed_tokens.weight.data_ptr()
+    )
 
 
 def test_partial_copy_keeps_the_chosen_layers_and_generates():
@@ -66,9 +69,12 @@ def test_lora_presets_target_the_named_projections():
     model = make_tiny_whisper(layers=2)
     assert len(LORA_PRESETS) >= 10
     names = matching_modules(model, lora_patterns("decoder-cross-qv"))
-    assert sorted(names) == sorted(f"model.decoder.layers.{i}.encoder_attn.{p}_proj" for i in (0, 1) for p in "qv")
+    assert sorted(names) == sorted(
+        f"model.decoder.layers.{i}.encoder_attn.{p}_proj" for i in (0, 1) for p in "qv"
+    )
     assert matching_modules(model, lora_patterns("decoder-fc1-fc2")) == [
-        f"model.decoder.layers.{i}.fc{j}" for i in (0, 1) for j in (1, 2)]
+        f"model.decoder.layers.{i}.fc{j}" for i in (0, 1) for j in (1, 2)
+    ]
     with pytest.raises(GeodistillError, match="unknown preset"):
         lora_patterns("decoder-nonsense")
 

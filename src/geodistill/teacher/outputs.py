@@ -23,8 +23,10 @@ class TeacherOutputs:
 
     def to(self, device: torch.device) -> TeacherOutputs:
         """The same outputs on ``device`` (a teacher kept on the CPU feeds a student on the GPU)."""
-        moved = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                 for k, v in self.__dict__.items()}
+        moved = {
+            k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in self.__dict__.items()
+        }
         return TeacherOutputs(**moved)
 
 
@@ -66,5 +68,6 @@ class OnlineTeacher:
     def __call__(self, batch: dict) -> TeacherOutputs:
         feats = batch["input_features"].to(self.device, self.dtype)
         out = forward_states(self.model, batch["decoder_input_ids"].to(self.device), input_features=feats)
-        return TeacherOutputs(logits=out.logits, decoder_hidden=out.decoder_hidden,
-                              encoder_hidden=out.encoder_hidden)
+        return TeacherOutputs(
+            logits=out.logits, decoder_hidden=out.decoder_hidden, encoder_hidden=out.encoder_hidden
+        )
