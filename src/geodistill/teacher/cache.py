@@ -5,8 +5,9 @@ ground-truth label tokens, so everything it gives the loop is a pure function of
 audio, label ids) and constant per utterance for the whole run and for every tuning trial:
 
 - decoder logits, stored as the top-k log-probabilities + their ids + the full-vocabulary logsumexp at
-  T = 1 (the top-k KL of ``geodistill.losses.kd`` is then exact up to the tail bucket), optionally the
-  full-vocabulary log-probabilities (the KL is then the full one);
+  T = 1 and at each KL temperature asked for (the top-k KL of ``geodistill.losses.kd`` at T is the exact
+  k + 1 bucket KL only with the logsumexp taken at T; from T = 1 alone the loss must extrapolate the
+  tail), optionally the full-vocabulary log-probabilities (the KL is then the full one);
 - the last decoder layer's states (the decoder hidden loss);
 - the last encoder layer's states (B, 1500, D_t): the encoder hidden loss, and, when the student's
   encoder is an untouched frozen full copy of the teacher's (``Run.shares_encoder``), the student's own
@@ -27,6 +28,7 @@ Layout (one folder)::
         topk_logprobs (N_tok, k)           log p of the k most likely tokens, storage dtype
         topk_indices (N_tok, k)            their ids, uint16 (Whisper's vocabulary < 65536) else int32
         logsumexp (N_tok,) float32         logsumexp of the full raw logits at T = 1
+        logsumexp_t2 (N_tok,) float32      logsumexp(z / 2), one per extra temperature (default T = 2)
         logprobs (N_tok, V)                full log-softmax (full_logits=True only)
         decoder_hidden (N_tok, D_t)        last decoder states, after the final layer norm
         encoder_hidden (N_utt, T, D_t)     last encoder states (T = 1500, or 1500 / encoder_pool)
@@ -126,7 +128,7 @@ def shard_name(s: int) -> str:
 
 
 def spec_name(spec: str | Path) -> str:
-    """A model or data spec as recorded: existing paths absolute (a cache is found from anywhere)."""
+    """A model spec as recorded: existing paths absolute (the same teacher named from anywhere)."""
     spec = str(spec)
     path = Path(spec).expanduser()
     return str(path.resolve()) if path.exists() and not _is_embedded(spec) else spec
