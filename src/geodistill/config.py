@@ -166,6 +166,11 @@ def _coerce(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
             return None
         if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if origin is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if origin in (str, bool, list, dict) and isinstance(value, origin):
