@@ -470,6 +470,8 @@ def _importance_skip(complete: list[FrozenTrial]) -> str | None:
     varying = [n for n in names if len({repr(t.params.get(n)) for t in complete}) > 1]
     if len(varying) < 2:
         return f"needs > 1 parameter that varies across complete trials, found {len(varying)}"
+    if len({t.value for t in complete}) < 2:
+        return "every complete trial has the same value: nothing for the parameters to explain"
     return None
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from geodistill.config import Config, ConfigError
 from geodistill.errors import GeodistillError
-from geodistill.tune import DEFAULT_SPACE, mask_url, search_space, trial_config, tune
+from geodistill.tune import DEFAULT_SPACE, mask_url, search_space, trial_config, tune, write_plots
 
 
 def test_default_space_is_the_seeds():
@@ -115,3 +116,37 @@ def test_an_unreachable_database_is_one_clear_error_without_the_password(tmp_pat
     text = str(err.value)
     assert "cannot open it" in text and "tuner:***@127.0.0.1:9" in text and "hunter2" not in text
     assert "hunter2" not in (tmp_path / "study" / "study.json").read_text()
+
+
+def _study_with(values: list[float]) -> optuna.Study:
+    study = optuna.create_study(direction="minimize")
+    dists = {"a": FloatDistribution(0.0, 1.0), "b": FloatDistribution(0.0, 1.0)}
+    for i, value in enumerate(values):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"a": i / 10, "b": 1 - i / 10},
+                distributions=dists,
+                value=value,
+                intermediate_values={5: value + 1},
+            )
+        )
+    return study
+
+
+def test_plots_are_written_or_skipped_with_the_reason(tmp_path):
+    notes = write_plots(_study_with([0.5, 0.3, 0.4]), tmp_path)
+    assert set(notes.values()) == {"written"}
+    for name in notes:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "tied").mkdir()
+    tied = write_plots(_study_with([1.0, 1.0]), tmp_path / "tied")
+    assert tied["param_importances.png"] == (
+        "skipped: every complete trial has the same value: nothing for the parameters to explain"
+    )
+    assert not (tmp_path / "tied" / "param_importances.png").exists()
+    empty = write_plots(optuna.create_study(), tmp_path / "empty")
+    assert empty == {
+        "optimization_history.png": "skipped: no complete trial yet",
+        "param_importances.png": "skipped: needs >= 2 complete trials, the study has 0",
+        "intermediate_values.png": "skipped: no trial has reported a validation WER yet",
+    }
