@@ -514,6 +514,8 @@ def write_plots(study: optuna.Study, study_dir: Path) -> dict[str, str]:
                 fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
                 plt.close(fig)
                 _write_atomic(study_dir / name, buf.getvalue())
+        if skip is not None:
+            (study_dir / name).unlink(missing_ok=True)  # an older picture would contradict the note
         notes[name] = "written" if skip is None else f"skipped: {skip}"
     return notes
 
@@ -606,6 +608,8 @@ def run_worker(
     if budget_used(trials) < n_trials:
         # Teacher and cache before the first trial: a bad one is then one error, not n failed trials.
         objective.teacher_outputs()
+    else:
+        log.info("the study already holds its %d trials; raise --n-trials to run more", n_trials)
     work(
         study,
         objective,
