@@ -52,11 +52,12 @@ class WhisperCollator:
             lab[b, p - 1 : p - 1 + len(text)] = torch.tensor(text)
         batch = {
             "ids": [s["id"] for s in samples],
-            "input_features": torch.stack([torch.as_tensor(s["input_features"]) for s in samples]),
             "decoder_input_ids": dec,
             "labels": lab,
             "audio_seconds": torch.tensor([float(s["audio_seconds"]) for s in samples]),
         }
+        if "input_features" in samples[0]:
+            batch["input_features"] = torch.stack([torch.as_tensor(s["input_features"]) for s in samples])
         if "audio" in samples[0]:
             batch["audio"] = [s["audio"] for s in samples]
         return batch

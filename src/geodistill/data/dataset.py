@@ -39,12 +39,14 @@ class SpeechDataset(torch.utils.data.Dataset):
         bad: BadSamples | None = None,
         normalise_text: bool = False,
         with_audio: bool = False,
+        with_features: bool = True,
     ):
         self.utts = list(utts)
         self.processor = processor
         self.bad = bad if bad is not None else BadSamples()
         self.normalise_text = normalise_text
         self.with_audio = with_audio
+        self.with_features = with_features  # False: no log-Mel (a cached shared encoder never reads them)
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -77,12 +79,9 @@ class SpeechDataset(torch.utils.data.Dataset):
         if reason is not None:
             self.bad.add(utt, reason)
             return None
-        sample = {
-            "id": utt.id,
-            "input_features": self.features(audio),
-            "labels": labels,
-            "audio_seconds": audio.size / SAMPLE_RATE,
-        }
+        sample = {"id": utt.id, "labels": labels, "audio_seconds": audio.size / SAMPLE_RATE}
+        if self.with_features:
+            sample["input_features"] = self.features(audio)
         if self.with_audio:
             sample["audio"] = audio
         return sample

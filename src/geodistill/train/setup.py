@@ -25,7 +25,7 @@ from geodistill.data import (
     prompt_ids,
     split_by_speaker,
 )
-from geodistill.errors import DataError
+from geodistill.errors import DataError, GeodistillError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.models.lora import add_lora, parameter_counts
 from geodistill.models.projector import RiemannianProjector
@@ -126,7 +126,7 @@ def _warn_inert_hidden_loss(cfg: Config, student) -> None:
         )
 
 
-def build_data(cfg: Config, processor, model, bad: BadSamples):
+def build_data(cfg: Config, processor, model, bad: BadSamples, with_features: bool = True):
     d = cfg.data
     if not d.train:
         raise DataError("data.train: no training data spec given")
@@ -142,31 +142,42 @@ def build_data(cfg: Config, processor, model, bad: BadSamples):
     if d.val_limit is not None:
         val = val[: d.val_limit]
     prompt = prompt_ids(processor, model, language=d.language)
-    train_set = SpeechDataset(utts, processor, bad=bad, normalise_text=d.normalise_text)
+    train_set = SpeechDataset(
+        utts, processor, bad=bad, normalise_text=d.normalise_text, with_features=with_features
+    )
     return train_set, val, prompt
+
+
+def build_projectors(cfg: Config, student_width: int, teacher_width: int) -> nn.ModuleDict:
+    """One RiemannianProjector (student width -> teacher width) per side the hidden loss compares."""
+    projectors = nn.ModuleDict()
+    if cfg.loss.hidden_loss != "none" and cfg.loss.geo_weight > 0:
+        sides = ["decoder", "encoder"] if cfg.loss.hidden_on == "both" else [cfg.loss.hidden_on]
+        for side in sides:
+            projectors[side] = RiemannianProjector(student_width, teacher_width)
+    return projectors
+
+
+def _load_teacher(cfg: Config, device: torch.device):
+    if cfg.teacher_cache:  # only its weights are needed (copy init, cache fingerprint): keep it on the CPU
+        return load_whisper(cfg.teacher, device="cpu", dtype=torch.float32)
+    t_device = device if cfg.train.teacher_device == "auto" else resolve_device(cfg.train.teacher_device)
+    return load_whisper(cfg.teacher, device=str(t_device), dtype=_teacher_dtype(t_device))
 
 
 def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: World | None = None) -> Run:
     """Build a run. ``teacher_provider`` (e.g. a cache reader) replaces the online teacher;
     ``teacher_model`` = a preloaded (model, processor) pair shared across runs (tuning trials)."""
-    run_dir = Path(cfg.run_dir)
+    run_dir, world = Path(cfg.run_dir), world or World()
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    t_device = device if cfg.train.teacher_device == "auto" else resolve_device(cfg.train.teacher_device)
-    if teacher_model is None:
-        teacher_model = load_whisper(cfg.teacher, device=str(t_device), dtype=_teacher_dtype(t_device))
-    teacher, t_proc = teacher_model
+    teacher, t_proc = teacher_model or _load_teacher(cfg, device)
     teacher.requires_grad_(False).eval()
     student, processor = build_student(cfg, teacher, t_proc, device)
     model = attach_training_parts(cfg, student)
     _warn_inert_hidden_loss(cfg, student)
-    projectors = nn.ModuleDict()
-    if cfg.loss.hidden_loss != "none" and cfg.loss.geo_weight > 0:
-        sides = ["decoder", "encoder"] if cfg.loss.hidden_on == "both" else [cfg.loss.hidden_on]
-        for side in sides:
-            projectors[side] = RiemannianProjector(student.config.d_model, teacher.config.d_model)
-    projectors.to(device)
+    projectors = build_projectors(cfg, student.config.d_model, teacher.config.d_model).to(device)
     trainable, total = parameter_counts(model, projectors)
     log.info(
         "student: %s trainable of %s parameters (%.2f%%)",
@@ -178,12 +189,18 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: Wor
         from geodistill.teacher.cache import cached_teacher_for
 
         teacher_provider = cached_teacher_for(cfg, teacher_model=(teacher, t_proc))
-    world = world or World()
+    shares = _encoder_shared(cfg, teacher, student)
+    if shares and getattr(teacher_provider, "encoder_pool", None):
+        raise GeodistillError(
+            f"teacher_cache: encoder states pooled by {teacher_provider.encoder_pool} cannot "
+            "stand in for the shared frozen encoder's output; rebuild without encoder_pool"
+        )
+    # Cached encoder states replace the student's encoder input: no log-Mel features to compute per step.
+    cached_encoder = shares and bool(getattr(teacher_provider, "index", {}).get("store_encoder"))
     bad = BadSamples(run_dir / "bad_samples.jsonl" if world.is_main else None, strict=cfg.data.strict)
     if world.is_main:
         (run_dir / "bad_samples.jsonl").touch()  # present (possibly empty) in every run folder
-    train_set, val, prompt = build_data(cfg, processor, student, bad)
-    pad = processor.tokenizer.pad_token_id
+    train_set, val, prompt = build_data(cfg, processor, student, bad, with_features=not cached_encoder)
     return Run(
         cfg=cfg,
         run_dir=run_dir,
@@ -193,10 +210,10 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: Wor
         student=model,
         whisper=student,
         projectors=projectors,
-        shares_encoder=_encoder_shared(cfg, teacher, student),
+        shares_encoder=shares,
         train_set=train_set,
         val_utts=val,
-        collate=WhisperCollator(prompt, pad),
+        collate=WhisperCollator(prompt, processor.tokenizer.pad_token_id),
         prompt=prompt,
         bad=bad,
         world=world,
