@@ -105,6 +105,12 @@ def _cache(a: argparse.Namespace) -> int:
             batch_size=a.batch_size,
             device=a.device,
             language=a.language,
+            encoder_pool=a.encoder_pool,
+            normalise_text=a.normalise_text,
+            min_duration=a.min_duration,
+            max_duration=a.max_duration,
+            store_encoder=not a.no_encoder,
+            temperatures=tuple(a.temperatures),
         )
     )
     return 0
@@ -203,6 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=8)
     q.add_argument("--device", default="auto")
     q.add_argument("--language", default=None)
+    q.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=[2.0],
+        help="KL temperatures to store the exact logsumexp for (the run's loss.temperature)",
+    )
+    q.add_argument("--normalise-text", action="store_true", help="as data.normalise_text in the run")
+    q.add_argument("--min-duration", type=float, default=1.0)
+    q.add_argument("--max-duration", type=float, default=30.0)
+    q.add_argument(
+        "--encoder-pool", type=int, default=None, help="store encoder states averaged over N frames"
+    )
+    q.add_argument("--no-encoder", action="store_true", help="do not store encoder states")
     q.set_defaults(fn=_cache)
 
     q = sub.add_parser("tune", help="Optuna search over the distillation hyperparameters (objective: WER)")
