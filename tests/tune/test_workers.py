@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from geodistill.errors import GeodistillError
 from tests.tune.conftest import PG_PASSWORD
 
 
@@ -82,3 +83,17 @@ def test_two_commands_and_spawned_workers_share_one_study_on_postgres(tune_confi
                 assert PG_PASSWORD.encode() not in file.read_bytes(), file
     for out, err in outputs.values():
         assert PG_PASSWORD not in out and PG_PASSWORD not in err
+
+
+@pytest.mark.postgres
+def test_the_password_can_come_from_pgpassword_instead_of_the_url(postgres_url, monkeypatch, tmp_path):
+    from geodistill.config import Config
+    from geodistill.tune import open_study
+
+    no_password = postgres_url.replace(f":{PG_PASSWORD}@", "@")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    with pytest.raises(GeodistillError, match="cannot open it"):
+        open_study(Config(), no_password, "pgpassword", 1)
+    monkeypatch.setenv("PGPASSWORD", PG_PASSWORD)  # libpq reads it: the password stays off the command line
+    study = open_study(Config(), no_password, "pgpassword", 1)
+    assert study.study_name == "pgpassword" and study.trials == []
