@@ -340,7 +340,10 @@ def load_teacher(cfg: Config):
     from geodistill.models import load_whisper, resolve_device
 
     t = cfg.train
-    dev = resolve_device(t.device if t.teacher_device == "auto" else t.teacher_device)
+    if cfg.teacher_cache:  # the cache serves its outputs: only its weights are used (layer copy, fingerprint)
+        dev = torch.device("cpu")
+    else:
+        dev = resolve_device(t.device if t.teacher_device == "auto" else t.teacher_device)
     model, processor = load_whisper(
         cfg.teacher, device=str(dev), dtype=torch.float16 if dev.type == "cuda" else torch.float32
     )
