@@ -32,6 +32,7 @@ import logging
 import math
 import multiprocessing
 import os
+import random
 import socket
 import sys
 import time
@@ -47,7 +48,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 
 from geodistill.config import Config, ConfigError, from_dict, merge, to_dict, validate
 from geodistill.errors import GeodistillError
@@ -282,6 +283,25 @@ def _scrub(text: str, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
+def _open_storage(url: str, n_trials: int, heartbeat_s: int, tries: int = 5) -> BudgetStorage:
+    for attempt in range(tries):
+        try:
+            return BudgetStorage(
+                url,
+                n_trials,
+                heartbeat_interval=heartbeat_s,
+                grace_period=GRACE_FACTOR * heartbeat_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+        except (IntegrityError, ProgrammingError):
+            # Workers starting together on an empty database race to create Optuna's tables (PostgreSQL:
+            # duplicate key in pg_type); the loser finds them made when it tries again.
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 + random.random())
+    raise AssertionError("unreachable")
+
+
 def open_study(
     cfg: Config, url: str, study_name: str, n_trials: int, heartbeat_s: int = HEARTBEAT_S
 ) -> optuna.Study:
@@ -290,13 +310,7 @@ def open_study(
     try:
         with warnings.catch_warnings():  # heartbeat and retry are experimental; we rely on them knowingly
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = BudgetStorage(
-                url,
-                n_trials,
-                heartbeat_interval=heartbeat_s,
-                grace_period=GRACE_FACTOR * heartbeat_s,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
+            storage = _open_storage(url, n_trials, heartbeat_s)
             pruner = optuna.pruners.MedianPruner(
                 n_startup_trials=cfg.tune.pruner_startup_trials, n_warmup_steps=cfg.tune.pruner_warmup_steps
             )

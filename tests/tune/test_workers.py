@@ -97,3 +97,23 @@ def test_the_password_can_come_from_pgpassword_instead_of_the_url(postgres_url, 
     monkeypatch.setenv("PGPASSWORD", PG_PASSWORD)  # libpq reads it: the password stays off the command line
     study = open_study(Config(), no_password, "pgpassword", 1)
     assert study.study_name == "pgpassword" and study.trials == []
+
+
+@pytest.mark.postgres
+def test_workers_starting_together_on_an_empty_database_all_open_the_study(postgres_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sqlalchemy
+
+    from geodistill.config import Config
+    from geodistill.tune import open_study
+
+    server, _ = postgres_url.rsplit("/", 1)
+    engine = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("CREATE DATABASE fresh_race"))
+    engine.dispose()
+    # Each opener creates Optuna's tables if missing: concurrent creators collide inside PostgreSQL.
+    with ThreadPoolExecutor(6) as pool:
+        studies = list(pool.map(lambda _: open_study(Config(), f"{server}/fresh_race", "race", 1), range(6)))
+    assert {s._study_id for s in studies} == {studies[0]._study_id}
