@@ -278,31 +278,27 @@ def train(
         if world.is_main
         else _NoWriter()
     )
+    try:  # a pruned tuning trial raises out of on_eval: still close the event file and the process group
+        return _loop(run, state, stream, opt, sched, scaler, loss_fn, writer, on_eval)
+    finally:
+        writer.close()
+        close(world)
+
+
+def _loop(run: Run, state: TrainState, stream, opt, sched, scaler, loss_fn, writer, on_eval) -> TrainResult:
+    """Steps until ``train.max_steps`` (or a signal); validate, log and checkpoint on their schedules."""
+    t, world = run.cfg.train, run.world
     last_wer = None
     run.trainable.train()
-    with (
-        StopFlag() as stop,
-        tqdm(
-            total=t.max_steps,
-            initial=state.step,
-            desc="distil",
-            dynamic_ncols=True,
-            disable=not world.is_main,
-        ) as bar,
-    ):
+    bar = tqdm(total=t.max_steps, initial=state.step, desc="distil", disable=not world.is_main)
+    with StopFlag() as stop, bar:
         while state.step < t.max_steps:
             if any_rank(stop.requested, world):
                 _checkpoint(run, state, opt, sched, scaler, loss_fn, stream)
-                log.warning(
-                    "stopped by signal %s at step %d; checkpoint written, rerun to resume",
-                    stop.signum,
-                    state.step,
-                )
-                writer.close()
-                close(world)
-                return TrainResult(
-                    stop.exit_code or 143, state.step, run_dir, state.best_wer, None, state.history
-                )
+                log.warning("stopped by signal %s at step %d; checkpoint written, rerun to resume",
+                            stop.signum, state.step)
+                return TrainResult(stop.exit_code or 143, state.step, run.run_dir, state.best_wer, None,
+                                   state.history)
             started = time.perf_counter()
             values, ids, ok = train_step(run, stream, loss_fn, opt, sched, scaler, state.step)
             writer.add_scalar("time/step_seconds", time.perf_counter() - started, state.step + 1)
@@ -327,11 +323,9 @@ def train(
     else:
         last_wer = state.history["val"][-1]["wer"]
     if world.is_main:
-        save_student(run, run_dir / "adapter_final", extra={"step": state.step, "val_wer": last_wer})
-    writer.close()
-    close(world)
-    log.info("done: %d steps, best validation WER %s, run folder %s", state.step, state.best_wer, run_dir)
-    return TrainResult(0, state.step, run_dir, state.best_wer, last_wer, state.history)
+        save_student(run, run.run_dir / "adapter_final", extra={"step": state.step, "val_wer": last_wer})
+    log.info("done: %d steps, best validation WER %s, run folder %s", state.step, state.best_wer, run.run_dir)
+    return TrainResult(0, state.step, run.run_dir, state.best_wer, last_wer, state.history)
 
 
 class _NoWriter:

@@ -10,6 +10,15 @@ from geodistill.evaluate.wer import wer_scores
 VAL_MAX_NEW_TOKENS = 128
 
 
+def generation_cap(tokenizer, texts: list[str]) -> int:
+    """New-token budget for validation: twice the longest reference (+8), at most VAL_MAX_NEW_TOKENS.
+
+    A half-trained student that babbles costs at most this many decoder steps per batch.
+    """
+    longest = max((len(tokenizer(" " + t, add_special_tokens=False).input_ids) for t in texts), default=0)
+    return min(VAL_MAX_NEW_TOKENS, 2 * longest + 8)
+
+
 def validate(run) -> dict:
     """{"wer", "wer_raw", "cer", "n_utterances"} of the run's student on its validation utterances."""
     cfg = run.cfg
@@ -21,7 +30,7 @@ def validate(run) -> dict:
         BadSamples(None),
         batch_size=cfg.train.batch_size,
         language=cfg.data.language,
-        max_new_tokens=VAL_MAX_NEW_TOKENS,
+        max_new_tokens=generation_cap(run.processor.tokenizer, [u.text for u in run.val_utts]),
     )
     refs = [u.text for u in decoded.utterances]
     scores = wer_scores(refs, decoded.hypotheses, language=cfg.data.language or "en")
