@@ -7,6 +7,8 @@ corpus (real recordings held out, synthetic speech to train on) -> distil (confi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,12 +38,33 @@ def comparison_table(teacher: dict, student: dict) -> str:
     return "\n".join(lines)
 
 
+def evaluate_in_subprocess(model: str, data: str, out: Path, device: str, language: str | None) -> dict:
+    """``geodistill evaluate`` in a fresh process, so each model's peak memory (process RSS) is its own."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "geodistill.cli",
+        "evaluate",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--out",
+        str(out),
+        "--device",
+        device,
+    ] + (["--language", language] if language else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise GeodistillError(f"evaluating {model} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads((out / "eval.json").read_text())
+
+
 def run_demo(
     out: str | Path = "runs/demo", overrides: list[str] | None = None, preset: Path = PRESET
 ) -> dict:
     """Build the corpus, distil, evaluate both models on the real recordings, write the report."""
     from geodistill.data.demo import build_demo_corpus
-    from geodistill.evaluate.run import evaluate
     from geodistill.train.loop import train
 
     if not preset.is_file():
@@ -62,12 +85,8 @@ def run_demo(
         raise SystemExit(result.exit_code)
     run_dir = Path(cfg.run_dir)
     lang = cfg.data.language
-    teacher = evaluate(
-        cfg.teacher, test, out=run_dir / "eval-teacher", device=cfg.train.device, language=lang
-    )
-    student = evaluate(
-        str(run_dir), test, out=run_dir / "eval-student", device=cfg.train.device, language=lang
-    )
+    teacher = evaluate_in_subprocess(cfg.teacher, test, run_dir / "eval-teacher", cfg.train.device, lang)
+    student = evaluate_in_subprocess(str(run_dir), test, run_dir / "eval-student", cfg.train.device, lang)
     table = comparison_table(teacher, student)
     summary = {
         "seconds": round(time.time() - started, 1),

@@ -31,6 +31,7 @@ LORA_PRESETS: dict[str, list[str]] = {
     "decoder-self-qkvo": [rf"{_DEC}\.self_attn\.(q_proj|k_proj|v_proj|out_proj)"],
     "decoder-fc1-fc2": [rf"{_DEC}\.(fc1|fc2)"],
     "decoder-attn-qv": [rf"{_DEC}\.(self_attn|encoder_attn)\.(q_proj|v_proj)"],
+    "decoder-self-ffn": [rf"{_DEC}\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"],
     "decoder-all-linear": [rf"{_DEC}\.((self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"],
 }
 
