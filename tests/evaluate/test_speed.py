@@ -54,3 +54,21 @@ def test_model_disk_mb_follows_dtype(tiny_whisper):
     n_bytes_tied_once = count_params(tiny_whisper) * 4
     assert fp32 == pytest.approx(n_bytes_tied_once / 2**20, rel=0.01)  # + a few non-parameter buffers
     assert model_disk_mb(tiny_whisper.half()) == pytest.approx(fp32 / 2, rel=0.01)
+
+
+def test_peak_rss_of_a_child_process_is_its_own():
+    """ru_maxrss survives exec on Linux; the meter must not report a big parent's peak for its child."""
+    import subprocess
+    import sys
+
+    from geodistill.evaluate.speed import process_peak_rss_mb
+
+    ballast = bytearray(600 * 1024 * 1024)  # the parent touches 600 MiB
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code = "from geodistill.evaluate.speed import process_peak_rss_mb as p; print(p())"
+    child = float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+    assert process_peak_rss_mb() > 600
+    assert child < 500
+    del ballast

@@ -32,7 +32,19 @@ def synchronize(device: torch.device | str | None) -> None:
 
 
 def process_peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux: VmHWM from /proc/self/status, the high-water mark of this program's own memory. ru_maxrss is
+    not used there because it survives exec: a process started by a big parent reports the parent's peak.
+    Elsewhere ru_maxrss (KiB on Linux-likes, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MB if sys.platform == "darwin" else peak / 1024
 
