@@ -76,7 +76,11 @@ def comparison_rows(cmp: dict) -> list[tuple[str, str, str, str]]:
 
 def settings_rows(cmp: dict) -> list[tuple[str, str, str]]:
     t, s = cmp.get("teacher") or {}, cmp.get("student") or {}
-    return [(key, str(t.get(key, "n/a")), str(s.get(key, "n/a"))) for key in SETTINGS if key in t or key in s]
+    return [(key, _setting(t.get(key)), _setting(s.get(key))) for key in SETTINGS if key in t or key in s]
+
+
+def _setting(value) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else "none" if value is None else str(value)
 
 
 def training_rows(training: dict) -> list[tuple[str, str]]:
