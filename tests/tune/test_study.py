@@ -60,7 +60,13 @@ def test_study_runs_n_trials_writes_outputs_and_a_rerun_continues_to_n_in_total(
         rows = list(csv.DictReader(fh))
     assert [int(r["number"]) for r in rows] == [0, 1, 2] and {r["state"] for r in rows} == {"COMPLETE"}
     assert "params_train.lr" in rows[0]
-    for name in ("optimization_history.png", "param_importances.png", "intermediate_values.png"):
+    # Importances need values that differ; tiny random students can all score the same WER.
+    plots = ["optimization_history.png", "intermediate_values.png"]
+    if len({t.value for t in study.trials}) > 1:
+        plots.append("param_importances.png")
+    else:
+        assert best["plots"]["param_importances.png"].startswith("skipped: every complete trial has the same")
+    for name in plots:
         assert best["plots"][name] == "written"
         assert (study_dir / name).read_bytes()[:8] == PNG
     assert "Trial 2 finished with value" in (study_dir / "tune.log").read_text()
