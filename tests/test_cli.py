@@ -33,5 +33,7 @@ def test_bad_config_key_is_reported_before_any_compute(tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    proc = run("--debug", "evaluate", "--model", str(tmp_path / "nope"), "--data", str(tmp_path / "none.jsonl"))
+    proc = run(
+        "--debug", "evaluate", "--model", str(tmp_path / "nope"), "--data", str(tmp_path / "none.jsonl")
+    )
     assert proc.returncode == 2 and "Traceback" in proc.stderr

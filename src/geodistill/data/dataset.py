@@ -28,7 +28,8 @@ class SpeechDataset(torch.utils.data.Dataset):
     """``ds[i]`` -> a sample dict, or None when utterance ``i`` is unusable (logged to ``bad``).
 
     Sample: {"id": str, "input_features": FloatTensor (n_mels, 3000), "labels": list[int] (text tokens + eot),
-    "audio_seconds": float}, plus "audio": float32 array (n_samples,) at 16 kHz when ``with_audio``.
+    "audio_seconds": float}, plus "audio": float32 array (n_samples,) at 16 kHz when ``with_audio``;
+    no "input_features" when ``with_features`` is False.
     Never raises on a bad file (unless ``bad.strict``), so a DataLoader worker survives it.
     """
 

@@ -295,10 +295,14 @@ def _loop(run: Run, state: TrainState, stream, opt, sched, scaler, loss_fn, writ
         while state.step < t.max_steps:
             if any_rank(stop.requested, world):
                 _checkpoint(run, state, opt, sched, scaler, loss_fn, stream)
-                log.warning("stopped by signal %s at step %d; checkpoint written, rerun to resume",
-                            stop.signum, state.step)
-                return TrainResult(stop.exit_code or 143, state.step, run.run_dir, state.best_wer, None,
-                                   state.history)
+                log.warning(
+                    "stopped by signal %s at step %d; checkpoint written, rerun to resume",
+                    stop.signum,
+                    state.step,
+                )
+                return TrainResult(
+                    stop.exit_code or 143, state.step, run.run_dir, state.best_wer, None, state.history
+                )
             started = time.perf_counter()
             values, ids, ok = train_step(run, stream, loss_fn, opt, sched, scaler, state.step)
             writer.add_scalar("time/step_seconds", time.perf_counter() - started, state.step + 1)
