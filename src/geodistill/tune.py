@@ -347,23 +347,6 @@ def _sampler_seed(cfg: Config, n_existing: int, shared: bool) -> int:
 # ------------------------------------------------------------------------------------------ objective
 
 
-def load_teacher(cfg: Config):
-    """(model, processor) of ``cfg.teacher`` placed and typed exactly as the training loop places it."""
-    import torch
-
-    from geodistill.models import load_whisper, resolve_device
-
-    t = cfg.train
-    if cfg.teacher_cache:  # the cache serves its outputs: only its weights are used (layer copy, fingerprint)
-        dev = torch.device("cpu")
-    else:
-        dev = resolve_device(t.device if t.teacher_device == "auto" else t.teacher_device)
-    model, processor = load_whisper(
-        cfg.teacher, device=str(dev), dtype=torch.float16 if dev.type == "cuda" else torch.float32
-    )
-    return model.eval().requires_grad_(False), processor
-
-
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     with open(path, "a") as fh:
@@ -412,6 +395,8 @@ class Objective:
     def teacher(self):
         """The (model, processor) pair every trial of this process shares."""
         if self._teacher is None:
+            from geodistill.train.setup import load_teacher
+
             self._teacher = load_teacher(self.cfg)
         return self._teacher
 

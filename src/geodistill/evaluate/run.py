@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +35,12 @@ from geodistill.evaluate.transcribe import (
     load_model,
 )
 from geodistill.evaluate.wer import wer_scores
+from geodistill.versions import package_versions
 
 TIMING = (
     "model.generate only (encoder + KV-cached decoding), device-synchronised; audio decoding and "
     "log-Mel extraction excluded (feature_seconds)"
 )
-VERSIONED = ("geodistill", "torch", "transformers", "jiwer", "numpy", "soundfile", "soxr")
 
 
 @dataclass
@@ -120,14 +118,6 @@ def decode(
             out.hypotheses += [t.strip() for t in texts]
             out.audio_seconds += [len(a) / SAMPLE_RATE for a in audios]
     return out
-
-
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in VERSIONED:
-        with contextlib.suppress(PackageNotFoundError):
-            found[name] = version(name)
-    return found
 
 
 def _describe(spec, fallback: str) -> str:
@@ -209,7 +199,7 @@ def evaluate(
         "language": language,
         "limit": limit,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     if out_dir is not None:
         _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"])

@@ -51,7 +51,6 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,6 +62,7 @@ from safetensors.torch import save_file
 from geodistill.errors import DataError, GeodistillError
 from geodistill.losses.hidden import align_frames
 from geodistill.teacher.outputs import TeacherOutputs, forward_states
+from geodistill.versions import package_versions
 
 if TYPE_CHECKING:
     from geodistill.config import Config
@@ -176,16 +176,6 @@ def data_fingerprint(utts: list) -> str:
     return h.hexdigest()[:16]
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("geodistill", "torch", "transformers", "safetensors", "numpy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 def _show(value) -> str:
     if isinstance(value, list) and len(value) > 6:
         return f"[{len(value)} items: {', '.join(map(str, value[:3]))}, ...]"
@@ -263,7 +253,7 @@ def _header(teacher, model, processor, data, utts, prompt, opts: CacheOptions, s
         "temperatures": list(opts.temperatures),
         "vocab_size": int(model.config.vocab_size),
         "pad_id": int(processor.tokenizer.pad_token_id),
-        "versions": _versions(),
+        "versions": package_versions(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 

@@ -18,13 +18,13 @@ import json
 import logging
 import shutil
 import subprocess
-from importlib import metadata
 from pathlib import Path
 
 from safetensors.torch import save_file
 
 from geodistill.config import Config, to_dict
 from geodistill.errors import GeodistillError
+from geodistill.versions import package_versions
 
 log = logging.getLogger("geodistill")
 
@@ -58,16 +58,6 @@ def setup_logging(run_dir: Path) -> None:
         logger.addHandler(logging.StreamHandler())
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("geodistill", "torch", "transformers", "peft", "numpy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 def _git_commit() -> str | None:
     try:
         return (
@@ -85,7 +75,7 @@ def _git_commit() -> str | None:
 
 
 def write_run_config(cfg: Config, run_dir: Path) -> None:
-    record = {"config": to_dict(cfg), "versions": _versions(), "git_commit": _git_commit()}
+    record = {"config": to_dict(cfg), "versions": package_versions(), "git_commit": _git_commit()}
     (run_dir / "training_config.json").write_text(json.dumps(record, indent=2))
 
 

@@ -158,11 +158,18 @@ def build_projectors(cfg: Config, student_width: int, teacher_width: int) -> nn.
     return projectors
 
 
-def _load_teacher(cfg: Config, device: torch.device):
-    if cfg.teacher_cache:  # only its weights are needed (copy init, cache fingerprint): keep it on the CPU
-        return load_whisper(cfg.teacher, device="cpu", dtype=torch.float32)
-    t_device = device if cfg.train.teacher_device == "auto" else resolve_device(cfg.train.teacher_device)
-    return load_whisper(cfg.teacher, device=str(t_device), dtype=_teacher_dtype(t_device))
+def load_teacher(cfg: Config):
+    """(model, processor) of ``cfg.teacher``, frozen, on ``train.teacher_device`` (fp16 on CUDA).
+
+    With a teacher cache only its weights are needed (layer copy, cache fingerprint): it stays on the CPU.
+    """
+    t = cfg.train
+    if cfg.teacher_cache:
+        device = torch.device("cpu")
+    else:
+        device = resolve_device(t.device if t.teacher_device == "auto" else t.teacher_device)
+    model, processor = load_whisper(cfg.teacher, device=str(device), dtype=_teacher_dtype(device))
+    return model.eval().requires_grad_(False), processor
 
 
 def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: World | None = None) -> Run:
@@ -172,7 +179,7 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: Wor
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    teacher, t_proc = teacher_model or _load_teacher(cfg, device)
+    teacher, t_proc = teacher_model or load_teacher(cfg)
     teacher.requires_grad_(False).eval()
     student, processor = build_student(cfg, teacher, t_proc, device)
     model = attach_training_parts(cfg, student)
