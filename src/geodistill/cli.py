@@ -111,6 +111,7 @@ def _cache(a: argparse.Namespace) -> int:
             max_duration=a.max_duration,
             store_encoder=not a.no_encoder,
             temperatures=tuple(a.temperatures),
+            cross_kv_layers=tuple(a.cross_kv_layers),
         )
     )
     return 0
@@ -223,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--encoder-pool", type=int, default=None, help="store encoder states averaged over N frames"
     )
     q.add_argument("--no-encoder", action="store_true", help="do not store encoder states")
+    q.add_argument(
+        "--cross-kv-layers",
+        type=int,
+        nargs="+",
+        default=[],
+        help="teacher decoder layers whose cross-attention keys/values to store (the layers a copy "
+        "student keeps, when its LoRA leaves encoder_attn k/v frozen)",
+    )
     q.set_defaults(fn=_cache)
 
     q = sub.add_parser("tune", help="Optuna search over the distillation hyperparameters (objective: WER)")

@@ -115,6 +115,10 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
     run_dir: str = "runs/default"
     teacher_cache: str | None = None  # a teacher-output cache folder (see `geodistill cache`)
+    # Also store the frozen cross-attention keys/values of the decoder layers a copy student keeps (when its
+    # LoRA leaves encoder_attn k_proj/v_proj alone, e.g. the decoder-text-side preset): the cached step then
+    # skips those projections over 1500 frames; costs 2 x 1500 x d_model x 2 bytes per layer and utterance.
+    teacher_cache_cross_kv: bool = False
 
 
 _RENAMES = {"from": "from_"}  # YAML keys that are Python keywords

@@ -404,9 +404,14 @@ class Objective:
         """The study's cached teacher outputs (None without a cache); loads the teacher on first use."""
         if self._provider is None and self.cfg.teacher_cache:
             from geodistill.teacher.cache import cached_teacher_for
+            from geodistill.train.setup import cross_kv_plan
 
+            teacher = self.teacher()
+            layers = ()  # the base config's student decides which cross-attention K/V are stored
+            if self.cfg.teacher_cache_cross_kv:
+                layers = tuple(sorted(cross_kv_plan(self.cfg, teacher[0].config).values()))
             with _file_lock(self.study_dir / "teacher_cache.lock"):
-                self._provider = cached_teacher_for(self.cfg, self.teacher())
+                self._provider = cached_teacher_for(self.cfg, teacher, cross_kv_layers=layers)
         return self._provider
 
     def __call__(self, trial: optuna.Trial) -> float:

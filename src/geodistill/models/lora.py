@@ -33,6 +33,11 @@ LORA_PRESETS: dict[str, list[str]] = {
     "decoder-attn-qv": [rf"{_DEC}\.(self_attn|encoder_attn)\.(q_proj|v_proj)"],
     "decoder-self-ffn": [rf"{_DEC}\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"],
     "decoder-all-linear": [rf"{_DEC}\.((self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)"],
+    # Every decoder linear that acts on text states, i.e. all but the cross-attention k/v (which act on the
+    # audio): those stay frozen, so their keys/values are constants the teacher can hand over or cache.
+    "decoder-text-side": [
+        rf"{_DEC}\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|encoder_attn\.(q_proj|out_proj)|fc1|fc2)"
+    ],
 }
 
 

@@ -91,6 +91,7 @@ CONTENT_KEYS = (
     "dtype",
     "shard_size",
     "temperatures",
+    "cross_kv_layers",
 )
 
 
@@ -102,6 +103,7 @@ class CacheOptions:
     encoder_pool: int | None  # average encoder frames in windows of this many (3: 1500 -> 500), None = all
     dtype: torch.dtype  # storage dtype of log-probs and hidden states
     temperatures: tuple[float, ...] = ()  # extra T at which logsumexp(z / T) is stored (exact top-k KL at T)
+    cross_kv_layers: tuple[int, ...] = ()  # teacher decoder layers whose cross-attention K/V are stored
 
 
 def lse_name(temperature: float) -> str:
@@ -115,12 +117,10 @@ class CachedOutputs(TeacherOutputs):
 
     logsumexp_temperature: float = 1.0  # logsumexp = logsumexp(z_full / logsumexp_temperature)
 
-    def to(self, device: torch.device) -> CachedOutputs:
-        moved = {
-            k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-            for k, v in self.__dict__.items()
-        }
-        return CachedOutputs(**moved)
+
+def cross_kv_names(layer: int) -> tuple[str, str]:
+    """Tensor names of teacher decoder layer ``layer``'s stored cross-attention keys and values."""
+    return f"cross_k.{layer}", f"cross_v.{layer}"
 
 
 def shard_name(s: int) -> str:
@@ -204,6 +204,7 @@ def read_index(cache_dir: str | Path) -> dict | None:
         raise GeodistillError(f"{path}: unreadable teacher cache index ({exc})") from exc
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise GeodistillError(f"{path}: not a geodistill teacher cache of format {FORMAT}")
+    index.setdefault("cross_kv_layers", [])  # caches written before cross-attention K/V could be stored
     return index
 
 
@@ -251,6 +252,7 @@ def _header(teacher, model, processor, data, utts, prompt, opts: CacheOptions, s
         "encoder_pool": opts.encoder_pool,
         "dtype": str(opts.dtype).removeprefix("torch."),
         "temperatures": list(opts.temperatures),
+        "cross_kv_layers": list(opts.cross_kv_layers),
         "vocab_size": int(model.config.vocab_size),
         "pad_id": int(processor.tokenizer.pad_token_id),
         "versions": package_versions(),
@@ -258,13 +260,17 @@ def _header(teacher, model, processor, data, utts, prompt, opts: CacheOptions, s
     }
 
 
-def _check_options(opts: CacheOptions, vocab: int, batch_size: int, shard_size: int) -> None:
+def _check_options(opts: CacheOptions, vocab: int, n_layers: int, batch_size: int, shard_size: int) -> None:
     if not 1 <= opts.top_k <= vocab:
         raise GeodistillError(f"top_k: must be in 1..{vocab} (the teacher's vocabulary), got {opts.top_k}")
     if opts.encoder_pool is not None and (opts.encoder_pool < 1 or 1500 % opts.encoder_pool):
         raise GeodistillError(f"encoder_pool: must divide 1500 encoder frames, got {opts.encoder_pool}")
     if any(not t > 0 for t in opts.temperatures):
         raise GeodistillError(f"temperatures: must all be > 0, got {list(opts.temperatures)}")
+    if any(not 0 <= j < n_layers for j in opts.cross_kv_layers):
+        raise GeodistillError(
+            f"cross_kv_layers: teacher decoder layers are 0..{n_layers - 1}, got {list(opts.cross_kv_layers)}"
+        )
     if batch_size < 1 or shard_size < 1:
         raise GeodistillError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
 
@@ -284,11 +290,15 @@ def teacher_rows(model, batch: dict, opts: CacheOptions) -> list[dict[str, torch
     """One teacher-forced forward over a collated batch, cut into per-utterance rows on the CPU.
 
     Each row: decoder_input_ids (n,), topk_logprobs / topk_indices (n, k), logsumexp (n,) fp32,
-    decoder_hidden (n, D), and when asked logprobs (n, V), encoder_hidden (T, D); n = that row's length.
+    decoder_hidden (n, D), and when asked logprobs (n, V), encoder_hidden (T, D), cross_k.j / cross_v.j
+    (heads, T, D / heads); n = that row's length.
     """
     param = next(model.parameters())
     dec = batch["decoder_input_ids"]
-    out = forward_states(model, dec.to(param.device), input_features=batch["input_features"].to(param))
+    feats = batch["input_features"].to(param)
+    out = forward_states(
+        model, dec.to(param.device), input_features=feats, keep_cross_kv=opts.cross_kv_layers
+    )
     logits = out.logits.float()
     lse = logits.logsumexp(dim=-1)
     logp = logits - lse.unsqueeze(-1)
@@ -316,6 +326,9 @@ def teacher_rows(model, batch: dict, opts: CacheOptions) -> list[dict[str, torch
             row["logprobs"] = take(logp[i, :n], opts.dtype)
         if opts.store_encoder:
             row["encoder_hidden"] = take(enc[i], opts.dtype)
+        for j, (keys, values) in out.cross_kv.items():
+            k_name, v_name = cross_kv_names(j)
+            row[k_name], row[v_name] = take(keys[i], opts.dtype), take(values[i], opts.dtype)
         rows.append(row)
     return rows
 
@@ -336,7 +349,14 @@ def _field_shapes(opts: CacheOptions, config) -> dict[str, tuple[tuple[int, ...]
         fields["logprobs"] = ((v,), opts.dtype)
     if opts.store_encoder:
         fields["encoder_hidden"] = ((config.max_source_positions // (opts.encoder_pool or 1), d), opts.dtype)
+    heads = config.decoder_attention_heads
+    for j in opts.cross_kv_layers:
+        for name in cross_kv_names(j):
+            fields[name] = ((heads, config.max_source_positions, d // heads), opts.dtype)
     return fields
+
+
+PER_UTTERANCE = ("encoder_hidden", "cross_k.", "cross_v.")  # stacked by utterance, not by token
 
 
 def write_shard(path: Path, ids: list[str], rows: list[dict], skipped: list[str], fields: dict) -> None:
@@ -347,7 +367,7 @@ def write_shard(path: Path, ids: list[str], rows: list[dict], skipped: list[str]
         if not parts:
             tensors[name] = torch.zeros((0, *tail), dtype=dtype)
         else:
-            tensors[name] = torch.stack(parts) if name == "encoder_hidden" else torch.cat(parts)
+            tensors[name] = torch.stack(parts) if name.startswith(PER_UTTERANCE) else torch.cat(parts)
     meta = {
         "ids": json.dumps(ids),
         "lengths": json.dumps([len(r["decoder_input_ids"]) for r in rows]),
@@ -438,6 +458,7 @@ def build_cache(
     dtype: str = "float16",
     shard_size: int = 64,
     temperatures: tuple[float, ...] = (2.0,),
+    cross_kv_layers: tuple[int, ...] = (),
 ) -> Path:
     """Run ``teacher`` once over ``data`` and store its outputs in the folder ``out``; returns ``out``.
 
@@ -448,6 +469,9 @@ def build_cache(
     refused. dtype: "float16" (default) or "float32" storage of log-probs and hidden states.
     temperatures: besides T = 1, the KL temperatures at which logsumexp(z / T) is stored too (4 bytes a
     token each): the top-k KL at T is exact only with the normaliser taken at T (losses.kd).
+    cross_kv_layers: teacher decoder layers whose cross-attention keys/values to store, 2 x 1500 x D
+    values per layer and utterance: a copy student that keeps those layers with their cross-attention
+    k/v projections frozen then skips them (``teacher_cache_cross_kv`` in a run's config).
     """
     from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec, prompt_ids
 
@@ -457,8 +481,11 @@ def build_cache(
         raise GeodistillError(f"dtype: must be one of {tuple(STORAGE_DTYPES)}, got {dtype!r}")
     model, processor = _load_teacher(teacher, device)
     extra = tuple(sorted({float(t) for t in temperatures} - {1.0}))
-    opts = CacheOptions(top_k, full_logits, store_encoder, encoder_pool, STORAGE_DTYPES[dtype], extra)
-    _check_options(opts, model.config.vocab_size, batch_size, shard_size)
+    kv_layers = tuple(sorted({int(j) for j in cross_kv_layers}))
+    opts = CacheOptions(
+        top_k, full_logits, store_encoder, encoder_pool, STORAGE_DTYPES[dtype], extra, kv_layers
+    )
+    _check_options(opts, model.config.vocab_size, model.config.decoder_layers, batch_size, shard_size)
     bad = BadSamples(out / "bad_samples.jsonl")
     utts = load_spec(data, bad=bad, min_duration=min_duration, max_duration=max_duration)
     if not utts:
@@ -587,6 +614,11 @@ class CachedTeacher:
         return self.index["encoder_pool"]
 
     @property
+    def cross_kv_layers(self) -> tuple[int, ...]:
+        """Teacher decoder layers whose cross-attention keys/values the cache holds."""
+        return tuple(self.index["cross_kv_layers"])
+
+    @property
     def teacher_config(self) -> dict:
         """The teacher's HF config (d_model, layers, vocab_size, ...) without loading the teacher."""
         return self.index["teacher_config"]
@@ -643,11 +675,11 @@ class CachedTeacher:
                 logits[i, :n] = get["logprobs"][span].float() + lse[i, :n, None]
             if lse_t is not lse:
                 lse_t[i, :n] = get[lse_name(self.temperature)][span]
-        encoder = None
-        if self.index["store_encoder"]:
-            encoder = torch.stack(
-                [self._slices[p.shard]["encoder_hidden"][p.row : p.row + 1][0] for p in places]
-            )
+        encoder = self._per_utterance("encoder_hidden", places) if self.index["store_encoder"] else None
+        cross_kv = {
+            j: tuple(self._per_utterance(name, places) for name in cross_kv_names(j))
+            for j in self.index["cross_kv_layers"]
+        }
         return CachedOutputs(
             logits=logits,
             topk_values=values,
@@ -655,8 +687,13 @@ class CachedTeacher:
             logsumexp=lse_t,
             decoder_hidden=hidden,
             encoder_hidden=encoder,
+            cross_kv=cross_kv or None,
             logsumexp_temperature=self.temperature,
         )
+
+    def _per_utterance(self, name: str, places: list[_Place]) -> torch.Tensor:
+        """(B, ...) stack of a per-utterance tensor (encoder states, cross K/V), in the storage dtype."""
+        return torch.stack([self._slices[p.shard][name][p.row : p.row + 1][0] for p in places])
 
 
 @contextlib.contextmanager
@@ -677,9 +714,12 @@ def _on_device(teacher_model, device: str):
         model.to(home)
 
 
-def cached_teacher_for(cfg: Config, teacher_model=None) -> CachedTeacher:
+def cached_teacher_for(
+    cfg: Config, teacher_model=None, cross_kv_layers: tuple[int, ...] = ()
+) -> CachedTeacher:
     """The run's teacher read from ``cfg.teacher_cache``, built first over ``cfg.data.train`` if absent or
-    partial (top_k 64, fp16; use ``geodistill cache`` for other choices).
+    partial (top_k 64, fp16, and the cross-attention K/V of ``cross_kv_layers``; use ``geodistill cache``
+    for other choices). A complete cache is used as it is, whichever cross-attention layers it holds.
 
     teacher_model: the run's loaded (model, processor), when it has one: the cache must then hold this
     teacher's weights (fingerprint) and decoder prompt. Without it the cache must name ``cfg.teacher``.
@@ -706,6 +746,7 @@ def cached_teacher_for(cfg: Config, teacher_model=None) -> CachedTeacher:
                 batch_size=cfg.train.batch_size,
                 device=cfg.train.teacher_device,
                 temperatures=(cfg.loss.temperature,),
+                cross_kv_layers=cross_kv_layers,
                 **label,
             )
     expect = {"data": d.train, **label}

@@ -116,7 +116,9 @@ def compute_loss(run: Run, loss_fn: DistillationLoss, batch: dict, step: int) ->
     if run.shares_encoder and teacher.encoder_hidden is not None:  # frozen shared encoder: skip its forward
         enc = teacher.encoder_hidden.to(dev, torch.float32)
     feats = None if enc is not None else batch["input_features"].to(dev)
-    s = forward_states(run.whisper, dec_ids, input_features=feats, encoder_hidden=enc)
+    given = teacher.cross_kv or {}  # frozen cross-attention keys/values the student shares with the teacher
+    kv = {i: tuple(t.to(dev, torch.float32) for t in given[j]) for i, j in run.cross_kv.items() if j in given}
+    s = forward_states(run.whisper, dec_ids, input_features=feats, encoder_hidden=enc, cross_kv=kv)
     proj = run.projectors
     student = StudentOut(
         logits=s.logits,

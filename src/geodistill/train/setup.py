@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +28,9 @@ from geodistill.data import (
 )
 from geodistill.errors import DataError, GeodistillError
 from geodistill.models import load_whisper, resolve_device
-from geodistill.models.lora import add_lora, parameter_counts
+from geodistill.models.lora import add_lora, lora_patterns, parameter_counts
 from geodistill.models.projector import RiemannianProjector
-from geodistill.models.student import check_same_tokenizer, copy_layers, freeze
+from geodistill.models.student import check_same_tokenizer, copy_layers, freeze, spaced_layers
 from geodistill.teacher import OnlineTeacher
 from geodistill.train.distributed import World
 
@@ -47,6 +48,7 @@ class Run:
     whisper: WhisperForConditionalGeneration  # the student's Whisper (adapters inside when LoRA is on)
     projectors: nn.ModuleDict  # "decoder"/"encoder" -> RiemannianProjector (student width -> teacher width)
     shares_encoder: bool  # student encoder == frozen teacher encoder: reuse the teacher's encoder states
+    cross_kv: dict[int, int]  # student decoder layer -> teacher layer whose cross-attention K/V it reuses
     train_set: SpeechDataset
     val_utts: list
     collate: WhisperCollator
@@ -101,6 +103,65 @@ def attach_training_parts(cfg: Config, student: WhisperForConditionalGeneration)
     return model
 
 
+def cross_kv_plan(cfg: Config, teacher_config) -> dict[int, int]:
+    """Student decoder layer -> teacher layer whose cross-attention keys/values the config leaves shared.
+
+    Cross-attention keys and values are ``encoder_attn.k_proj`` / ``v_proj`` of the encoder states. For a
+    copy student whose encoder is the teacher's, frozen, and whose LoRA targets leave a kept layer's
+    k_proj and v_proj alone (e.g. preset ``decoder-text-side``), that layer's keys/values equal the
+    teacher layer's: constants per utterance for the whole run, which the teacher hands over (online:
+    computed in its own forward anyway; cached: stored once, ``teacher_cache_cross_kv``) instead of the
+    student recomputing 2 x 1500 x D x D multiply-adds per layer and utterance each step. Not with
+    LoRA r = 0 (the decoder trains in full) or gradient checkpointing (transformers drops the cache).
+    """
+    s = cfg.student
+    every_encoder_layer = spaced_layers(teacher_config.encoder_layers, s.encoder_layers)
+    if (
+        s.init != "copy"
+        or not s.freeze_encoder
+        or len(every_encoder_layer) != teacher_config.encoder_layers
+        or s.lora.r == 0
+        or cfg.train.grad_checkpointing
+    ):
+        return {}
+    adapted = re.compile("|".join(f"(?:{p})" for p in lora_patterns(s.lora.targets)))
+    kept = spaced_layers(teacher_config.decoder_layers, s.decoder_layers)
+
+    def frozen(i: int) -> bool:
+        return not any(
+            adapted.fullmatch(f"model.decoder.layers.{i}.encoder_attn.{n}") for n in ("k_proj", "v_proj")
+        )
+
+    return {i: j for i, j in enumerate(kept) if frozen(i)}
+
+
+def shared_cross_kv(cfg: Config, teacher, student, shares_encoder: bool) -> dict[int, int]:
+    """``cross_kv_plan`` checked against the built models: the student's projections must be frozen plain
+    linears holding the teacher layer's exact weights, and its encoder output the teacher's."""
+    if not shares_encoder:
+        return {}
+    shared = {}
+    for i, j in cross_kv_plan(cfg, teacher.config).items():
+        mine = student.model.decoder.layers[i].encoder_attn
+        theirs = teacher.model.decoder.layers[j].encoder_attn
+        same = all(
+            type(getattr(mine, name)) is nn.Linear
+            and not any(p.requires_grad for p in getattr(mine, name).parameters())
+            and all(
+                torch.equal(a.detach().cpu(), b.detach().to("cpu", a.dtype))
+                for a, b in zip(
+                    getattr(mine, name).parameters(), getattr(theirs, name).parameters(), strict=True
+                )
+            )
+            for name in ("k_proj", "v_proj")
+        )
+        if same:
+            shared[i] = j
+        else:
+            log.warning("student decoder layer %d: cross-attention k/v differ from teacher layer %d", i, j)
+    return shared
+
+
 def _encoder_shared(cfg: Config, teacher, student) -> bool:
     """True when the student's encoder is an untouched, frozen, full copy of the teacher's."""
     s = cfg.student
@@ -111,6 +172,32 @@ def _encoder_shared(cfg: Config, teacher, student) -> bool:
     ):
         return False
     return not any(p.requires_grad for p in student.model.encoder.parameters())
+
+
+def _provided_cross_kv(cfg: Config, shared: dict[int, int], provider, width: int) -> dict[int, int]:
+    """The part of ``shared`` the teacher provider hands over, logged (with what a cache would cost)."""
+    if not shared:
+        return {}
+    available = getattr(provider, "cross_kv_layers", ())
+    used = {i: j for i, j in shared.items() if j in available}
+    if used:
+        log.info(
+            "cross-attention keys/values of student decoder layers %s reused from teacher layers %s "
+            "(frozen, identical projections of the same encoder states): not recomputed per step",
+            sorted(used),
+            [used[i] for i in sorted(used)],
+        )
+    missing = sorted(set(shared.values()) - set(available))
+    if missing and cfg.teacher_cache:
+        mb = 2 * 2 * 1500 * width * len(missing) / 1e6  # fp16 keys + values per utterance
+        log.info(
+            "teacher cache: the frozen cross-attention keys/values of teacher layers %s are not stored, so "
+            "the student recomputes them each step; teacher_cache_cross_kv: true (in a new cache folder) "
+            "stores them, %.1f MB per utterance",
+            missing,
+            mb,
+        )
+    return used
 
 
 def _warn_inert_hidden_loss(cfg: Config, student) -> None:
@@ -192,11 +279,16 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: Wor
         f"{total:,}",
         100 * trainable / max(total, 1),
     )
+    shares = _encoder_shared(cfg, teacher, student)
+    cross_kv = shared_cross_kv(cfg, teacher, student, shares)
     if teacher_provider is None and cfg.teacher_cache:  # stored teacher outputs: no teacher forward per step
         from geodistill.teacher.cache import cached_teacher_for
 
-        teacher_provider = cached_teacher_for(cfg, teacher_model=(teacher, t_proc))
-    shares = _encoder_shared(cfg, teacher, student)
+        layers = tuple(sorted(cross_kv.values())) if cfg.teacher_cache_cross_kv else ()
+        teacher_provider = cached_teacher_for(cfg, teacher_model=(teacher, t_proc), cross_kv_layers=layers)
+    if teacher_provider is None:
+        teacher_provider = OnlineTeacher(teacher, cross_kv_layers=tuple(sorted(cross_kv.values())))
+    cross_kv = _provided_cross_kv(cfg, cross_kv, teacher_provider, teacher.config.d_model)
     if shares and getattr(teacher_provider, "encoder_pool", None):
         raise GeodistillError(
             f"teacher_cache: encoder states pooled by {teacher_provider.encoder_pool} cannot "
@@ -212,12 +304,13 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: Wor
         cfg=cfg,
         run_dir=run_dir,
         device=device,
-        teacher=teacher_provider or OnlineTeacher(teacher),
+        teacher=teacher_provider,
         processor=processor,
         student=model,
         whisper=student,
         projectors=projectors,
         shares_encoder=shares,
+        cross_kv=cross_kv,
         train_set=train_set,
         val_utts=val,
         collate=WhisperCollator(prompt, processor.tokenizer.pad_token_id),
