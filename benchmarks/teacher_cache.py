@@ -2,14 +2,19 @@
 
     .venv/bin/python benchmarks/teacher_cache.py --steps 8 --write docs/benchmarks.md
 
-Teacher: the embedded ``base``; student: its layer copy with 2 decoder layers, frozen (shared) encoder,
-LoRA on the decoder; batch 4; seed loss settings. Data: a small manifest of real speech (the alsa-utils
-voice prompts, concatenated into 4-9 s utterances with their transcripts) or, without alsa-utils,
-synthetic tones. One cache (top-64 + full-vocabulary log-probs + logsumexp at T = 1 and 2, fp16) is
-built first and timed; then each mode trains in its own process from the same seed (so peak RSS is per
-mode): ``online``, ``cache-full`` (full-vocab KL), ``cache-topk`` (top-64 KL, logits hidden from the
-loss, logsumexp at the run's T = 2: exact bucket KL), ``cache-topk-lse1`` (the same with only the T = 1
-logsumexp, which the loss must extrapolate to T = 2). Reported:
+Teacher: the embedded ``base``; student: its layer copy with 2 decoder layers (teacher layers 0 and 5),
+frozen (shared) encoder, LoRA on every decoder linear that acts on text (``decoder-text-side``: the
+cross-attention k/v projections stay frozen, so their keys/values are the teacher's); batch 4; seed loss
+settings. Data: a small manifest of real speech (the alsa-utils voice prompts, concatenated into 4-9 s
+utterances with their transcripts) or, without alsa-utils, synthetic tones. One cache (top-64 +
+full-vocabulary log-probs + logsumexp at T = 1 and 2 + the cross-attention keys/values of teacher
+layers 0 and 5, fp16) is built first and timed; then each mode trains in its own process from the same
+seed (so peak RSS is per mode): ``online`` (the teacher runs every step and hands over its encoder
+states and those layers' cross-attention keys/values), ``cache-full`` (full-vocab KL), ``cache-topk``
+(top-64 KL, logits hidden from the loss, logsumexp at the run's T = 2: exact bucket KL),
+``cache-topk-lse1`` (the same with only the T = 1 logsumexp, which the loss must extrapolate to T = 2),
+``cache-topk-own-kv`` (cache-topk with the cached keys/values hidden: the student projects the encoder
+states itself, as with LoRA on the cross-attention k/v or ``teacher_cache_cross_kv: false``). Reported:
 median step time (first step excluded), its split into data / teacher / student, peak RSS, and the max
 abs difference of every logged loss part against the online run, step by step.
 """
@@ -20,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -78,7 +82,13 @@ def write_manifest(folder: Path, n: int, seed: int = 0) -> Path:
 def write_config(work: Path, manifest: Path, steps: int) -> Path:
     cfg = {
         "teacher": "base",
-        "student": {"init": "copy", "decoder_layers": 2, "freeze_encoder": True},
+        "student": {
+            "init": "copy",
+            "decoder_layers": 2,
+            "freeze_encoder": True,
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "targets": "decoder-text-side"},
+        },
+        "teacher_cache_cross_kv": True,
         "data": {"train": str(manifest), "val": str(manifest), "val_limit": 1, "language": "en"},
         "train": {
             "max_steps": steps,
@@ -118,15 +128,23 @@ class Timed:
         return self._timed(next, self.inner)
 
 
-def hide_logits(reader):
-    """The cached teacher without its full logits: the loss then takes the top-k KL."""
+class Hiding:
+    """The cached teacher without its full logits (the loss then takes the top-k KL) and, with
+    ``own_kv``, without its cross-attention keys/values (the student then computes its own)."""
 
-    def provider(batch):
-        out = reader(batch)
+    def __init__(self, reader, own_kv: bool = False):
+        self.reader, self.own_kv = reader, own_kv
+        self.cross_kv_layers = () if own_kv else reader.cross_kv_layers
+
+    def __getattr__(self, name: str):  # index, encoder_pool, ...: as the reader's
+        return getattr(self.reader, name)
+
+    def __call__(self, batch):
+        out = self.reader(batch)
         out.logits = None
+        if self.own_kv:
+            out.cross_kv = None
         return out
-
-    return provider
 
 
 def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
@@ -134,6 +152,7 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
     from transformers import get_cosine_schedule_with_warmup
 
     from geodistill.config import load_config
+    from geodistill.evaluate.speed import process_peak_rss_mb
     from geodistill.losses import DistillationLoss
     from geodistill.teacher.cache import CachedTeacher
     from geodistill.train.batches import BatchStream
@@ -146,7 +165,7 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
         expect = {"data": cfg.data.train, "language": cfg.data.language, "normalise_text": False}
         temperature = None if mode == "cache-topk-lse1" else cfg.loss.temperature
         reader = CachedTeacher(cache, expect=expect, temperature=temperature)
-        provider = reader if mode == "cache-full" else hide_logits(reader)
+        provider = reader if mode == "cache-full" else Hiding(reader, own_kv=mode == "cache-topk-own-kv")
     run = build_run(cfg, teacher_provider=provider)
     run.teacher = teacher = Timed(run.teacher)
     opt = make_optimizer(run.trainable, cfg.train.lr, cfg.train.weight_decay)
@@ -176,8 +195,9 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
     return {
         "mode": mode,
         "shares_encoder": run.shares_encoder,
+        "cross_kv": {str(i): j for i, j in run.cross_kv.items()},
         "steps": rows,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": process_peak_rss_mb(),
         "threads": torch.get_num_threads(),
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
@@ -196,41 +216,39 @@ def _median_seconds(fn, repeats: int = 5) -> float:
 def phases(config: Path, cache: Path, steps: int) -> dict:
     """The cached top-k step cut into phases (what is left once the teacher is cached), medians in s."""
     from geodistill.config import load_config
-    from geodistill.losses import DistillationLoss, StudentOut
+    from geodistill.losses import DistillationLoss
     from geodistill.teacher.cache import CachedTeacher
     from geodistill.train.batches import BatchStream
-    from geodistill.train.loop import make_optimizer
+    from geodistill.train.loop import compute_loss, make_optimizer
     from geodistill.train.setup import build_run
 
     cfg = load_config(config)
-    run = build_run(cfg, teacher_provider=hide_logits(CachedTeacher(cache, temperature=cfg.loss.temperature)))
+    run = build_run(cfg, teacher_provider=Hiding(CachedTeacher(cache, temperature=cfg.loss.temperature)))
     opt = make_optimizer(run.trainable, cfg.train.lr, cfg.train.weight_decay)
     loss_fn = DistillationLoss(cfg.loss)
     stream = BatchStream(run.train_set, run.collate, cfg.train.batch_size, cfg.train.seed)
     run.trainable.train()
     marks: dict[str, list[float]] = {}
+    t = [0.0]
+
+    def mark(name: str) -> None:
+        now = time.perf_counter()
+        marks.setdefault(name, []).append(now - t[0])
+        t[0] = now
+
+    # The loop's own compute_loss, cut by hooks: after the lookup, and around the LM head (its last module).
+    lookup = run.teacher
+    run.teacher = lambda batch: [lookup(batch), mark("cache lookup")][0]
+    run.whisper.proj_out.register_forward_pre_hook(
+        lambda *_: mark("student decoder forward (+ fp16 -> fp32 of the cached encoder states and K/V)")
+    )
+    run.whisper.proj_out.register_forward_hook(lambda *_: mark("LM head (label positions only)"))
     for step in range(steps):
-        t = [time.perf_counter()]
-
-        def mark(name: str, t=t) -> None:
-            now = time.perf_counter()
-            marks.setdefault(name, []).append(now - t[0])
-            t[0] = now
-
+        t[0] = time.perf_counter()
         batch = next(stream)
         mark("data")
-        teacher = run.teacher(batch)
-        enc = teacher.encoder_hidden.float()
-        mark("cache lookup")
-        dec = run.whisper.model.decoder(
-            input_ids=batch["decoder_input_ids"], encoder_hidden_states=enc, use_cache=False
-        ).last_hidden_state
-        mark("student decoder forward")
-        logits = run.whisper.proj_out(dec)
-        mark("LM head")
-        student = StudentOut(logits=logits, decoder_hidden=run.projectors["decoder"](dec))
-        total, _ = loss_fn(student, teacher, batch["labels"], step=step, total_steps=steps)
-        mark("loss (CE + top-k KL + geodesic)")
+        total, _ = compute_loss(run, loss_fn, batch, step)
+        mark("projector + loss (CE + top-k KL + geodesic)")
         total.backward()
         mark("backward")
         params = [p for g in opt.param_groups for p in g["params"]]
@@ -239,15 +257,20 @@ def phases(config: Path, cache: Path, steps: int) -> dict:
         opt.zero_grad(set_to_none=True)
         mark("clip + AdamW")
     out = {name: statistics.median(v[1:]) for name, v in marks.items()}
+    enc = lookup(batch).encoder_hidden.float()
     layers = run.whisper.model.decoder.layers
-    with torch.no_grad():  # the frozen cross-attention K/V projections of all student decoder layers
-        kv = [m for layer in layers for m in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)]
-        out["of which: cross-attention K/V projections (no grad)"] = _median_seconds(
-            lambda: [m(enc) for m in kv]
+    with torch.no_grad():  # what the cached keys/values spare: the student's own K/V projections
+        proj = [m for layer in layers for m in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)]
+        out["not run: the student's cross-attention K/V projections (read from the cache instead)"] = (
+            _median_seconds(lambda: [m(enc) for m in proj])
         )
-    drop = torch.nn.Dropout(cfg.student.lora.dropout)
-    out["of which: LoRA dropout on the encoder states"] = _median_seconds(lambda: [drop(enc) for _ in layers])
-    return {"phases": out, "tokens": int(batch["decoder_input_ids"].numel()), "load": os.getloadavg()[0]}
+    return {
+        "phases": out,
+        "cross_kv": {str(i): j for i, j in run.cross_kv.items()},
+        "tokens": int(batch["decoder_input_ids"].numel()),
+        "label_tokens": int((batch["labels"] != -100).sum()),
+        "load": os.getloadavg()[0],
+    }
 
 
 def run_child(mode: str, args, config: Path, cache: Path) -> dict:
@@ -333,7 +356,10 @@ def main() -> None:
     if a.child:
         print(json.dumps(child(a.child, Path(a.config), Path(a.cache), a.steps)))
         return
+    from geodistill.config import load_config
+    from geodistill.models import load_whisper
     from geodistill.teacher.cache import build_cache
+    from geodistill.train.setup import cross_kv_plan
 
     work = Path(a.work).resolve()
     manifest = write_manifest(work / "data", a.utterances)
@@ -341,8 +367,10 @@ def main() -> None:
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)  # time a full build, not the reuse of an earlier one
     t0 = time.perf_counter()
+    teacher = load_whisper("base", device="cpu")
+    kv_layers = tuple(sorted(cross_kv_plan(load_config(config), teacher[0].config).values()))
     build_cache(
-        "base",
+        teacher,
         str(manifest),
         cache,
         top_k=64,
@@ -351,9 +379,11 @@ def main() -> None:
         device="cpu",
         language="en",
         temperatures=(2.0,),
+        cross_kv_layers=kv_layers,
     )
     build_seconds = time.perf_counter() - t0
-    modes = ("online", "cache-full", "cache-topk", "cache-topk-lse1")
+    del teacher
+    modes = ("online", "cache-full", "cache-topk", "cache-topk-lse1", "cache-topk-own-kv")
     rounds: dict[str, list[dict]] = {m: [] for m in modes}
     for _ in range(a.rounds):  # interleaved, so a change in the machine's load hits every mode alike
         for m in modes:
@@ -363,6 +393,7 @@ def main() -> None:
         "phases": run_child("phases", a, config, cache),
         "machine": machine(),
         "build_seconds": build_seconds,
+        "cross_kv_layers": list(kv_layers),
         "cache_mb": _size_mb(cache),
         "args": vars(a),
         "results": results,
@@ -386,7 +417,8 @@ def markdown(report: dict, command: str) -> str:
         f"Command: `{command}`  ",
         f"Machine: {m['cpu']}, nproc {m['nproc']}, torch {m['torch']}, "
         f"{r['online']['threads']} torch threads, {time.strftime('%Y-%m-%d')}.  ",
-        f"Cache build ({report['args']['utterances']} utterances, top-64 + full vocab, fp16): "
+        f"Cache build ({report['args']['utterances']} utterances, top-64 + full vocab + cross-attention "
+        f"K/V of teacher layers {report['cross_kv_layers']}, fp16): "
         f"{report['build_seconds']:.1f} s, {report['cache_mb']:.1f} MB on disk.",
         "",
         "| mode | median step s | data s | teacher s | student s | speed-up | peak RSS MB | "
@@ -407,7 +439,8 @@ def markdown(report: dict, command: str) -> str:
     ph = report["phases"]
     lines += [
         "",
-        f"Where a cached top-k step's time goes (medians, load average {ph['load']:.1f} after):",
+        f"Where a cached top-k step's time goes (medians, load average {ph['load']:.1f} after; last batch: "
+        f"{ph['label_tokens']} label positions of {ph['tokens']} decoder positions):",
         "",
         "| phase | s |",
         "|---|---|",
@@ -415,7 +448,9 @@ def markdown(report: dict, command: str) -> str:
     lines += [f"| {name} | {sec:.3f} |" for name, sec in ph["phases"].items()]
     lines.append("")
     lines.append(
-        f"shares_encoder: {r['online']['shares_encoder']}; steps timed: "
+        f"shares_encoder: {r['online']['shares_encoder']}; student layer -> teacher layer whose "
+        f"cross-attention K/V it reuses: {r['online']['cross_kv']} (online, cache-*), "
+        f"{r['cache-topk-own-kv']['cross_kv']} (cache-topk-own-kv); steps timed: "
         f"{sum(not row['warmup'] for row in r['online']['steps'])} per mode ({report['args']['rounds']} "
         f"interleaved rounds, each round's first step excluded). Full results: `{report['args']['work']}"
         "/result.json`."

@@ -11,13 +11,17 @@ audio, label ids) and constant per utterance for the whole run and for every tun
 - the last decoder layer's states (the decoder hidden loss);
 - the last encoder layer's states (B, 1500, D_t): the encoder hidden loss, and, when the student's
   encoder is an untouched frozen full copy of the teacher's (``Run.shares_encoder``), the student's own
-  encoder output as well, so a cached run does no encoder forward at all, teacher's or student's.
+  encoder output as well, so a cached run does no encoder forward at all, teacher's or student's;
+- optionally (``cross_kv_layers``) the cross-attention keys and values of chosen decoder layers: the
+  ``encoder_attn.k_proj`` / ``v_proj`` projections of the encoder states, 2 x D^2 x 1500 x 2 FLOPs per
+  layer and utterance. A copy student that keeps those layers with the two projections frozen (LoRA only
+  on text-side linears, preset ``decoder-text-side``) and shares the encoder has the very same keys and
+  values, so it reads them instead of projecting 1500 frames per layer every step
+  (``train.setup.cross_kv_plan`` decides, ``shared_cross_kv`` checks the weights). With LoRA on a
+  cross-attention k or v they train, and are not constants.
 
-Also constant but not stored: the K/V projections of a frozen cross-attention (``encoder_attn.k_proj`` /
-``v_proj`` of each student decoder layer applied to the encoder states), 2 * D^2 * 1500 * 2 FLOPs per
-layer and utterance. They are student weights, so they would belong to a student-specific cache, and
-with LoRA on ``encoder_attn`` k/v they train. Not cacheable at all: anything downstream of a trainable
-weight, and any audio augmentation (a cache of augmented audio would freeze one draw of the noise).
+Not cacheable at all: anything downstream of a trainable weight, and any audio augmentation (a cache of
+augmented audio would freeze one draw of the noise).
 
 Layout (one folder)::
 
@@ -32,6 +36,7 @@ Layout (one folder)::
         logprobs (N_tok, V)                full log-softmax (full_logits=True only)
         decoder_hidden (N_tok, D_t)        last decoder states, after the final layer norm
         encoder_hidden (N_utt, T, D_t)     last encoder states (T = 1500, or 1500 / encoder_pool)
+        cross_k.j, cross_v.j (N_utt, H, 1500, D_t / H)   teacher layer j's cross-attention keys / values
     bad_samples.jsonl         utterances the data layer could not use (not in any shard)
 
 Why safetensors shards rather than .npy memmaps: one self-describing file per shard (dtypes, shapes and
@@ -61,6 +66,7 @@ from safetensors.torch import save_file
 
 from geodistill.errors import DataError, GeodistillError
 from geodistill.losses.hidden import align_frames
+from geodistill.losses.kd import IGNORE_INDEX
 from geodistill.teacher.outputs import TeacherOutputs, forward_states
 from geodistill.versions import package_versions
 
@@ -71,7 +77,6 @@ log = logging.getLogger("geodistill")
 
 FORMAT = 1  # bump when the layout changes: an older cache is then refused, not misread
 INDEX = "index.json"
-IGNORE_INDEX = -100  # label value of prompt and padding positions (the collator's)
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 # Settings that decide a cache's content: resuming or reusing a cache with any of them changed is refused.
 CONTENT_KEYS = (

@@ -31,6 +31,18 @@ class TeacherOutputs:
         """The same outputs on ``device`` (a teacher kept on the CPU feeds a student on the GPU)."""
         return type(self)(**{k: _moved(v, device) for k, v in self.__dict__.items()})
 
+    def at(self, positions: torch.Tensor) -> TeacherOutputs:
+        """The per-token fields at ``positions`` ((B, L) bool) only, packed into (1, N, ...) in row order;
+        encoder states and cross-attention keys/values are per utterance and stay as they are."""
+        packed = {
+            k: v[positions][None] if k in TOKEN_FIELDS and v is not None else v
+            for k, v in self.__dict__.items()
+        }
+        return type(self)(**packed)
+
+
+TOKEN_FIELDS = ("logits", "topk_values", "topk_indices", "logsumexp", "decoder_hidden")  # (B, L, ...)
+
 
 def _moved(value, device: torch.device):
     if isinstance(value, torch.Tensor):
@@ -55,6 +67,7 @@ def forward_states(
     encoder_hidden: torch.Tensor | None = None,
     cross_kv: CrossKV | None = None,
     keep_cross_kv: tuple[int, ...] = (),
+    positions: torch.Tensor | None = None,
 ) -> ModelStates:
     """Teacher-forced forward returning logits and the last encoder/decoder states.
 
@@ -64,6 +77,8 @@ def forward_states(
     projections of the encoder states (they are not computed); valid only where the projections are
     frozen and equal to the ones that made the tensors (``train.setup.shared_cross_kv`` checks it).
     ``keep_cross_kv``: decoder layers whose cross-attention keys/values to return (no extra compute).
+    ``positions`` ((B, L) bool): logits and decoder states only there, packed into (1, N, ...) in row
+    order, so the V-wide LM head runs on the tokens a loss reads and not on prompt or padding.
     Both go through transformers' ``EncoderDecoderCache``: a prefilled cross-attention layer is reused.
     """
     whisper = model.model
@@ -84,6 +99,8 @@ def forward_states(
         layers = cache.cross_attention_cache.layers
         kept = {i: (layers[i].keys, layers[i].values) for i in keep_cross_kv}
     hidden = dec.last_hidden_state
+    if positions is not None:
+        hidden = hidden[positions][None]
     return ModelStates(
         logits=model.proj_out(hidden), decoder_hidden=hidden, encoder_hidden=encoder_hidden, cross_kv=kept
     )

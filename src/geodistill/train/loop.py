@@ -25,6 +25,7 @@ from transformers import get_cosine_schedule_with_warmup
 from geodistill.config import Config
 from geodistill.errors import GeodistillError
 from geodistill.losses import DistillationLoss, StudentOut
+from geodistill.losses.kd import valid_mask
 from geodistill.teacher.outputs import forward_states
 from geodistill.train.batches import BatchStream
 from geodistill.train.checkpoint import (
@@ -118,14 +119,21 @@ def compute_loss(run: Run, loss_fn: DistillationLoss, batch: dict, step: int) ->
     feats = None if enc is not None else batch["input_features"].to(dev)
     given = teacher.cross_kv or {}  # frozen cross-attention keys/values the student shares with the teacher
     kv = {i: tuple(t.to(dev, torch.float32) for t in given[j]) for i, j in run.cross_kv.items() if j in given}
-    s = forward_states(run.whisper, dec_ids, input_features=feats, encoder_hidden=enc, cross_kv=kv)
+    # Only the positions the token losses read (labels != -100): no LM head over prompt and padding.
+    labels = batch["labels"].to(dev)
+    keep = valid_mask(labels)
+    s = forward_states(
+        run.whisper, dec_ids, input_features=feats, encoder_hidden=enc, cross_kv=kv, positions=keep
+    )
     proj = run.projectors
     student = StudentOut(
         logits=s.logits,
         decoder_hidden=proj["decoder"](s.decoder_hidden) if "decoder" in proj else None,
         encoder_hidden=proj["encoder"](s.encoder_hidden) if "encoder" in proj else None,
     )
-    return loss_fn(student, teacher, batch["labels"].to(dev), step=step, total_steps=run.cfg.train.max_steps)
+    return loss_fn(
+        student, teacher.at(keep), labels[keep][None], step=step, total_steps=run.cfg.train.max_steps
+    )
 
 
 def _next_batch(stream: BatchStream) -> dict:
