@@ -250,6 +250,23 @@ def budget_used(trials: list[FrozenTrial]) -> int:
     return sum(1 for t in trials if "failed_trial" not in t.system_attrs)  # set by the retry callback
 
 
+def _budget_used(session, study_id: int) -> int:
+    """``budget_used`` counted in ``session``, the transaction that holds the study-row lock. (Storage
+    getters open their own scoped session, which is this same thread-local one: leaving it would commit
+    and release the lock, and two workers could then number a new trial alike.)"""
+    from optuna.storages._rdb import models
+
+    trials = session.query(models.TrialModel).filter(models.TrialModel.study_id == study_id)
+    retries = (
+        session.query(models.TrialSystemAttributeModel)
+        .join(models.TrialModel)
+        .filter(
+            models.TrialModel.study_id == study_id, models.TrialSystemAttributeModel.key == "failed_trial"
+        )
+    )
+    return trials.count() - retries.count()
+
+
 class BudgetStorage(RDBStorage):
     """RDBStorage that refuses to create a new trial once the study holds ``max_trials``.
 
@@ -269,7 +286,7 @@ class BudgetStorage(RDBStorage):
 
     def _get_prepared_new_trial(self, study_id, template_trial, session):  # called under the study-row lock
         if template_trial is None:  # a fresh ask(); re-queued and added trials carry a template
-            used = budget_used(self.get_all_trials(study_id, deepcopy=False))
+            used = _budget_used(session, study_id)
             if used >= self.max_trials:
                 raise BudgetSpent(f"the study holds {used} of {self.max_trials} trials")
         return super()._get_prepared_new_trial(study_id, template_trial, session)

@@ -300,3 +300,25 @@ def test_pooled_encoder_states_are_stored_at_the_pooled_rate(tmp_path, tiny_teac
     torch.testing.assert_close(
         got.encoder_hidden[:, 0], online.encoder_hidden[:, :3].mean(1), atol=1e-6, rtol=0
     )
+
+
+def test_a_pretrained_student_trains_from_a_complete_cache_without_loading_the_teacher(
+    make_config, tmp_path, tiny_teacher_dir, other_teacher_dir, tiny_data, monkeypatch
+):
+    cache = build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c", top_k=8, device="cpu")
+    from geodistill.train import setup as run_setup
+
+    loaded = []
+    real_load = run_setup.load_whisper
+    monkeypatch.setattr(
+        run_setup, "load_whisper", lambda spec, **kw: loaded.append(spec) or real_load(spec, **kw)
+    )
+    student = {"init": "pretrained", "from": str(other_teacher_dir), "decoder_layers": 1}
+    overrides = {"train": {"max_steps": 2, "eval_every": 0, "save_every": 0}}
+    result = train(load_config(make_config("pre", student=student, teacher_cache=str(cache), **overrides)))
+    assert loaded == [str(other_teacher_dir)]  # the student only: the teacher's weights were never read
+    assert len(result.history["train"]) == 2 and all(row["kl"] > 0 for row in result.history["train"])
+    # A copy student needs the teacher's weights, so the same cache still loads it.
+    loaded.clear()
+    train(load_config(make_config("copy", teacher_cache=str(cache), **overrides)))
+    assert loaded == [str(tiny_teacher_dir)]

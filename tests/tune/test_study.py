@@ -197,3 +197,32 @@ def test_an_unloadable_teacher_is_one_error_before_any_trial(tune_cfg):
     with pytest.raises(GeodistillError, match="/nonexistent/whisper-teacher"):
         tune(cfg)
     assert _load(cfg).trials == []
+
+
+def test_the_budget_is_counted_inside_the_transaction_that_locks_the_study(tmp_path):
+    """Counting through a storage getter would commit the locked transaction early (the scoped session is
+    shared), letting two workers number a new trial alike; the count must not commit."""
+    from sqlalchemy import event
+
+    from geodistill.tune import BudgetSpent, BudgetStorage
+
+    storage = BudgetStorage(f"sqlite:///{tmp_path / 'budget.db'}", max_trials=2)
+    study = optuna.create_study(storage=storage, study_name="budget")
+    commits_inside: list[int] = []
+    prepare = storage._get_prepared_new_trial
+
+    def probe(study_id, template_trial, session):
+        def listener(_session) -> None:
+            commits_inside.append(1)
+
+        event.listen(session, "after_commit", listener)
+        try:
+            return prepare(study_id, template_trial, session)
+        finally:
+            event.remove(session, "after_commit", listener)
+
+    storage._get_prepared_new_trial = probe
+    assert [study.ask().number for _ in range(2)] == [0, 1]
+    with pytest.raises(BudgetSpent):
+        study.ask()
+    assert commits_inside == []

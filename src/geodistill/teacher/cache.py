@@ -116,13 +116,6 @@ def lse_name(temperature: float) -> str:
     return "logsumexp" if float(temperature) == 1.0 else f"logsumexp_t{float(temperature):g}"
 
 
-@dataclass
-class CachedOutputs(TeacherOutputs):
-    """TeacherOutputs that also say at which temperature ``logsumexp`` was taken (the loss reads it)."""
-
-    logsumexp_temperature: float = 1.0  # logsumexp = logsumexp(z_full / logsumexp_temperature)
-
-
 def cross_kv_names(layer: int) -> tuple[str, str]:
     """Tensor names of teacher decoder layer ``layer``'s stored cross-attention keys and values."""
     return f"cross_k.{layer}", f"cross_v.{layer}"
@@ -658,7 +651,7 @@ class CachedTeacher:
             )
         return place
 
-    def __call__(self, batch: dict) -> CachedOutputs:
+    def __call__(self, batch: dict) -> TeacherOutputs:
         """batch: a WhisperCollator batch (ids, decoder_input_ids (B, L), labels (B, L)) -> TeacherOutputs."""
         dec, labels = batch["decoder_input_ids"], batch["labels"]
         places = [self._place(uid, dec[i], labels[i]) for i, uid in enumerate(batch["ids"])]
@@ -685,7 +678,7 @@ class CachedTeacher:
             j: tuple(self._per_utterance(name, places) for name in cross_kv_names(j))
             for j in self.index["cross_kv_layers"]
         }
-        return CachedOutputs(
+        return TeacherOutputs(
             logits=logits,
             topk_values=values,
             topk_indices=indices,

@@ -22,10 +22,11 @@ class TeacherOutputs:
     logits: torch.Tensor | None = None  # (B, L, V) full-vocabulary logits, or None when only top-k exists
     topk_values: torch.Tensor | None = None  # (B, L, k) largest raw logits
     topk_indices: torch.Tensor | None = None  # (B, L, k) their token ids
-    logsumexp: torch.Tensor | None = None  # (B, L) log-sum-exp of the full raw logits (tail mass)
+    logsumexp: torch.Tensor | None = None  # (B, L) log-sum-exp of the full raw logits / the temperature below
     decoder_hidden: torch.Tensor | None = None  # (B, L, D_t) last decoder layer, after its layer norm
     encoder_hidden: torch.Tensor | None = None  # (B, T_t, D_t) last encoder layer, after its layer norm
     cross_kv: CrossKV | None = None  # by *teacher* decoder layer: its cross-attention keys/values
+    logsumexp_temperature: float = 1.0  # logsumexp = logsumexp(z_full / T) at this T (exact top-k KL at T)
 
     def to(self, device: torch.device) -> TeacherOutputs:
         """The same outputs on ``device`` (a teacher kept on the CPU feeds a student on the GPU)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import WhisperForConditionalGeneration
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from geodistill.config import Config
 from geodistill.data import (
@@ -245,6 +245,14 @@ def build_projectors(cfg: Config, student_width: int, teacher_width: int) -> nn.
     return projectors
 
 
+def _cache_stands_in(cfg: Config) -> bool:
+    """True when a complete teacher cache gives the run all it needs from the teacher: a pretrained
+    student takes nothing from the teacher's weights (a layer copy does), so they are not even loaded."""
+    from geodistill.teacher.cache import is_complete
+
+    return bool(cfg.teacher_cache) and cfg.student.init == "pretrained" and is_complete(cfg.teacher_cache)
+
+
 def load_teacher(cfg: Config):
     """(model, processor) of ``cfg.teacher``, frozen, on ``train.teacher_device`` (fp16 on CUDA).
 
@@ -266,12 +274,24 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: Wor
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    teacher, t_proc = teacher_model or load_teacher(cfg)
-    teacher.requires_grad_(False).eval()
+    if teacher_model is None and teacher_provider is None and _cache_stands_in(cfg):
+        from geodistill.teacher.cache import cached_teacher_for
+
+        teacher_provider, teacher = cached_teacher_for(cfg), None
+        t_proc = WhisperProcessor.from_pretrained(str(teacher_provider.processor_dir))
+        teacher_width = teacher_provider.teacher_config["d_model"]
+        log.info(
+            "teacher cache %s is complete and the student is not a copy: teacher not loaded",
+            cfg.teacher_cache,
+        )
+    else:
+        teacher, t_proc = teacher_model or load_teacher(cfg)
+        teacher.requires_grad_(False).eval()
+        teacher_width = teacher.config.d_model
     student, processor = build_student(cfg, teacher, t_proc, device)
     model = attach_training_parts(cfg, student)
     _warn_inert_hidden_loss(cfg, student)
-    projectors = build_projectors(cfg, student.config.d_model, teacher.config.d_model).to(device)
+    projectors = build_projectors(cfg, student.config.d_model, teacher_width).to(device)
     trainable, total = parameter_counts(model, projectors)
     log.info(
         "student: %s trainable of %s parameters (%.2f%%)",
@@ -288,7 +308,7 @@ def build_run(cfg: Config, teacher_provider=None, teacher_model=None, world: Wor
         teacher_provider = cached_teacher_for(cfg, teacher_model=(teacher, t_proc), cross_kv_layers=layers)
     if teacher_provider is None:
         teacher_provider = OnlineTeacher(teacher, cross_kv_layers=tuple(sorted(cross_kv.values())))
-    cross_kv = _provided_cross_kv(cfg, cross_kv, teacher_provider, teacher.config.d_model)
+    cross_kv = _provided_cross_kv(cfg, cross_kv, teacher_provider, teacher_width)
     if shares and getattr(teacher_provider, "encoder_pool", None):
         raise GeodistillError(
             f"teacher_cache: encoder states pooled by {teacher_provider.encoder_pool} cannot "
