@@ -34,3 +34,26 @@ def test_teacher_on_cpu_student_on_gpu(make_config):
         )
     )
     assert train(cfg).exit_code == 0
+
+
+def test_shared_cross_attention_keys_values_under_fp16_autocast(make_config):
+    """The fp16 teacher's keys/values stand in for the student's own projections under AMP."""
+    from geodistill.losses import DistillationLoss
+    from geodistill.train.loop import compute_loss
+    from geodistill.train.setup import build_run
+
+    lora = {"r": 4, "alpha": 8, "dropout": 0.1, "targets": "decoder-text-side"}
+    train_cfg = {"amp": "fp16", "device": "cuda", "max_steps": 3, "eval_every": 0}
+    cfg = load_config(make_config("kv-cuda", student={"lora": lora}, train=train_cfg))
+    run = build_run(cfg)
+    assert run.cross_kv == {0: 1} and next(run.teacher.model.parameters()).dtype == torch.float16
+    run.trainable.eval()
+    loss_fn = DistillationLoss(cfg.loss)
+    batch = run.collate([run.train_set[i] for i in range(2)])
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+        reused, _ = compute_loss(run, loss_fn, batch, step=1)
+        run.cross_kv = {}
+        computed, _ = compute_loss(run, loss_fn, batch, step=1)
+    assert (
+        torch.isfinite(reused) and abs(float(reused) - float(computed)) <= 1e-2 * abs(float(computed)) + 1e-3
+    )
