@@ -226,3 +226,18 @@ def test_the_budget_is_counted_inside_the_transaction_that_locks_the_study(tmp_p
     with pytest.raises(BudgetSpent):
         study.ask()
     assert commits_inside == []
+
+
+def test_the_study_cache_holds_the_base_students_cross_attention_keys_values(tune_cfg, tmp_path, caplog):
+    lora = {"r": 4, "alpha": 8, "dropout": 0.1, "targets": "decoder-text-side"}
+    cfg = tune_cfg(
+        "kv", student={"lora": lora}, teacher_cache=str(tmp_path / "kv-cache"), teacher_cache_cross_kv=True
+    )
+    objective = Objective(cfg, search_space(cfg), Path(cfg.run_dir))
+    Path(cfg.run_dir).mkdir(parents=True)
+    assert objective.teacher_outputs().cross_kv_layers == (1,)  # the copy student keeps teacher layer 1
+    caplog.set_level("INFO", logger="geodistill")
+    study = optuna.create_study(direction="minimize")
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].state == TrialState.COMPLETE
+    assert "reused from teacher layers [1]" in caplog.text  # the trial read them from the study's cache
