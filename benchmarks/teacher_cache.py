@@ -449,7 +449,7 @@ def markdown(report: dict, command: str) -> str:
     lines.append("")
     lines.append(
         f"shares_encoder: {r['online']['shares_encoder']}; student layer -> teacher layer whose "
-        f"cross-attention K/V it reuses: {r['online']['cross_kv']} (online, cache-*), "
+        f"cross-attention K/V it reuses: {r['online']['cross_kv']} (every other mode), "
         f"{r['cache-topk-own-kv']['cross_kv']} (cache-topk-own-kv); steps timed: "
         f"{sum(not row['warmup'] for row in r['online']['steps'])} per mode ({report['args']['rounds']} "
         f"interleaved rounds, each round's first step excluded). Full results: `{report['args']['work']}"
