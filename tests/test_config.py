@@ -11,7 +11,7 @@ from geodistill.config import ConfigError, load_config, parse_overrides, to_dict
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["demo-cpu.yaml", "thesis.yaml"])
+@pytest.mark.parametrize("name", ["demo-cpu.yaml", "thesis.yaml", "distil-large-v2.yaml"])
 def test_presets_load_and_validate(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.student.init in ("copy", "pretrained")
@@ -24,6 +24,17 @@ def test_thesis_preset_holds_the_seed_numbers():
     assert (cfg.loss.kl_weight, cfg.loss.kl_warmup_steps, cfg.loss.geo_weight) == (0.020584, 1000, 0.969909)
     assert (cfg.loss.temperature, cfg.train.clip, cfg.train.amp) == (2.0, 1.0, "fp16")
     assert to_dict(cfg)["student"]["from"] == "openai/whisper-small"
+
+
+def test_distil_preset_shares_the_encoder_and_both_kept_layers_cross_attention_keys_values():
+    from transformers import WhisperConfig
+
+    from geodistill.train.setup import cross_kv_plan
+
+    cfg = load_config(CONFIGS / "distil-large-v2.yaml")
+    large_v2 = WhisperConfig(encoder_layers=32, decoder_layers=32, d_model=1280)
+    assert cross_kv_plan(cfg, large_v2) == {0: 0, 1: 31}
+    assert cfg.teacher_cache and not cfg.teacher_cache_cross_kv
 
 
 def test_overrides_are_parsed_as_yaml():
