@@ -6,6 +6,7 @@ cache of stored outputs (``geodistill.teacher.cache``) swaps in without touching
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -92,8 +93,8 @@ def forward_states(
     dec = whisper.decoder(
         input_ids=decoder_input_ids,
         encoder_hidden_states=encoder_hidden,
-        cache=cache,
         use_cache=cache is not None,
+        **{_cache_keyword(whisper.decoder): cache},
     )
     kept = {}
     if cache is not None:
@@ -105,6 +106,12 @@ def forward_states(
     return ModelStates(
         logits=model.proj_out(hidden), decoder_hidden=hidden, encoder_hidden=encoder_hidden, cross_kv=kept
     )
+
+
+def _cache_keyword(decoder: torch.nn.Module) -> str:
+    """The decoder's name for its KV cache argument: ``cache`` in recent transformers 5.x, earlier
+    ``past_key_values`` (an unknown keyword would be swallowed by ``**kwargs`` and the cache ignored)."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
 class OnlineTeacher:
