@@ -6,6 +6,7 @@ cache of stored outputs (``geodistill.teacher.cache``) swaps in without touching
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -94,7 +95,7 @@ def forward_states(
         input_ids=decoder_input_ids,
         encoder_hidden_states=encoder_hidden,
         use_cache=cache is not None,
-        **{_cache_keyword(whisper.decoder): cache},
+        **{_cache_keyword(type(whisper.decoder)): cache},
     )
     kept = {}
     if cache is not None:
@@ -108,10 +109,11 @@ def forward_states(
     )
 
 
-def _cache_keyword(decoder: torch.nn.Module) -> str:
+@functools.cache
+def _cache_keyword(decoder_class: type) -> str:
     """The decoder's name for its KV cache argument: ``cache`` in recent transformers 5.x, earlier
     ``past_key_values`` (an unknown keyword would be swallowed by ``**kwargs`` and the cache ignored)."""
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(decoder_class.forward).parameters else "past_key_values"
 
 
 class OnlineTeacher:
