@@ -22,6 +22,7 @@ abs difference of every logged loss part against the online run, step by step.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -134,7 +135,8 @@ class Hiding:
 
     def __init__(self, reader, own_kv: bool = False):
         self.reader, self.own_kv = reader, own_kv
-        self.cross_kv_layers = () if own_kv else reader.cross_kv_layers
+        kept = () if own_kv else reader.offer.cross_kv_layers
+        self.offer = dataclasses.replace(reader.offer, cross_kv_layers=kept)
 
     def __getattr__(self, name: str):  # index, encoder_pool, ...: as the reader's
         return getattr(self.reader, name)
@@ -156,7 +158,7 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
     from geodistill.losses import DistillationLoss
     from geodistill.teacher.cache import CachedTeacher
     from geodistill.train.batches import BatchStream
-    from geodistill.train.loop import make_optimizer, train_step
+    from geodistill.train.loop import Session, TrainState, _NoWriter, make_optimizer
     from geodistill.train.setup import build_run
 
     cfg = load_config(config)
@@ -168,17 +170,19 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
         provider = reader if mode == "cache-full" else Hiding(reader, own_kv=mode == "cache-topk-own-kv")
     run = build_run(cfg, teacher_provider=provider)
     run.teacher = teacher = Timed(run.teacher)
-    opt = make_optimizer(run.trainable, cfg.train.lr, cfg.train.weight_decay)
+    opt = make_optimizer(run.student.trainable, cfg.train.lr, cfg.train.weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, cfg.train.warmup_steps, cfg.train.max_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     loss_fn = DistillationLoss(cfg.loss)
     stream = Timed(BatchStream(run.train_set, run.collate, cfg.train.batch_size, cfg.train.seed))
-    run.trainable.train()
+    session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, _NoWriter())
+    run.student.trainable.train()
     load_before = os.getloadavg()[0]
     rows = []
     for step in range(steps):
         data0, teacher0, t0 = stream.seconds, teacher.seconds, time.perf_counter()
-        values, _, ok = train_step(run, stream, loss_fn, opt, sched, scaler, step)
+        session.state.step = step
+        values, _, ok = session.train_step()
         total = time.perf_counter() - t0
         data, teach = stream.seconds - data0, teacher.seconds - teacher0
         rows.append(
@@ -194,8 +198,8 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
         )
     return {
         "mode": mode,
-        "shares_encoder": run.shares_encoder,
-        "cross_kv": {str(i): j for i, j in run.cross_kv.items()},
+        "shares_encoder": run.student.shares_encoder,
+        "cross_kv": {str(i): j for i, j in run.student.cross_kv.items()},
         "steps": rows,
         "peak_rss_mb": process_peak_rss_mb(),
         "threads": torch.get_num_threads(),
@@ -224,10 +228,10 @@ def phases(config: Path, cache: Path, steps: int) -> dict:
 
     cfg = load_config(config)
     run = build_run(cfg, teacher_provider=Hiding(CachedTeacher(cache, temperature=cfg.loss.temperature)))
-    opt = make_optimizer(run.trainable, cfg.train.lr, cfg.train.weight_decay)
+    opt = make_optimizer(run.student.trainable, cfg.train.lr, cfg.train.weight_decay)
     loss_fn = DistillationLoss(cfg.loss)
     stream = BatchStream(run.train_set, run.collate, cfg.train.batch_size, cfg.train.seed)
-    run.trainable.train()
+    run.student.trainable.train()
     marks: dict[str, list[float]] = {}
     t = [0.0]
 
@@ -239,10 +243,10 @@ def phases(config: Path, cache: Path, steps: int) -> dict:
     # The loop's own compute_loss, cut by hooks: after the lookup, and around the LM head (its last module).
     lookup = run.teacher
     run.teacher = lambda batch: [lookup(batch), mark("cache lookup")][0]
-    run.whisper.proj_out.register_forward_pre_hook(
+    run.student.whisper.proj_out.register_forward_pre_hook(
         lambda *_: mark("student decoder forward (+ fp16 -> fp32 of the cached encoder states and K/V)")
     )
-    run.whisper.proj_out.register_forward_hook(lambda *_: mark("LM head (label positions only)"))
+    run.student.whisper.proj_out.register_forward_hook(lambda *_: mark("LM head (label positions only)"))
     for step in range(steps):
         t[0] = time.perf_counter()
         batch = next(stream)
@@ -258,7 +262,7 @@ def phases(config: Path, cache: Path, steps: int) -> dict:
         mark("clip + AdamW")
     out = {name: statistics.median(v[1:]) for name, v in marks.items()}
     enc = lookup(batch).encoder_hidden.float()
-    layers = run.whisper.model.decoder.layers
+    layers = run.student.whisper.model.decoder.layers
     with torch.no_grad():  # what the cached keys/values spare: the student's own K/V projections
         proj = [m for layer in layers for m in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj)]
         out["not run: the student's cross-attention K/V projections (read from the cache instead)"] = (
@@ -266,7 +270,7 @@ def phases(config: Path, cache: Path, steps: int) -> dict:
         )
     return {
         "phases": out,
-        "cross_kv": {str(i): j for i, j in run.cross_kv.items()},
+        "cross_kv": {str(i): j for i, j in run.student.cross_kv.items()},
         "tokens": int(batch["decoder_input_ids"].numel()),
         "label_tokens": int((batch["labels"] != -100).sum()),
         "load": os.getloadavg()[0],
@@ -358,8 +362,8 @@ def main() -> None:
         return
     from geodistill.config import load_config
     from geodistill.models import load_whisper
+    from geodistill.students.sharing import cross_kv_plan
     from geodistill.teacher.cache import build_cache
-    from geodistill.train.setup import cross_kv_plan
 
     work = Path(a.work).resolve()
     manifest = write_manifest(work / "data", a.utterances)

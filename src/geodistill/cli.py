@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import traceback
 
@@ -257,8 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _console_log() -> None:
+    """Progress messages of the ``geodistill`` loggers on stderr (the library itself attaches nothing)."""
+    logger = logging.getLogger("geodistill")
+    if not any(getattr(h, "geodistill_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.geodistill_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _console_log()
     if not args.debug:  # transformers' own generate() deprecation chatter is not actionable for users
         from transformers.utils import logging as hf_logging
 

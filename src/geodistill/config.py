@@ -12,20 +12,44 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-HIDDEN_LOSSES = ("geodesic", "mse", "none")
-HIDDEN_ON = ("decoder", "encoder", "both")
-ENCODER_ALIGN = ("pool", "interpolate")
-TAID_MODES = ("off", "seed", "adaptive")
-AMP_MODES = ("no", "fp16", "bf16")
-STUDENT_INITS = ("copy", "pretrained")
+from geodistill.errors import GeodistillError
+
+# Choice fields: the Literal type is the one list of choices; loading checks it once (``_coerce``).
+HiddenLoss = Literal["geodesic", "mse", "none"]
+HiddenOn = Literal["decoder", "encoder", "both"]
+EncoderAlign = Literal["pool", "interpolate"]
+TaidMode = Literal["off", "seed", "adaptive"]
+AmpMode = Literal["no", "fp16", "bf16"]
+StudentInit = Literal["copy", "pretrained"]
 
 
-class ConfigError(ValueError):
+class ConfigError(GeodistillError, ValueError):
     """Raised with every problem of a config listed, one per line."""
+
+
+def _choice_problem(value: Any, hint: Any, where: str) -> str | None:
+    choices = typing.get_args(hint)
+    return None if value in choices else f"{where}: must be one of {choices}, got {value!r}"
+
+
+class _Choices:
+    """Checks the ``Literal`` (choice) fields of a config section built directly in code; loading from
+    YAML checks them earlier, while collecting every problem (``_coerce``)."""
+
+    def __post_init__(self) -> None:
+        section = _SECTIONS.get(type(self).__name__, "")
+        for name, hint in typing.get_type_hints(type(self)).items():
+            if typing.get_origin(hint) is Literal:
+                problem = _choice_problem(getattr(self, name), hint, f"{section}{name}")
+                if problem:
+                    raise ConfigError(problem)
+
+
+_SECTIONS = {"StudentConfig": "student.", "LossConfig": "loss.", "TrainConfig": "train."}
 
 
 @dataclass
@@ -37,8 +61,8 @@ class LoraConfig:
 
 
 @dataclass
-class StudentConfig:
-    init: str = "copy"  # copy: keep chosen teacher layers | pretrained: another Whisper checkpoint
+class StudentConfig(_Choices):
+    init: StudentInit = "copy"  # copy: keep chosen teacher layers | pretrained: another Whisper checkpoint
     from_: str | None = None  # YAML key `from`: the pretrained student (init=pretrained)
     encoder_layers: int | list[int] | None = None  # count (evenly spaced, last kept), explicit list, None=all
     decoder_layers: int | list[int] | None = 2  # same rules as encoder_layers
@@ -47,16 +71,16 @@ class StudentConfig:
 
 
 @dataclass
-class LossConfig:
+class LossConfig(_Choices):
     ce_weight: float = 1.0  # weight of cross-entropy on the label tokens
     kl_weight: float = 0.020584  # final weight of KL(teacher||student) (seed value)
     kl_warmup_steps: int = 1000  # KL weight rises linearly 0 -> kl_weight over these steps
     temperature: float = 2.0  # softening temperature T; KL is scaled by T^2
     geo_weight: float = 0.969909  # weight of the hidden-state loss (seed value)
-    hidden_loss: str = "geodesic"  # geodesic | mse | none
-    hidden_on: str = "decoder"  # decoder | encoder | both
-    encoder_align: str = "pool"  # how teacher encoder frames are matched to the student's: pool | interpolate
-    taid: str = "off"  # off | seed | adaptive (replaces KL when on)
+    hidden_loss: HiddenLoss = "geodesic"
+    hidden_on: HiddenOn = "decoder"  # which states the hidden loss compares
+    encoder_align: EncoderAlign = "pool"  # how teacher encoder frames are matched to the student's
+    taid: TaidMode = "off"  # TAID replaces KL when on
     taid_start: float = 0.4  # adaptive: initial interpolation t (seed variant starts lambda at 0.1)
     taid_alpha: float = 5e-4  # adaptive: step size of the momentum update
     taid_beta: float = 0.99  # adaptive: momentum of the relative loss change
@@ -76,7 +100,7 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Choices):
     max_steps: int = 10000  # optimiser steps
     warmup_steps: int = 1000  # linear warm-up, then cosine decay to 0
     lr: float = 2.6e-4  # AdamW peak learning rate (seed value)
@@ -84,7 +108,7 @@ class TrainConfig:
     batch_size: int = 8  # per optimiser micro-step
     grad_accum: int = 1  # micro-batches per optimiser step
     clip: float = 1.0  # max global grad norm
-    amp: str = "no"  # no | fp16 | bf16 (CUDA only; CPU trains fp32)
+    amp: AmpMode = "no"  # CUDA only; CPU trains fp32
     seed: int = 0
     eval_every: int = 500  # steps between validation WER runs (0 = only at the end)
     save_every: int = 500  # steps between checkpoints
@@ -163,6 +187,12 @@ def _build(cls: type, data: dict[str, Any], where: str, problems: list[str]) -> 
 
 def _coerce(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
     """Accept ``value`` if it fits ``hint`` (ints widen to floats); otherwise record a problem."""
+    if typing.get_origin(hint) is Literal:
+        problem = _choice_problem(value, hint, where)
+        if problem is None:
+            return value
+        problems.append(problem)
+        return typing.get_args(hint)[0]  # a stand-in so the other fields are still checked; loading raises
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for opt in options:
         origin = typing.get_origin(opt) or opt
@@ -249,22 +279,12 @@ def validate(cfg: Config) -> None:
     """Check value ranges and combinations; raise one ConfigError listing every problem."""
     p: list[str] = []
     s, lo, d, t = cfg.student, cfg.loss, cfg.data, cfg.train
-    if s.init not in STUDENT_INITS:
-        p.append(f"student.init: must be one of {STUDENT_INITS}, got {s.init!r}")
     if s.init == "pretrained" and not s.from_:
         p.append("student.from: required when student.init is 'pretrained'")
     _check_layers(s.encoder_layers, "student.encoder_layers", p)
     _check_layers(s.decoder_layers, "student.decoder_layers", p)
     if s.lora.r < 0 or s.lora.alpha <= 0 or not 0 <= s.lora.dropout < 1:
         p.append("student.lora: need r >= 0, alpha > 0, 0 <= dropout < 1")
-    for name, choices in (
-        ("hidden_loss", HIDDEN_LOSSES),
-        ("hidden_on", HIDDEN_ON),
-        ("encoder_align", ENCODER_ALIGN),
-        ("taid", TAID_MODES),
-    ):
-        if getattr(lo, name) not in choices:
-            p.append(f"loss.{name}: must be one of {choices}, got {getattr(lo, name)!r}")
     for name in ("ce_weight", "kl_weight", "geo_weight"):
         if getattr(lo, name) < 0:
             p.append(f"loss.{name}: must be >= 0, got {getattr(lo, name)}")
@@ -286,8 +306,6 @@ def validate(cfg: Config) -> None:
             p.append(f"train.{name}: must be >= 0, got {getattr(t, name)}")
     if t.lr <= 0 or t.weight_decay < 0 or t.clip <= 0:
         p.append("train: need lr > 0, weight_decay >= 0, clip > 0")
-    if t.amp not in AMP_MODES:
-        p.append(f"train.amp: must be one of {AMP_MODES}, got {t.amp!r}")
     if not cfg.run_dir:
         p.append("run_dir: must be set")
     if p:

@@ -420,8 +420,8 @@ class Objective:
     def teacher_outputs(self):
         """The study's cached teacher outputs (None without a cache); loads the teacher on first use."""
         if self._provider is None and self.cfg.teacher_cache:
+            from geodistill.students.sharing import cross_kv_plan
             from geodistill.teacher.cache import cached_teacher_for
-            from geodistill.train.setup import cross_kv_plan
 
             teacher = self.teacher()
             layers = ()  # the base config's student decides which cross-attention K/V are stored

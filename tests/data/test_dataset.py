@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from geodistill.contracts import IGNORE_INDEX
 from geodistill.data import (
-    IGNORE,
     BadSamples,
     SpeechDataset,
     Utterance,
@@ -67,12 +67,15 @@ def test_collator_aligns_inputs_and_labels():
     assert batch["ids"] == ["a", "b"]
     assert batch["input_features"].shape == (2, 80, 3000)
     assert batch["decoder_input_ids"].tolist() == [[50257, 50362, 10, 11, 12], [50257, 50362, 20, PAD, PAD]]
-    assert batch["labels"].tolist() == [[IGNORE, 10, 11, 12, 50256], [IGNORE, 20, 50256, IGNORE, IGNORE]]
+    assert batch["labels"].tolist() == [
+        [IGNORE_INDEX, 10, 11, 12, 50256],
+        [IGNORE_INDEX, 20, 50256, IGNORE_INDEX, IGNORE_INDEX],
+    ]
     assert batch["audio_seconds"].tolist() == [1.0, 2.5]
     # position i of the decoder input predicts label i: last prompt token -> first text token, ... -> eot
     dec, lab = batch["decoder_input_ids"][0], batch["labels"][0]
     assert dec[len(PROMPT) - 1].item() == 50362 and lab[len(PROMPT) - 1].item() == 10
-    assert (lab[: len(PROMPT) - 1] == IGNORE).all()
+    assert (lab[: len(PROMPT) - 1] == IGNORE_INDEX).all()
 
 
 def test_collator_with_a_multilingual_prompt():
@@ -81,7 +84,7 @@ def test_collator_with_a_multilingual_prompt():
         [{"id": "a", "input_features": torch.zeros(80, 3000), "labels": [7, 50257], "audio_seconds": 1.0}]
     )
     assert batch["decoder_input_ids"].tolist() == [prompt + [7]]
-    assert batch["labels"].tolist() == [[IGNORE] * 3 + [7, 50257]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX] * 3 + [7, 50257]]
 
 
 def test_all_bad_batch_is_empty_and_skippable():
@@ -100,7 +103,7 @@ def test_real_batch_end_to_end(utts, tiny_processor, tiny_whisper):
     )
     assert out.logits.shape[:2] == batch["labels"].shape and torch.isfinite(out.loss)
     for row, u in zip(batch["labels"], utts, strict=True):
-        text = [t for t in row.tolist() if t != IGNORE]
+        text = [t for t in row.tolist() if t != IGNORE_INDEX]
         assert tiny_processor.tokenizer.decode(text[:-1]) == " " + u.text and text[-1] == 50256
 
 

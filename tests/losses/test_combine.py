@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from geodistill.config import LossConfig
+from geodistill.contracts import ModelStates, TeacherOutputs
 from geodistill.errors import GeodistillError
 from geodistill.losses import (
     CrossEntropyLoss,
@@ -18,8 +18,6 @@ from geodistill.losses import (
     KLDivergenceLoss,
     MSEHiddenLoss,
     SeedTAID,
-    StudentOut,
-    TeacherOut,
     align_frames,
 )
 
@@ -28,12 +26,12 @@ B, L, V, D, T_S, T_T = 2, 4, 7, 5, 3, 6
 
 def _batch(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    student = StudentOut(
+    student = ModelStates(
         logits=torch.randn(B, L, V, generator=g, requires_grad=True),
         decoder_hidden=torch.randn(B, L, D, generator=g, requires_grad=True),
         encoder_hidden=torch.randn(B, T_S, D, generator=g, requires_grad=True),
     )
-    teacher = TeacherOut(
+    teacher = TeacherOutputs(
         logits=torch.randn(B, L, V, generator=g) * 2,
         decoder_hidden=torch.randn(B, L, D, generator=g),
         encoder_hidden=torch.randn(B, T_T, D, generator=g),
@@ -79,11 +77,10 @@ def test_topk_teacher_with_k_equal_v_gives_the_same_total():
     assert via_topk.item() == pytest.approx(full.item(), abs=1e-5)
 
 
-def test_any_object_with_the_teacher_fields_is_accepted():
-    # geodistill.teacher.TeacherOutputs has the same field names as TeacherOut.
+def test_teacher_outputs_without_encoder_states_serve_a_decoder_side_loss():
     student, teacher, labels = _batch(2)
     loss = DistillationLoss(LossConfig())
-    duck = SimpleNamespace(logits=teacher.logits, decoder_hidden=teacher.decoder_hidden, encoder_hidden=None)
+    duck = TeacherOutputs(logits=teacher.logits, decoder_hidden=teacher.decoder_hidden, encoder_hidden=None)
     a, _ = loss(student, duck, labels, step=3, total_steps=10)
     b, _ = loss(student, teacher, labels, step=3, total_steps=10)
     assert a.item() == b.item()
@@ -105,7 +102,7 @@ def test_encoder_side_aligns_teacher_frames_and_both_averages_the_sides():
 
 def test_hidden_none_skips_hidden_states_entirely():
     student, teacher, labels = _batch(4)
-    bare = StudentOut(logits=student.logits)
+    bare = ModelStates(logits=student.logits)
     total, parts = DistillationLoss(LossConfig(hidden_loss="none"))(bare, teacher, labels, 0, 10)
     assert "hidden" not in parts and torch.isfinite(total)
 
@@ -113,9 +110,9 @@ def test_hidden_none_skips_hidden_states_entirely():
 def test_missing_states_and_bad_config_are_clear_errors():
     student, teacher, labels = _batch(5)
     with pytest.raises(GeodistillError, match="encoder_hidden"):
-        DistillationLoss(LossConfig(hidden_on="encoder"))(StudentOut(student.logits), teacher, labels, 0, 10)
+        DistillationLoss(LossConfig(hidden_on="encoder"))(ModelStates(student.logits), teacher, labels, 0, 10)
     with pytest.raises(GeodistillError, match="topk_values"):
-        DistillationLoss(LossConfig())(student, TeacherOut(), labels, 0, 10)
+        DistillationLoss(LossConfig())(student, TeacherOutputs(), labels, 0, 10)
     with pytest.raises(GeodistillError, match="loss.taid"):
         DistillationLoss(LossConfig(taid="sometimes"))
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from geodistill.config import LossConfig, load_config
+from geodistill.contracts import ModelStates, TeacherOutputs
 from geodistill.errors import GeodistillError
-from geodistill.losses import DistillationLoss, StudentOut
-from geodistill.losses.combine import TeacherOut
+from geodistill.losses import DistillationLoss
 from geodistill.models import load_whisper
 from geodistill.teacher import OnlineTeacher
 from geodistill.teacher.cache import CachedTeacher, build_cache, cached_teacher_for, teacher_fingerprint
@@ -114,6 +114,7 @@ def test_training_from_a_full_vocab_cache_gives_the_online_losses(make_config, f
         calls.append(batch["ids"])
         return reader(batch)
 
+    provider.offer = reader.offer
     cached = train(load_config(make_config("cached", **overrides)), teacher_provider=provider)
     assert len(calls) == 4 * 2  # every micro-batch's teacher outputs came from the cache
     assert len(online.history["train"]) == len(cached.history["train"]) == 4
@@ -133,7 +134,7 @@ def test_topk_kl_from_the_cache_is_the_exact_bucket_kl_of_the_live_teacher(
     online = OnlineTeacher(teacher[0])(batch)
     values, indices = online.logits.topk(TOP_K, dim=-1)
     lse_t = (online.logits / temperature).logsumexp(-1)
-    live = TeacherOut(
+    live = TeacherOutputs(
         topk_values=values, topk_indices=indices, logsumexp=lse_t, logsumexp_temperature=temperature
     )
     got = CachedTeacher(full_cache, temperature=temperature)(batch).to(torch.device("cpu"))
@@ -141,7 +142,7 @@ def test_topk_kl_from_the_cache_is_the_exact_bucket_kl_of_the_live_teacher(
     got.logits = None  # the loss must take the top-k form
     loss = DistillationLoss(LossConfig(kl_warmup_steps=0, hidden_loss="none", temperature=temperature))
     torch.manual_seed(0)
-    student = StudentOut(logits=2 * torch.randn_like(online.logits))
+    student = ModelStates(logits=2 * torch.randn_like(online.logits))
     kl = {
         name: float(loss(student, t, batch["labels"], step=0, total_steps=1)[1]["kl"])
         for name, t in (("live", live), ("cached", got), ("full", online))
@@ -296,7 +297,7 @@ def test_pooled_encoder_states_are_stored_at_the_pooled_rate(tmp_path, tiny_teac
     reader = CachedTeacher(out)
     batch = collated_batches(teacher, tiny_data[0], batch_size=2)[0]
     got, online = reader(batch), OnlineTeacher(teacher[0])(batch)
-    assert reader.encoder_pool == 3 and got.encoder_hidden.shape == (2, 500, 32)
+    assert reader.offer.encoder_pool == 3 and got.encoder_hidden.shape == (2, 500, 32)
     torch.testing.assert_close(
         got.encoder_hidden[:, 0], online.encoder_hidden[:, :3].mean(1), atol=1e-6, rtol=0
     )
@@ -306,13 +307,15 @@ def test_a_pretrained_student_trains_from_a_complete_cache_without_loading_the_t
     make_config, tmp_path, tiny_teacher_dir, other_teacher_dir, tiny_data, monkeypatch
 ):
     cache = build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c", top_k=8, device="cpu")
-    from geodistill.train import setup as run_setup
+    from geodistill.students import whisper as student_module
+    from geodistill.train import teacher as teacher_module
 
     loaded = []
-    real_load = run_setup.load_whisper
-    monkeypatch.setattr(
-        run_setup, "load_whisper", lambda spec, **kw: loaded.append(spec) or real_load(spec, **kw)
-    )
+    real_load = teacher_module.load_whisper
+    for module in (teacher_module, student_module):  # where the teacher and the student are loaded
+        monkeypatch.setattr(
+            module, "load_whisper", lambda spec, **kw: loaded.append(spec) or real_load(spec, **kw)
+        )
     student = {"init": "pretrained", "from": str(other_teacher_dir), "decoder_layers": 1}
     overrides = {"train": {"max_steps": 2, "eval_every": 0, "save_every": 0}}
     result = train(load_config(make_config("pre", student=student, teacher_cache=str(cache), **overrides)))

@@ -14,12 +14,13 @@ from geodistill.config import load_config
 from geodistill.errors import GeodistillError
 from geodistill.losses import DistillationLoss
 from geodistill.models.student import copy_layers
+from geodistill.students.sharing import cross_kv_plan
 from geodistill.teacher import OnlineTeacher
 from geodistill.teacher.cache import CachedTeacher, build_cache
 from geodistill.teacher.outputs import forward_states
 from geodistill.train import setup as run_setup
 from geodistill.train.loop import compute_loss, train
-from geodistill.train.setup import build_run, cross_kv_plan
+from geodistill.train.setup import build_run
 from tests.teacher.conftest import collated_batches
 
 TEXT_SIDE = {"lora": {"r": 4, "alpha": 8, "dropout": 0.1, "targets": "decoder-text-side"}}
@@ -78,14 +79,14 @@ def test_the_plan_names_exactly_the_layers_whose_cross_attention_projections_sta
 def test_reusing_the_online_teachers_cross_kv_changes_no_loss_and_skips_the_projection(make_config):
     cfg = load_config(make_config(student=TEXT_SIDE))
     run = build_run(cfg)
-    assert run.cross_kv == {0: 1} and run.teacher.cross_kv_layers == (1,)
+    assert run.student.cross_kv == {0: 1} and run.teacher.offer.cross_kv_layers == (1,)
     loss_fn = DistillationLoss(cfg.loss)
     batch = run.collate([run.train_set[i] for i in range(2)])
-    k_calls = count_calls(run.whisper.model.decoder.layers[0].encoder_attn.k_proj)
+    k_calls = count_calls(run.student.whisper.model.decoder.layers[0].encoder_attn.k_proj)
     torch.manual_seed(0)  # the same dropout draws in both forwards
     reused, parts = compute_loss(run, loss_fn, batch, step=1)
     assert k_calls[0] == 0
-    run.cross_kv = {}
+    run.student.cross_kv = {}
     torch.manual_seed(0)
     computed, parts_computed = compute_loss(run, loss_fn, batch, step=1)
     assert k_calls[0] == 1
@@ -109,7 +110,7 @@ def test_a_cache_stores_the_cross_kv_and_training_from_it_gives_the_online_losse
         cross_kv_layers=(1,),
     )
     reader = CachedTeacher(out)
-    assert reader.cross_kv_layers == (1,)
+    assert reader.offer.cross_kv_layers == (1,)
     batch = collated_batches(teacher, tiny_data[0], batch_size=3)[1]  # other boundaries than the build's
     live = OnlineTeacher(teacher[0], cross_kv_layers=(1,))(batch)
     got = reader(batch)
@@ -137,12 +138,12 @@ def test_the_config_switch_stores_the_students_layers_and_says_what_it_costs(mak
     )
     run = build_run(on)
     assert json.loads((tmp_path / "on" / "index.json").read_text())["cross_kv_layers"] == [1]
-    assert run.cross_kv == {0: 1} and "reused from teacher layers [1]" in caplog.text
+    assert run.student.cross_kv == {0: 1} and "reused from teacher layers [1]" in caplog.text
     caplog.clear()
     off = load_config(make_config("off", student=TEXT_SIDE, teacher_cache=str(tmp_path / "off")))
     run = build_run(off)
     assert json.loads((tmp_path / "off" / "index.json").read_text())["cross_kv_layers"] == []
-    assert run.cross_kv == {}
+    assert run.student.cross_kv == {}
     assert "teacher_cache_cross_kv: true" in caplog.text and "0.2 MB per utterance" in caplog.text
 
 

@@ -46,13 +46,13 @@ def test_shared_cross_attention_keys_values_under_fp16_autocast(make_config):
     train_cfg = {"amp": "fp16", "device": "cuda", "max_steps": 3, "eval_every": 0}
     cfg = load_config(make_config("kv-cuda", student={"lora": lora}, train=train_cfg))
     run = build_run(cfg)
-    assert run.cross_kv == {0: 1} and next(run.teacher.model.parameters()).dtype == torch.float16
-    run.trainable.eval()
+    assert run.student.cross_kv == {0: 1} and next(run.teacher.model.parameters()).dtype == torch.float16
+    run.student.trainable.eval()
     loss_fn = DistillationLoss(cfg.loss)
     batch = run.collate([run.train_set[i] for i in range(2)])
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
         reused, _ = compute_loss(run, loss_fn, batch, step=1)
-        run.cross_kv = {}
+        run.student.cross_kv = {}
         computed, _ = compute_loss(run, loss_fn, batch, step=1)
     assert (
         torch.isfinite(reused) and abs(float(reused) - float(computed)) <= 1e-2 * abs(float(computed)) + 1e-3

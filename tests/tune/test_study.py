@@ -235,7 +235,7 @@ def test_the_study_cache_holds_the_base_students_cross_attention_keys_values(tun
     )
     objective = Objective(cfg, search_space(cfg), Path(cfg.run_dir))
     Path(cfg.run_dir).mkdir(parents=True)
-    assert objective.teacher_outputs().cross_kv_layers == (1,)  # the copy student keeps teacher layer 1
+    assert objective.teacher_outputs().offer.cross_kv_layers == (1,)  # the copy student keeps teacher layer 1
     caplog.set_level("INFO", logger="geodistill")
     study = optuna.create_study(direction="minimize")
     study.optimize(objective, n_trials=1)

@@ -6,14 +6,13 @@ File -> :class:`Utterance` (``load_spec``) -> sample dict (``SpeechDataset``) ->
 
 from geodistill.data.audio import SAMPLE_RATE, load_audio, probe
 from geodistill.data.bad import BadSampleError, BadSamples
-from geodistill.data.collate import IGNORE, LengthGroupedBatches, WhisperCollator, make_loader
+from geodistill.data.collate import LengthGroupedBatches, WhisperCollator, make_loader
 from geodistill.data.dataset import SpeechDataset, normalise
 from geodistill.data.specs import KINDS, Utterance, load_spec, parse_spec
 from geodistill.data.split import speaker_of, split_by_speaker
 from geodistill.data.tokens import prompt_ids, text_tokens
 
 __all__ = [
-    "IGNORE",
     "KINDS",
     "SAMPLE_RATE",
     "BadSampleError",

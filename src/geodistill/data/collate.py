@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-IGNORE = -100  # label value cross-entropy ignores (torch.nn.CrossEntropyLoss default ignore_index)
+from geodistill.contracts import IGNORE_INDEX, Batch
 
 
 class WhisperCollator:
@@ -31,7 +31,7 @@ class WhisperCollator:
         self.prompt = [int(t) for t in prompt]
         self.pad_id = int(pad_id)
 
-    def __call__(self, samples: Sequence[dict | None]) -> dict:
+    def __call__(self, samples: Sequence[dict | None]) -> Batch:
         samples = [s for s in samples if s is not None]
         if not samples:
             empty = torch.zeros(0, 0, dtype=torch.long)
@@ -45,12 +45,12 @@ class WhisperCollator:
         p = len(self.prompt)
         length = p + max(len(s["labels"]) - 1 for s in samples)  # prompt + longest text (eot is only a label)
         dec = torch.full((len(samples), length), self.pad_id, dtype=torch.long)
-        lab = torch.full((len(samples), length), IGNORE, dtype=torch.long)
+        lab = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
         for b, s in enumerate(samples):
             text = list(s["labels"])  # text tokens + eot
             dec[b, : p + len(text) - 1] = torch.tensor(self.prompt + text[:-1])
             lab[b, p - 1 : p - 1 + len(text)] = torch.tensor(text)
-        batch = {
+        batch: Batch = {
             "ids": [s["id"] for s in samples],
             "decoder_input_ids": dec,
             "labels": lab,

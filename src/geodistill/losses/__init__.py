@@ -1,6 +1,6 @@
 """Distillation losses: CE, KL * T^2 (full or top-k teacher), geodesic / MSE hidden, TAID, weighted sum."""
 
-from geodistill.losses.combine import DistillationLoss, StudentOut, TeacherOut, teacher_logits
+from geodistill.losses.combine import DistillationLoss, teacher_logits
 from geodistill.losses.hidden import GeodesicLoss, MSEHiddenLoss, align_frames
 from geodistill.losses.kd import (
     IGNORE_INDEX,
@@ -24,8 +24,6 @@ __all__ = [
     "KLDivergenceLoss",
     "MSEHiddenLoss",
     "SeedTAID",
-    "StudentOut",
-    "TeacherOut",
     "TopKLogits",
     "align_frames",
     "linear_schedule",

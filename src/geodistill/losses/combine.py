@@ -1,69 +1,34 @@
 """The weighted distillation objective: CE + kl_weight(step) * (KL or TAID) + geo_weight * hidden.
 
-``DistillationLoss`` owns nothing trainable. The training code projects the student's hidden states to
-the teacher's width (``geodistill.models.projector.RiemannianProjector``, one per side) *before* building
-``StudentOut``, so the projectors live with the other trainable parameters in the optimiser and the
+``DistillationLoss`` owns nothing trainable. The student projects its hidden states to the teacher's
+width (``geodistill.models.projector.RiemannianProjector``, one per side) *before* handing its
+``ModelStates`` over, so the projectors live with the other trainable parameters in the optimiser and the
 checkpoint. Its only state is the adaptive TAID's t (``state_dict`` / ``load_state_dict``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from geodistill.config import ENCODER_ALIGN, HIDDEN_LOSSES, HIDDEN_ON, TAID_MODES, LossConfig
+from geodistill.config import LossConfig
+from geodistill.contracts import ModelStates, TeacherOutputs
 from geodistill.errors import GeodistillError
 from geodistill.losses.hidden import GeodesicLoss, MSEHiddenLoss, align_frames
 from geodistill.losses.kd import CrossEntropyLoss, KLDivergenceLoss, TeacherLogits, TopKLogits, valid_mask
 from geodistill.losses.taid import AdaptiveTAID, SeedTAID
 
 
-@dataclass(frozen=True)
-class StudentOut:
-    logits: Tensor  # (B, L, V) decoder logits
-    decoder_hidden: Tensor | None = None  # (B, L, D_t) last decoder states, already projected to D_t
-    encoder_hidden: Tensor | None = None  # (B, T_s, D_t) last encoder states, already projected to D_t
-
-
-@dataclass(frozen=True)
-class TeacherOut:
-    """Field names match ``geodistill.teacher.TeacherOutputs``, so either can be passed to the loss."""
-
-    logits: Tensor | None = None  # (B, L, V) full logits; None when only the top-k form exists
-    topk_values: Tensor | None = None  # (B, L, k) largest raw logits
-    topk_indices: Tensor | None = None  # (B, L, k) their token ids
-    logsumexp: Tensor | None = None  # (B, L) logsumexp of the full raw logits / logsumexp_temperature
-    decoder_hidden: Tensor | None = None  # (B, L, D_t) last decoder states
-    encoder_hidden: Tensor | None = None  # (B, T_t, D_t) last encoder states
-    logsumexp_temperature: float = 1.0  # temperature `logsumexp` was taken at (KL is exact when = T)
-
-
-def teacher_logits(teacher: Any) -> TeacherLogits:
-    """The teacher's full logits if present, else its top-k form; ``teacher`` is a TeacherOut-like object."""
-    if getattr(teacher, "logits", None) is not None:
+def teacher_logits(teacher: TeacherOutputs) -> TeacherLogits:
+    """The teacher's full logits if present, else its top-k form."""
+    if teacher.logits is not None:
         return teacher.logits
-    parts = [getattr(teacher, name, None) for name in ("topk_values", "topk_indices", "logsumexp")]
+    parts = (teacher.topk_values, teacher.topk_indices, teacher.logsumexp)
     if any(p is None for p in parts):
         raise GeodistillError(
             "teacher outputs: need logits, or all of topk_values, topk_indices and logsumexp"
         )
-    return TopKLogits(*parts, lse_temperature=float(getattr(teacher, "logsumexp_temperature", 1.0)))
-
-
-def _check_choices(cfg: LossConfig) -> None:
-    for name, choices in (
-        ("hidden_loss", HIDDEN_LOSSES),
-        ("hidden_on", HIDDEN_ON),
-        ("encoder_align", ENCODER_ALIGN),
-        ("taid", TAID_MODES),
-    ):
-        if getattr(cfg, name) not in choices:
-            raise GeodistillError(f"loss.{name}: must be one of {choices}, got {getattr(cfg, name)!r}")
-    if cfg.kl_warmup_steps < 0:
-        raise GeodistillError(f"loss.kl_warmup_steps: must be >= 0, got {cfg.kl_warmup_steps}")
+    return TopKLogits(*parts, lse_temperature=float(teacher.logsumexp_temperature))
 
 
 class DistillationLoss(nn.Module):
@@ -78,7 +43,6 @@ class DistillationLoss(nn.Module):
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
-        _check_choices(cfg)
         self.cfg = cfg
         self.ce = CrossEntropyLoss()
         self.kl = KLDivergenceLoss(cfg.temperature)
@@ -104,14 +68,14 @@ class DistillationLoss(nn.Module):
 
     def forward(
         self,
-        student: StudentOut,
-        teacher: Any,
+        student: ModelStates,
+        teacher: TeacherOutputs,
         labels: Tensor,
         step: int,
         total_steps: int,
         encoder_mask: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """student: StudentOut; teacher: TeacherOut or geodistill.teacher.TeacherOutputs; labels (B, L)
+        """student: its states with hidden states projected to the teacher's width; labels (B, L)
         with -100 = skip; ``step`` = index of the optimiser step being computed; encoder_mask (B, T_s).
 
         Returns (total, parts): parts are detached 0-d fp32 tensors: "ce", "kl" or "taid" (+ "taid_t"),
@@ -139,16 +103,16 @@ class DistillationLoss(nn.Module):
         return total, {name: value.detach().float() for name, value in parts.items()}
 
     def _hidden_terms(
-        self, student: StudentOut, teacher: Any, labels: Tensor, encoder_mask: Tensor | None
+        self, student: ModelStates, teacher: TeacherOutputs, labels: Tensor, encoder_mask: Tensor | None
     ) -> dict[str, Tensor]:
         if self.hidden is None:
             return {}
         terms = {}
         if self.cfg.hidden_on in ("decoder", "both"):
-            s, t = _need(student.decoder_hidden, teacher, "decoder_hidden")
+            s, t = _need(student.decoder_hidden, teacher.decoder_hidden, "decoder_hidden")
             terms["hidden_dec"] = self.hidden(s, t, valid_mask(labels))
         if self.cfg.hidden_on in ("encoder", "both"):
-            s, t = _need(student.encoder_hidden, teacher, "encoder_hidden")
+            s, t = _need(student.encoder_hidden, teacher.encoder_hidden, "encoder_hidden")
             t = align_frames(t.to(s.device), s.shape[1], self.cfg.encoder_align)
             terms["hidden_enc"] = self.hidden(s, t, encoder_mask)
         return terms
@@ -176,8 +140,7 @@ class DistillationLoss(nn.Module):
         self._taid_sum, self._taid_count = None, None
 
 
-def _need(student_states: Tensor | None, teacher: Any, name: str) -> tuple[Tensor, Tensor]:
-    teacher_states = getattr(teacher, name, None)
+def _need(student_states: Tensor | None, teacher_states: Tensor | None, name: str) -> tuple[Tensor, Tensor]:
     if student_states is None or teacher_states is None:
         side = "student" if student_states is None else "teacher"
         raise GeodistillError(

@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geodistill.contracts import IGNORE_INDEX
 from geodistill.errors import GeodistillError
-
-IGNORE_INDEX = -100  # label value of positions that carry no loss (prompt tokens, padding)
 
 
 @dataclass(frozen=True)

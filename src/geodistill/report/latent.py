@@ -186,7 +186,7 @@ def latent_section(
 
     Returns (the numbers and file names the report shows, the utterances used).
     """
-    from geodistill.train.setup import build_student
+    from geodistill.students.whisper import base_student
 
     cfg = info.cfg
     teacher, processor = load_whisper(cfg.teacher, device=str(device))
@@ -198,7 +198,7 @@ def latent_section(
     t_states = collect_states(teacher, batches, dict.fromkeys(plans), device)
     after = collect_states(student, batches, {s: p.after for s, p in plans.items()}, device)
     del student
-    initial, _ = build_student(cfg, teacher, processor, device)
+    initial, _ = base_student(cfg, teacher, processor, device)
     before = collect_states(initial, batches, {s: p.before for s, p in plans.items()}, device)
     del initial
     for side in list(plans):

@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from geodistill.config import Config
+from geodistill.contracts import IGNORE_INDEX
 from geodistill.data import (
-    IGNORE,
     BadSamples,
     SpeechDataset,
     WhisperCollator,
@@ -30,8 +30,8 @@ from geodistill.data import (
     split_by_speaker,
 )
 from geodistill.errors import DataError, GeodistillError, ModelLoadError
+from geodistill.models.forward import forward_states
 from geodistill.models.projector import RiemannianProjector
-from geodistill.teacher.outputs import forward_states
 
 SIDES = ("encoder", "decoder")
 ENCODER_SECONDS = 30.0  # Whisper's window: every encoder sees 30 s (padded), e.g. 1500 frames
@@ -134,7 +134,7 @@ def _frame_index(seconds: float, n_frames: int) -> torch.Tensor:
 def _side_rows(hidden: torch.Tensor, batch: dict, side: str) -> list[torch.Tensor]:
     """Per utterance of the batch: (n_b, D) states at its valid positions."""
     if side == "decoder":
-        keep = batch["labels"] != IGNORE  # the positions the CE/KL/geodesic losses score
+        keep = batch["labels"] != IGNORE_INDEX  # the positions the CE/KL/geodesic losses score
         return [hidden[b][keep[b].to(hidden.device)] for b in range(hidden.shape[0])]
     seconds = batch["audio_seconds"].tolist()
     return [hidden[b, _frame_index(s, hidden.shape[1]).to(hidden.device)] for b, s in enumerate(seconds)]

@@ -64,9 +64,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from geodistill.contracts import IGNORE_INDEX, TeacherOffer
 from geodistill.errors import DataError, GeodistillError
 from geodistill.losses.hidden import align_frames
-from geodistill.losses.kd import IGNORE_INDEX
 from geodistill.teacher.outputs import TeacherOutputs, forward_states
 from geodistill.versions import package_versions
 
@@ -607,14 +607,14 @@ class CachedTeacher:
             start += n
 
     @property
-    def encoder_pool(self) -> int | None:
-        """Frames averaged per stored encoder frame (None: all 1500, usable as a shared encoder's output)."""
-        return self.index["encoder_pool"]
-
-    @property
-    def cross_kv_layers(self) -> tuple[int, ...]:
-        """Teacher decoder layers whose cross-attention keys/values the cache holds."""
-        return tuple(self.index["cross_kv_layers"])
+    def offer(self) -> TeacherOffer:
+        """What the stored outputs carry besides logits (the ``TeacherProvider`` contract)."""
+        return TeacherOffer(
+            reads_features=False,
+            encoder_states=bool(self.index["store_encoder"]),
+            encoder_pool=self.index["encoder_pool"],
+            cross_kv_layers=tuple(self.index["cross_kv_layers"]),
+        )
 
     @property
     def teacher_config(self) -> dict:

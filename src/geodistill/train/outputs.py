@@ -13,14 +13,12 @@ run/
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
 import logging
-import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-
-from safetensors.torch import save_file
 
 from geodistill.config import Config, to_dict
 from geodistill.errors import GeodistillError
@@ -43,19 +41,27 @@ INCOMPATIBLE = (
 )
 
 
-def setup_logging(run_dir: Path) -> None:
+@contextlib.contextmanager
+def run_log(run_dir: Path) -> Iterator[None]:
+    """The run's own ``train.log`` (INFO and above from the ``geodistill`` loggers) while the run lasts.
+
+    A run artefact like its TensorBoard events, so ``train()`` writes it; the handler and any level it
+    had to lower are removed on exit. Console output is the application's choice (the CLI attaches one).
+    """
     logger = logging.getLogger("geodistill")
-    logger.setLevel(logging.INFO)
-    target = str((run_dir / "train.log").resolve())
-    if not any(getattr(h, "baseFilename", None) == target for h in logger.handlers):
-        for h in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
-            logger.removeHandler(h)
-            h.close()
-        fh = logging.FileHandler(target)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(fh)
-    if not any(type(h) is logging.StreamHandler for h in logger.handlers):
-        logger.addHandler(logging.StreamHandler())
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
 
 
 def _git_commit() -> str | None:
@@ -108,32 +114,3 @@ def check_resumed_config(cfg: Config, run_dir: Path) -> None:
             "(use a new run_dir, or restore the old values)"
         )
     log.warning("resuming with changed settings: %s", "; ".join(lines))
-
-
-def save_student(run, out: Path, extra: dict | None = None) -> None:
-    """Save the student as a plain HF Whisper (adapters merged) + processor + projector + peft adapter.
-
-    Written into a temp folder and swapped in, so a crash never leaves a half-written student.
-    """
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model = run.student
-    if hasattr(model, "merge_and_unload"):  # peft: keep the adapter alone too, then merge a copy
-        model.save_pretrained(str(tmp / "adapter"))
-        model = copy.deepcopy(model).merge_and_unload()
-    model.save_pretrained(str(tmp))
-    run.processor.save_pretrained(str(tmp))
-    if len(run.projectors):
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in run.projectors.state_dict().items()},
-            str(tmp / "projector.safetensors"),
-        )
-    (tmp / "geodistill.json").write_text(json.dumps({"teacher": run.cfg.teacher, **(extra or {})}, indent=2))
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)

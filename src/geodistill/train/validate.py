@@ -24,13 +24,13 @@ def validate(run) -> dict:
     cfg = run.cfg
     # A separate, unlogged BadSamples: the loader already reported these files once at scan time.
     decoded = decode(
-        run.whisper,
-        run.processor,
+        run.student.whisper,
+        run.student.processor,
         run.val_utts,
         BadSamples(None),
         batch_size=cfg.train.batch_size,
         language=cfg.data.language,
-        max_new_tokens=generation_cap(run.processor.tokenizer, [u.text for u in run.val_utts]),
+        max_new_tokens=generation_cap(run.student.processor.tokenizer, [u.text for u in run.val_utts]),
     )
     refs = [u.text for u in decoded.utterances]
     scores = wer_scores(refs, decoded.hypotheses, language=cfg.data.language or "en")

@@ -1,0 +1,187 @@
+"""The seq2seq Whisper student: a layer copy of the teacher or another pretrained Whisper, + LoRA and
+one Riemannian projector per side the hidden-state loss compares.
+
+``build_whisper_student(cfg, teacher, teacher_processor, device)`` builds it from the config;
+``WhisperStudent(batch, teacher_outputs, positions)`` is one teacher-forced forward returning
+``ModelStates`` with the hidden states already projected to the teacher's width.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+from transformers import WhisperForConditionalGeneration
+
+from geodistill.config import Config
+from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutputs
+from geodistill.models import load_whisper
+from geodistill.models.forward import forward_states
+from geodistill.models.lora import add_lora, parameter_counts
+from geodistill.models.projector import RiemannianProjector
+from geodistill.models.student import check_same_tokenizer, copy_layers, freeze
+
+log = logging.getLogger("geodistill")
+
+
+@dataclass
+class WhisperStudent:
+    """A Whisper student ready to train: ``model`` is what gets saved (a PeftModel when LoRA is on),
+    ``whisper`` the Whisper inside it, ``projectors`` map its widths to the teacher's."""
+
+    family: ClassVar[StudentFamily] = "seq2seq"
+    model: nn.Module  # PeftModel or WhisperForConditionalGeneration
+    whisper: WhisperForConditionalGeneration  # the student's Whisper (adapters inside when LoRA is on)
+    processor: object  # its WhisperProcessor (same tokenizer as the teacher's)
+    projectors: nn.ModuleDict  # "decoder"/"encoder" -> RiemannianProjector (student width -> teacher width)
+    teacher_name: str  # recorded with every saved student
+    shares_encoder: bool = False  # its encoder == the frozen teacher's: take the teacher's encoder states
+    cross_kv: dict[int, int] = field(default_factory=dict)  # own decoder layer -> teacher layer whose
+    # cross-attention keys/values it takes (see ``geodistill.students.sharing``)
+
+    @property
+    def trainable(self) -> nn.ModuleDict:
+        """One module holding every parameter that may train (checkpoint and optimiser see this)."""
+        return nn.ModuleDict({"student": self.model, "projectors": self.projectors})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.whisper.parameters()).device
+
+    def __call__(self, batch: Batch, teacher: TeacherOutputs, positions: Tensor) -> ModelStates:
+        """Teacher-forced forward; logits and decoder states only at ``positions`` ((B, L) bool), packed
+        into (1, N, ...). Takes the teacher's encoder states / cross-attention K/V where it shares them."""
+        dev = self.device
+        enc = None
+        if self.shares_encoder and teacher.encoder_hidden is not None:  # frozen shared encoder: no forward
+            enc = teacher.encoder_hidden.to(dev, torch.float32)
+        feats = None if enc is not None else batch["input_features"].to(dev)
+        given = teacher.cross_kv or {}
+        kv = {
+            i: tuple(t.to(dev, torch.float32) for t in given[j])
+            for i, j in self.cross_kv.items()
+            if j in given
+        }
+        s = forward_states(
+            self.whisper,
+            batch["decoder_input_ids"].to(dev),
+            input_features=feats,
+            encoder_hidden=enc,
+            cross_kv=kv,
+            positions=positions.to(dev),
+        )
+        proj = self.projectors
+        return ModelStates(
+            logits=s.logits,
+            decoder_hidden=proj["decoder"](s.decoder_hidden) if "decoder" in proj else None,
+            encoder_hidden=proj["encoder"](s.encoder_hidden) if "encoder" in proj else None,
+        )
+
+    def save(self, out: Path, extra: dict | None = None) -> None:
+        """Save as a plain HF Whisper (adapters merged) + processor + projector + peft adapter.
+
+        Written into a temp folder and swapped in, so a crash never leaves a half-written student.
+        """
+        out = Path(out)
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model = self.model
+        if hasattr(model, "merge_and_unload"):  # peft: keep the adapter alone too, then merge a copy
+            model.save_pretrained(str(tmp / "adapter"))
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(str(tmp))
+        self.processor.save_pretrained(str(tmp))
+        if len(self.projectors):
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in self.projectors.state_dict().items()},
+                str(tmp / "projector.safetensors"),
+            )
+        record = {"teacher": self.teacher_name, **(extra or {})}
+        (tmp / "geodistill.json").write_text(json.dumps(record, indent=2))
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def base_student(
+    cfg: Config, teacher: WhisperForConditionalGeneration, teacher_processor, device: torch.device
+):
+    """(student Whisper before LoRA, its processor): a layer copy of ``teacher`` or ``student.from``."""
+    s = cfg.student
+    if s.init == "copy":
+        student = copy_layers(teacher, s.encoder_layers, s.decoder_layers).to(device, torch.float32)
+        return student, teacher_processor
+    student, processor = load_whisper(s.from_, device=str(device), dtype=torch.float32)
+    check_same_tokenizer(teacher_processor.tokenizer, processor.tokenizer, cfg.teacher, s.from_)
+    if s.encoder_layers is not None or s.decoder_layers is not None:
+        student = copy_layers(student, s.encoder_layers, s.decoder_layers)
+    return student, processor
+
+
+def attach_training_parts(cfg: Config, student: WhisperForConditionalGeneration) -> nn.Module:
+    """Freeze what the config freezes and add LoRA; returns the module to train and save."""
+    s = cfg.student
+    if s.lora.r > 0:
+        model = add_lora(student, s.lora.r, s.lora.alpha, s.lora.dropout, s.lora.targets)
+    else:
+        model = student
+    if s.freeze_encoder:
+        freeze(student.model.encoder)
+    elif s.lora.r > 0:  # peft froze the whole base model; an unfrozen encoder trains in full
+        student.model.encoder.requires_grad_(True)
+    if cfg.train.grad_checkpointing:
+        student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def build_projectors(cfg: Config, student_width: int, teacher_width: int) -> nn.ModuleDict:
+    """One RiemannianProjector (student width -> teacher width) per side the hidden loss compares."""
+    projectors = nn.ModuleDict()
+    if cfg.loss.hidden_loss != "none" and cfg.loss.geo_weight > 0:
+        sides = ["decoder", "encoder"] if cfg.loss.hidden_on == "both" else [cfg.loss.hidden_on]
+        for side in sides:
+            projectors[side] = RiemannianProjector(student_width, teacher_width)
+    return projectors
+
+
+def _warn_inert_hidden_loss(cfg: Config, student: WhisperForConditionalGeneration) -> None:
+    lo = cfg.loss
+    if lo.hidden_loss == "none" or lo.geo_weight == 0 or lo.hidden_on == "decoder":
+        return
+    if not any(p.requires_grad for p in student.model.encoder.parameters()):
+        log.warning(
+            "loss.hidden_on=%s with a frozen student encoder: the encoder hidden loss can only train the "
+            "projector, not the student (the seed diagram's flaw). Use hidden_on=decoder or unfreeze the "
+            "encoder.",
+            lo.hidden_on,
+        )
+
+
+def build_whisper_student(
+    cfg: Config, teacher, teacher_processor, teacher_width: int, device: torch.device
+) -> WhisperStudent:
+    """The configured student on ``device`` (sharing with the teacher is decided later, by set-up)."""
+    whisper, processor = base_student(cfg, teacher, teacher_processor, device)
+    model = attach_training_parts(cfg, whisper)
+    _warn_inert_hidden_loss(cfg, whisper)
+    projectors = build_projectors(cfg, whisper.config.d_model, teacher_width).to(device)
+    trainable, total = parameter_counts(model, projectors)
+    log.info(
+        "student: %s trainable of %s parameters (%.2f%%)",
+        f"{trainable:,}",
+        f"{total:,}",
+        100 * trainable / max(total, 1),
+    )
+    return WhisperStudent(model, whisper, processor, projectors, cfg.teacher)
