@@ -321,3 +321,16 @@ def test_a_pretrained_student_trains_from_a_complete_cache_without_loading_the_t
     loaded.clear()
     train(load_config(make_config("copy", teacher_cache=str(cache), **overrides)))
     assert loaded == [str(tiny_teacher_dir)]
+
+
+def test_cache_options_are_recorded_with_extra_temperatures_and_layers_sorted_once():
+    opts = CacheOptions(temperatures=(3, 1.0, 2.0, 3.0), cross_kv_layers=(2, 0, 2)).normalised()
+    assert opts.temperatures == (2.0, 3.0) and opts.cross_kv_layers == (0, 2)  # T = 1 is always stored
+    assert opts.top_k == 64 and opts.storage_dtype == torch.float16
+    assert BuildOptions(shard_size=3, language="en").recorded() == {
+        "language": "en",
+        "normalise_text": False,
+        "min_duration": 1.0,
+        "max_duration": 30.0,
+        "shard_size": 3,
+    }
