@@ -363,7 +363,7 @@ def main() -> None:
     from geodistill.config import load_config
     from geodistill.models import load_whisper
     from geodistill.students.sharing import cross_kv_plan
-    from geodistill.teacher.cache import build_cache
+    from geodistill.teacher.cache import BuildOptions, CacheOptions, build_cache
 
     work = Path(a.work).resolve()
     manifest = write_manifest(work / "data", a.utterances)
@@ -373,17 +373,9 @@ def main() -> None:
     t0 = time.perf_counter()
     teacher = load_whisper("base", device="cpu")
     kv_layers = tuple(sorted(cross_kv_plan(load_config(config), teacher[0].config).values()))
+    options = CacheOptions(top_k=64, full_logits=True, temperatures=(2.0,), cross_kv_layers=kv_layers)
     build_cache(
-        teacher,
-        str(manifest),
-        cache,
-        top_k=64,
-        full_logits=True,
-        batch_size=4,
-        device="cpu",
-        language="en",
-        temperatures=(2.0,),
-        cross_kv_layers=kv_layers,
+        teacher, str(manifest), cache, options, BuildOptions(batch_size=4, device="cpu", language="en")
     )
     build_seconds = time.perf_counter() - t0
     del teacher

@@ -94,27 +94,25 @@ def _train(a: argparse.Namespace) -> int:
 
 
 def _cache(a: argparse.Namespace) -> int:
-    from geodistill.teacher.cache import build_cache
+    from geodistill.teacher.cache import BuildOptions, CacheOptions, build_cache
 
-    print(
-        build_cache(
-            a.teacher,
-            a.data,
-            a.out,
-            top_k=a.top_k,
-            full_logits=a.full_logits,
-            batch_size=a.batch_size,
-            device=a.device,
-            language=a.language,
-            encoder_pool=a.encoder_pool,
-            normalise_text=a.normalise_text,
-            min_duration=a.min_duration,
-            max_duration=a.max_duration,
-            store_encoder=not a.no_encoder,
-            temperatures=tuple(a.temperatures),
-            cross_kv_layers=tuple(a.cross_kv_layers),
-        )
+    options = CacheOptions(
+        top_k=a.top_k,
+        full_logits=a.full_logits,
+        store_encoder=not a.no_encoder,
+        encoder_pool=a.encoder_pool,
+        temperatures=tuple(a.temperatures),
+        cross_kv_layers=tuple(a.cross_kv_layers),
     )
+    build = BuildOptions(
+        batch_size=a.batch_size,
+        device=a.device,
+        language=a.language,
+        normalise_text=a.normalise_text,
+        min_duration=a.min_duration,
+        max_duration=a.max_duration,
+    )
+    print(build_cache(a.teacher, a.data, a.out, options, build))
     return 0
 
 

@@ -15,11 +15,19 @@ from geodistill.errors import GeodistillError
 from geodistill.losses import DistillationLoss
 from geodistill.models import load_whisper
 from geodistill.teacher import OnlineTeacher
-from geodistill.teacher.cache import CachedTeacher, build_cache, cached_teacher_for, teacher_fingerprint
+from geodistill.teacher.cache import (
+    BuildOptions,
+    CachedTeacher,
+    CacheOptions,
+    build_cache,
+    teacher_fingerprint,
+)
 from geodistill.train.loop import train
+from geodistill.train.teacher import cached_teacher_for
 from tests.teacher.conftest import collated_batches
 
 TOP_K = 16
+FULL = CacheOptions(top_k=TOP_K, full_logits=True, dtype="float32")  # what the full_cache fixture stores
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +38,8 @@ def full_cache(tmp_path_factory, tiny_teacher_dir, tiny_data):
         str(tiny_teacher_dir),
         str(tiny_data[0]),
         out,
-        top_k=TOP_K,
-        full_logits=True,
-        batch_size=2,
-        shard_size=3,
-        dtype="float32",
-        device="cpu",
+        FULL,
+        BuildOptions(batch_size=2, shard_size=3, device="cpu"),
     )
 
 
@@ -79,9 +83,8 @@ def test_cached_outputs_equal_a_direct_teacher_forward(full_cache, teacher, tiny
 def test_fp16_cache_keeps_the_probable_tokens_precise_and_the_index_records_the_settings(
     tmp_path, teacher, tiny_teacher_dir, tiny_data
 ):
-    out = build_cache(
-        str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c16", top_k=8, batch_size=4, device="cpu"
-    )
+    how = BuildOptions(batch_size=4, device="cpu")
+    out = build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c16", CacheOptions(top_k=8), how)
     batch = collated_batches(teacher, tiny_data[0], batch_size=8)[0]
     online, got = OnlineTeacher(teacher[0])(batch), CachedTeacher(out)(batch)
     keep = batch["labels"] != -100
@@ -99,9 +102,7 @@ def test_fp16_cache_keeps_the_probable_tokens_precise_and_the_index_records_the_
     assert index["language"] is None and index["normalise_text"] is False
     assert {"torch", "transformers", "safetensors"} <= set(index["versions"])
     # A second identical build is a no-op that returns the same folder.
-    assert (
-        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), out, top_k=8, batch_size=4, device="cpu") == out
-    )
+    assert build_cache(str(tiny_teacher_dir), str(tiny_data[0]), out, CacheOptions(top_k=8), how) == out
 
 
 def test_training_from_a_full_vocab_cache_gives_the_online_losses(make_config, full_cache):
@@ -163,9 +164,7 @@ def test_a_cache_for_another_teacher_is_refused(full_cache, tiny_teacher_dir, ot
     with pytest.raises(GeodistillError, match="teacher is .* in the cache but .*other_teacher"):
         CachedTeacher(full_cache, expect={"teacher": str(other_teacher_dir)})
     with pytest.raises(GeodistillError, match="teacher_fingerprint"):  # nor is it overwritten
-        build_cache(
-            other, str(tiny_data[0]), full_cache, top_k=TOP_K, full_logits=True, shard_size=3, dtype="float32"
-        )
+        build_cache(other, str(tiny_data[0]), full_cache, FULL, BuildOptions(shard_size=3))
     own = load_whisper(str(tiny_teacher_dir))[0]
     same = {"teacher": "./elsewhere", "teacher_fingerprint": teacher_fingerprint(own)}
     assert len(CachedTeacher(full_cache, expect=same)) == 8  # same weights by another path: accepted
@@ -180,10 +179,8 @@ def test_a_cache_for_other_data_is_refused(full_cache, tiny_teacher_dir, tiny_da
             str(tiny_teacher_dir),
             str(val_manifest),
             full_cache,
-            top_k=TOP_K,
-            full_logits=True,
-            shard_size=3,
-            dtype="float32",
+            FULL,
+            BuildOptions(shard_size=3),
         )
     batch = collated_batches(teacher, val_manifest, batch_size=2)[0]
     with pytest.raises(GeodistillError, match="utterance 'va0' is not in the teacher cache"):
@@ -202,11 +199,8 @@ def test_a_cache_for_other_label_settings_is_refused(full_cache, tiny_teacher_di
             str(tiny_teacher_dir),
             str(tiny_data[0]),
             full_cache,
-            top_k=TOP_K,
-            full_logits=True,
-            shard_size=3,
-            dtype="float32",
-            normalise_text=True,
+            FULL,
+            BuildOptions(shard_size=3, normalise_text=True),
         )
     # Labels that changed behind the settings' back (lower-cased text) are caught batch by batch.
     lowered = collated_batches(teacher, tiny_data[0], batch_size=2, normalise_text=True)[0]
@@ -230,10 +224,11 @@ def test_config_wire_up_builds_once_then_refuses_changed_settings(make_config, t
 
 def test_an_interrupted_build_resumes_keeping_finished_shards(tmp_path, tiny_teacher_dir, tiny_data):
     out = tmp_path / "resumable"
-    kwargs = {"top_k": 4, "batch_size": 2, "shard_size": 2}  # 8 utterances: 4 shards of 1 forward each
+    # 8 utterances: 4 shards of 1 forward each
+    args = (CacheOptions(top_k=4), BuildOptions(batch_size=2, shard_size=2))
     crashing, calls = counting_teacher(tiny_teacher_dir, fail_at=2)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        build_cache(crashing, str(tiny_data[0]), out, **kwargs)
+        build_cache(crashing, str(tiny_data[0]), out, *args)
     assert calls[0] == 2 and (out / "shard-00000.safetensors").is_file()
     assert not (out / "shard-00001.safetensors").exists()
     with pytest.raises(GeodistillError, match="incomplete"):
@@ -242,7 +237,7 @@ def test_an_interrupted_build_resumes_keeping_finished_shards(tmp_path, tiny_tea
     (out / ".shard-00001.safetensors.tmp").write_bytes(b"half a shard")  # killed mid-write
 
     resumed, calls = counting_teacher(tiny_teacher_dir)
-    build_cache(resumed, str(tiny_data[0]), out, **kwargs)
+    build_cache(resumed, str(tiny_data[0]), out, *args)
     assert calls[0] == 3  # shards 1..3 only
     kept = (out / "shard-00000.safetensors").stat()
     assert (kept.st_ino, kept.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
@@ -260,23 +255,23 @@ def test_an_interrupted_build_resumes_keeping_finished_shards(tmp_path, tiny_tea
 
 def test_a_corrupt_shard_of_a_partial_build_is_recomputed(tmp_path, tiny_teacher_dir, tiny_data):
     out = tmp_path / "corrupt"
-    kwargs = {"top_k": 4, "batch_size": 4, "shard_size": 4}
+    args = (CacheOptions(top_k=4), BuildOptions(batch_size=4, shard_size=4))
     crashing, _ = counting_teacher(tiny_teacher_dir, fail_at=2)
     with pytest.raises(RuntimeError):
-        build_cache(crashing, str(tiny_data[0]), out, **kwargs)
+        build_cache(crashing, str(tiny_data[0]), out, *args)
     (out / "shard-00000.safetensors").write_bytes(b"\x00" * 16)  # e.g. a disk error
     again, calls = counting_teacher(tiny_teacher_dir)
-    build_cache(again, str(tiny_data[0]), out, **kwargs)
+    build_cache(again, str(tiny_data[0]), out, *args)
     assert calls[0] == 2 and len(CachedTeacher(out)) == 8
 
 
 def test_bad_arguments_and_foreign_folders_are_refused(tmp_path, tiny_teacher_dir, tiny_data):
     with pytest.raises(GeodistillError, match=r"top_k: must be in 1\.\.51864"):
-        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "a", top_k=0)
+        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "a", CacheOptions(top_k=0))
     with pytest.raises(GeodistillError, match="encoder_pool: must divide 1500"):
-        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "b", encoder_pool=7)
+        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "b", CacheOptions(encoder_pool=7))
     with pytest.raises(GeodistillError, match="dtype: must be one of"):
-        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c", dtype="bfloat16")
+        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c", CacheOptions(dtype="bfloat16"))
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.txt").write_text("mine")
     with pytest.raises(GeodistillError, match="not empty and not a teacher cache"):
@@ -290,9 +285,7 @@ def test_pooled_encoder_states_are_stored_at_the_pooled_rate(tmp_path, tiny_teac
         str(tiny_teacher_dir),
         str(tiny_data[0]),
         tmp_path / "pooled",
-        top_k=4,
-        encoder_pool=3,
-        dtype="float32",
+        CacheOptions(top_k=4, encoder_pool=3, dtype="float32"),
     )
     reader = CachedTeacher(out)
     batch = collated_batches(teacher, tiny_data[0], batch_size=2)[0]
@@ -306,7 +299,13 @@ def test_pooled_encoder_states_are_stored_at_the_pooled_rate(tmp_path, tiny_teac
 def test_a_pretrained_student_trains_from_a_complete_cache_without_loading_the_teacher(
     make_config, tmp_path, tiny_teacher_dir, other_teacher_dir, tiny_data, monkeypatch
 ):
-    cache = build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c", top_k=8, device="cpu")
+    cache = build_cache(
+        str(tiny_teacher_dir),
+        str(tiny_data[0]),
+        tmp_path / "c",
+        CacheOptions(top_k=8),
+        BuildOptions(device="cpu"),
+    )
     from geodistill.students import whisper as student_module
     from geodistill.train import teacher as teacher_module
 
@@ -325,3 +324,16 @@ def test_a_pretrained_student_trains_from_a_complete_cache_without_loading_the_t
     loaded.clear()
     train(load_config(make_config("copy", teacher_cache=str(cache), **overrides)))
     assert loaded == [str(tiny_teacher_dir)]
+
+
+def test_cache_options_are_recorded_with_extra_temperatures_and_layers_sorted_once():
+    opts = CacheOptions(temperatures=(3, 1.0, 2.0, 3.0), cross_kv_layers=(2, 0, 2)).normalised()
+    assert opts.temperatures == (2.0, 3.0) and opts.cross_kv_layers == (0, 2)  # T = 1 is always stored
+    assert opts.top_k == 64 and opts.storage_dtype == torch.float16
+    assert BuildOptions(shard_size=3, language="en").recorded() == {
+        "language": "en",
+        "normalise_text": False,
+        "min_duration": 1.0,
+        "max_duration": 30.0,
+        "shard_size": 3,
+    }

@@ -16,7 +16,7 @@ from geodistill.losses import DistillationLoss
 from geodistill.models.student import copy_layers
 from geodistill.students.sharing import cross_kv_plan
 from geodistill.teacher import OnlineTeacher
-from geodistill.teacher.cache import CachedTeacher, build_cache
+from geodistill.teacher.cache import BuildOptions, CachedTeacher, CacheOptions, build_cache
 from geodistill.teacher.outputs import forward_states
 from geodistill.train import setup as run_setup
 from geodistill.train.loop import compute_loss, train
@@ -101,13 +101,8 @@ def test_a_cache_stores_the_cross_kv_and_training_from_it_gives_the_online_losse
         str(tiny_teacher_dir),
         str(tiny_data[0]),
         tmp_path / "kv",
-        top_k=8,
-        full_logits=True,
-        batch_size=2,
-        shard_size=3,
-        dtype="float32",
-        device="cpu",
-        cross_kv_layers=(1,),
+        CacheOptions(top_k=8, full_logits=True, dtype="float32", cross_kv_layers=(1,)),
+        BuildOptions(batch_size=2, shard_size=3, device="cpu"),
     )
     reader = CachedTeacher(out)
     assert reader.offer.cross_kv_layers == (1,)
@@ -168,4 +163,6 @@ def test_cli_cache_takes_the_layers_and_refuses_a_layer_the_teacher_lacks(
     with pytest.raises(
         GeodistillError, match=r"cross_kv_layers: teacher decoder layers are 0\.\.1, got \[5\]"
     ):
-        build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "bad", cross_kv_layers=(5,))
+        build_cache(
+            str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "bad", CacheOptions(cross_kv_layers=(5,))
+        )

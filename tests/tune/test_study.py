@@ -241,3 +241,19 @@ def test_the_study_cache_holds_the_base_students_cross_attention_keys_values(tun
     study.optimize(objective, n_trials=1)
     assert study.trials[0].state == TrialState.COMPLETE
     assert "reused from teacher layers [1]" in caplog.text  # the trial read them from the study's cache
+
+
+def test_a_requeued_trial_takes_its_originals_place_in_the_budget_without_warnings():
+    import warnings
+
+    from optuna.trial import create_trial
+
+    from geodistill.tune import budget_used
+
+    original = create_trial(state=TrialState.FAIL)
+    retry = create_trial(state=TrialState.COMPLETE, value=0.5, system_attrs={"failed_trial": 0})
+    fresh = create_trial(state=TrialState.COMPLETE, value=0.4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna's experimental retry API must not warn once per trial
+        assert budget_used([original, retry]) == 1
+        assert budget_used([original, retry, fresh]) == 2

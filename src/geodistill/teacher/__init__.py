@@ -1,6 +1,6 @@
 """Teacher outputs behind one interface: computed online by a frozen model, or read from a cache."""
 
-from geodistill.teacher.cache import CachedTeacher, build_cache, cached_teacher_for
+from geodistill.teacher.cache import CachedTeacher, build_cache
 from geodistill.teacher.outputs import OnlineTeacher, TeacherOutputs, forward_states
 
 __all__ = [
@@ -8,6 +8,5 @@ __all__ = [
     "OnlineTeacher",
     "TeacherOutputs",
     "build_cache",
-    "cached_teacher_for",
     "forward_states",
 ]

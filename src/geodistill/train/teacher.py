@@ -1,17 +1,35 @@
 """The run's teacher from its config: the frozen model, and the provider of its outputs (online or cached).
 
 ``make_teacher`` is the one place that chooses the provider; training set-up and tuning both use it.
+``cached_teacher_for`` finds (or first builds) the cache a config names; the ``teacher`` package itself
+knows nothing of the config.
 """
 
 from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
 
 import torch
 from transformers import WhisperForConditionalGeneration
 
 from geodistill.config import Config
 from geodistill.contracts import TeacherProvider
+from geodistill.data import prompt_ids
+from geodistill.errors import DataError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.teacher import OnlineTeacher
+from geodistill.teacher.cache import (
+    BuildOptions,
+    CachedTeacher,
+    CacheOptions,
+    build_cache,
+    is_complete,
+    teacher_fingerprint,
+)
+
+log = logging.getLogger("geodistill")
 
 TeacherModel = tuple[WhisperForConditionalGeneration, object]  # (frozen model, its WhisperProcessor)
 
@@ -34,8 +52,6 @@ def load_teacher(cfg: Config) -> TeacherModel:
 def cache_stands_in(cfg: Config) -> bool:
     """True when a complete teacher cache gives the run all it needs from the teacher: a pretrained
     student takes nothing from the teacher's weights (a layer copy does), so they are not even loaded."""
-    from geodistill.teacher.cache import is_complete
-
     return bool(cfg.teacher_cache) and cfg.student.init == "pretrained" and is_complete(cfg.teacher_cache)
 
 
@@ -51,11 +67,61 @@ def make_teacher(
     """
     layers = tuple(sorted(set(cross_kv_layers)))
     if cfg.teacher_cache:
-        from geodistill.teacher.cache import cached_teacher_for
-
         stored = layers if cfg.teacher_cache_cross_kv else ()
         if shared is None and not cache_stands_in(cfg):
             shared = load_teacher(cfg)
         return cached_teacher_for(cfg, teacher_model=shared, cross_kv_layers=stored)
     model, _ = shared or load_teacher(cfg)
     return OnlineTeacher(model, cross_kv_layers=layers)
+
+
+@contextlib.contextmanager
+def _on_device(teacher_model, device: str):
+    """A loaded teacher moved to ``device`` for the build (a run keeps its teacher on the CPU, where only
+    its weights are needed) and moved back afterwards."""
+    if teacher_model is None:
+        yield None
+        return
+    model, processor = teacher_model
+    home = next(model.parameters()).device
+    model.to(resolve_device(device))
+    try:
+        yield model, processor
+    finally:
+        model.to(home)
+
+
+def cached_teacher_for(
+    cfg: Config, teacher_model=None, cross_kv_layers: tuple[int, ...] = ()
+) -> CachedTeacher:
+    """The run's teacher read from ``cfg.teacher_cache``, built first over ``cfg.data.train`` if absent or
+    partial (top_k 64, fp16, and the cross-attention K/V of ``cross_kv_layers``; use ``geodistill cache``
+    for other choices). A complete cache is used as it is, whichever cross-attention layers it holds.
+
+    teacher_model: the run's loaded (model, processor), when it has one: the cache must then hold this
+    teacher's weights (fingerprint) and decoder prompt. Without it the cache must name ``cfg.teacher``.
+    A cache for another teacher, data or label settings is refused naming the field.
+    """
+    d, out = cfg.data, Path(cfg.teacher_cache)
+    if d.train is None:
+        raise DataError("data.train: no training data spec given (the teacher cache is built over it)")
+    label = {
+        "language": d.language,
+        "normalise_text": d.normalise_text,
+        "min_duration": d.min_duration,
+        "max_duration": d.max_duration,
+    }
+    if not is_complete(out):
+        log.info("teacher cache %s: building it over %s (once; later runs and trials reuse it)", out, d.train)
+        with _on_device(teacher_model, cfg.train.teacher_device) as teacher:
+            options = CacheOptions(temperatures=(cfg.loss.temperature,), cross_kv_layers=cross_kv_layers)
+            build = BuildOptions(batch_size=cfg.train.batch_size, device=cfg.train.teacher_device, **label)
+            build_cache(teacher or cfg.teacher, d.train, out, options, build)
+    expect = {"data": d.train, **label}
+    if teacher_model is None:
+        expect["teacher"] = cfg.teacher
+    else:
+        model, processor = teacher_model
+        expect["teacher_fingerprint"] = teacher_fingerprint(model)
+        expect["prompt"] = prompt_ids(processor, model, language=d.language)
+    return CachedTeacher(out, expect, temperature=cfg.loss.temperature)
