@@ -35,7 +35,7 @@ def _embedded(name: str) -> Ct2Source:
 
 @pytest.fixture(scope="session")
 def tiny_en_files() -> TokenizerFiles:
-    """tiny.en's real tokenizer.json and CT2 config.json, vendored under tests/fixtures (no weights package)."""
+    """tiny.en's real tokenizer.json and CT2 config.json, vendored in tests/fixtures (no weights package)."""
     return TokenizerFiles(TINY_EN_TOKENIZER, TINY_EN_CT2_CONFIG)
 
 
