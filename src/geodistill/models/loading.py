@@ -43,9 +43,8 @@ class Ct2Source:
     parts: tuple[Path, ...]  # model.bin, or pieces that concatenate to it, in order
     config_file: Path  # CTranslate2 config.json (suppression lists, alignment heads, language ids)
     tokenizer_file: Path  # tokenizer.json
-    sha256: tuple[
-        tuple[Path, str], ...
-    ] = ()  # (file, expected digest), checked before converting; embedded only
+    # (file, expected SHA-256) pairs checked before converting; recorded for embedded models only
+    sha256: tuple[tuple[Path, str], ...] = ()
 
 
 # embedded name -> (package, path inside it) for model.bin parts, config.json, tokenizer.json
