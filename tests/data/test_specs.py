@@ -103,7 +103,7 @@ def test_manifest_segment_past_end_is_bad(tmp_path):
 
 
 def test_hf_text_column_variants_and_dataset_dict(tmp_path):
-    import datasets
+    datasets = pytest.importorskip("datasets", reason="datasets is the optional extra geodistill[hf]")
 
     folder = write_hf(tmp_path / "hf", text_column="sentence")
     assert [u.text for u in load_spec(folder)] == [c.text for c in CLIPS]

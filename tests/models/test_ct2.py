@@ -21,9 +21,9 @@ def original():
 
 
 @pytest.fixture
-def ct2_folder(tmp_path, original, tiny_en_source):
+def ct2_folder(tmp_path, original, tiny_en_files):
     return write_ct2_folder(
-        original, tmp_path / "ct2-tiny", tiny_en_source.tokenizer_file, tiny_en_source.config_file
+        original, tmp_path / "ct2-tiny", tiny_en_files.tokenizer_file, tiny_en_files.config_file
     )
 
 
@@ -36,9 +36,9 @@ def _assert_same_weights(got, want):
 
 
 @pytest.mark.parametrize("storage", [np.float32, np.float16])
-def test_round_trip_is_bit_exact(tmp_path, gd_cache, original, tiny_en_source, storage):
+def test_round_trip_is_bit_exact(tmp_path, gd_cache, original, tiny_en_files, storage):
     folder = write_ct2_folder(
-        original, tmp_path / "m", tiny_en_source.tokenizer_file, tiny_en_source.config_file, dtype=storage
+        original, tmp_path / "m", tiny_en_files.tokenizer_file, tiny_en_files.config_file, dtype=storage
     )
     dtype = torch.float32 if storage is np.float32 else torch.float16
     model, processor = load_whisper(str(folder), dtype=dtype)
@@ -180,8 +180,8 @@ def test_wrong_shape_is_a_load_error(original):
         ct2.build_whisper(variables, TIED, "src")
 
 
-def test_first_merge_is_restored_only_when_missing(tiny_en_source):
-    tok = json.loads(tiny_en_source.tokenizer_file.read_text(encoding="utf-8"))
+def test_first_merge_is_restored_only_when_missing(tiny_en_files):
+    tok = json.loads(tiny_en_files.tokenizer_file.read_text(encoding="utf-8"))
     assert ct2._restore_first_merge(tok) is False
     tok["model"]["merges"].remove("Ġ t")
     assert ct2._restore_first_merge(tok) is True
@@ -190,11 +190,12 @@ def test_first_merge_is_restored_only_when_missing(tiny_en_source):
     assert ct2._restore_first_merge(as_pairs) is True and as_pairs["model"]["merges"][0] == ["Ġ", "t"]
 
 
-def test_base_tokenizer_encodes_the_as_one_token(tmp_path, base_source, tiny_en_source):
+@pytest.mark.integration
+def test_base_tokenizer_encodes_the_as_one_token(tmp_path, base_source, tiny_en_files):
     (tmp_path / "base").mkdir()
     (tmp_path / "en").mkdir()
     tok = ct2.load_ct2_tokenizer(base_source.tokenizer_file, tmp_path / "base")
-    english = ct2.load_ct2_tokenizer(tiny_en_source.tokenizer_file, tmp_path / "en")
+    english = ct2.load_ct2_tokenizer(tiny_en_files.tokenizer_file, tmp_path / "en")
     (the,) = tok.encode(" the", add_special_tokens=False)
     assert english.encode(" the", add_special_tokens=False) == [english.get_vocab()["Ġthe"]]
     assert the == tok.get_vocab()["Ġthe"]
@@ -206,6 +207,7 @@ def test_base_tokenizer_encodes_the_as_one_token(tmp_path, base_source, tiny_en_
     )
 
 
+@pytest.mark.integration
 def test_multilingual_generation_config(tmp_path, base_source):
     tok = ct2.load_ct2_tokenizer(base_source.tokenizer_file, tmp_path)
     config = json.loads(base_source.config_file.read_text())
@@ -226,3 +228,9 @@ def test_unwritable_cache_is_a_load_error(ct2_folder, tmp_path, monkeypatch):
         ModelLoadError, match=r"cannot write the converted 'ct2-tiny' to .*set GEODISTILL_CACHE"
     ):
         load_whisper(str(ct2_folder))
+
+
+@pytest.mark.integration
+def test_vendored_tiny_en_files_match_the_embedded_package(tiny_en_source, tiny_en_files):
+    assert tiny_en_files.tokenizer_file.read_bytes() == tiny_en_source.tokenizer_file.read_bytes()
+    assert tiny_en_files.config_file.read_bytes() == tiny_en_source.config_file.read_bytes()

