@@ -158,8 +158,9 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
     from geodistill.losses import DistillationLoss
     from geodistill.teacher.cache import CachedTeacher
     from geodistill.train.batches import BatchStream
-    from geodistill.train.loop import Session, TrainState, _NoWriter, make_optimizer
+    from geodistill.train.loop import Session, TrainState, make_optimizer
     from geodistill.train.setup import build_run
+    from geodistill.train.tensorboard import NullWriter
 
     cfg = load_config(config)
     provider = None
@@ -175,7 +176,7 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     loss_fn = DistillationLoss(cfg.loss)
     stream = Timed(BatchStream(run.train_set, run.collate, cfg.train.batch_size, cfg.train.seed))
-    session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, _NoWriter())
+    session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, NullWriter())
     run.student.trainable.train()
     load_before = os.getloadavg()[0]
     rows = []

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
@@ -50,6 +49,7 @@ from geodistill.train.outputs import check_resumed_config, run_log, write_run_co
 from geodistill.train.setup import Run, build_run
 from geodistill.train.signals import StopFlag
 from geodistill.train.teacher import TeacherModel
+from geodistill.train.tensorboard import NullWriter, ScalarWriter
 from geodistill.train.validate import validate
 
 log = logging.getLogger("geodistill")
@@ -141,7 +141,7 @@ class Session:
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     loss_fn: DistillationLoss
-    writer: SummaryWriter | _NoWriter
+    writer: ScalarWriter
 
     def train_step(self) -> tuple[dict, list[str], bool]:
         """One optimiser step over ``grad_accum`` micro-batches. Returns (logged values, sample ids, ok)."""
@@ -283,7 +283,7 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
         world=world.size,
         **(ckpt["data"] if ckpt is not None else {"epoch": 0, "offset": 0}),
     )
-    session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, _NoWriter())
+    session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, NullWriter())
     if ckpt is not None:
         session.restore(ckpt)
     if world.is_main:
@@ -343,16 +343,6 @@ def _loop(session: Session, on_eval) -> TrainResult:
         run.student.save(run.run_dir / "adapter_final", extra={"step": state.step, "val_wer": last_wer})
     log.info("done: %d steps, best validation WER %s, run folder %s", state.step, state.best_wer, run.run_dir)
     return TrainResult(0, state.step, run.run_dir, state.best_wer, last_wer, state.history)
-
-
-class _NoWriter:
-    """Stands in for SummaryWriter on ranks other than 0."""
-
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _skip_step(state: TrainState, ids: list[str], max_bad: int) -> None:
