@@ -73,12 +73,13 @@ POSITIVE_INT = _number(int, 1)
 NON_NEGATIVE = _number(float, 0.0)
 
 
-def _require(module: str, command: str) -> None:
-    """Raise a one-line GeodistillError naming the extra to install when ``module`` is missing."""
+def _require(module: str, command: str, extra: str | None = None) -> None:
+    """Raise a one-line GeodistillError naming the extra to install (default: the module's own) when
+    ``module`` is missing."""
     try:
         importlib.import_module(module)
     except ImportError:
-        extra = EXTRAS.get(module, "all")
+        extra = extra or EXTRAS.get(module, "all")
         raise GeodistillError(
             f"geodistill {command} needs {module}, which is not installed: pip install 'geodistill[{extra}]'"
         ) from None
@@ -212,7 +213,7 @@ def _cache(a: argparse.Namespace) -> int:
 
 def _tune(a: argparse.Namespace) -> int:
     for module in ("optuna", "matplotlib"):  # the study draws its plots after every trial
-        _require(module, "tune")
+        _require(module, "tune", extra="tune")
     from geodistill.config import load_config
     from geodistill.tune import tune
 
