@@ -126,6 +126,23 @@ def test_corrupt_weights_subprocess_no_traceback_unless_debug(model_dir, tmp_pat
     assert debug.returncode == 2 and "Traceback" in debug.stderr
 
 
+@pytest.mark.integration
+def test_truncated_converted_tiny_en_is_one_line(capsys, tmp_path, alsa_wav):
+    """The issue's reproduction: a copy of the converted tiny.en folder with its weights cut short."""
+    from geodistill.errors import ModelLoadError
+    from geodistill.models.loading import converted_dir, embedded_source
+
+    try:
+        source = embedded_source("tiny.en")
+    except ModelLoadError as exc:  # the models extra is not installed
+        pytest.skip(str(exc))
+    folder = _copy_model(converted_dir(source), tmp_path / "tiny.en-copy")
+    _truncate(folder, tmp_path / "unused")
+    rc, out, err = cli(capsys, "transcribe", folder, alsa_wav)
+    assert_one_line_error(rc, err, str(folder), "SafetensorError")
+    assert not out
+
+
 # 2 + 3. numeric flags are checked at parse time, before any model loads
 
 
