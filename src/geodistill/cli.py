@@ -1,30 +1,119 @@
-"""The ``geodistill`` command: each subcommand parses flags and calls one library function.
+"""Distil OpenAI Whisper into a smaller student, and evaluate, transcribe and inspect data with it.
 
-Flags map 1:1 onto that function's keyword arguments. Nothing in the library imports this module.
-Heavy imports happen inside each handler so ``geodistill --help`` stays fast.
+examples:
+  geodistill transcribe tiny.en speech.wav
+  geodistill data scan data/manifest.jsonl
+  geodistill train --config configs/demo-cpu.yaml train.lr=1e-4
+  geodistill evaluate --model runs/demo --data data/test.jsonl --out runs/demo/eval
+
+Errors are one line ("error: ...") with exit status 2; add --debug for the full traceback.
 """
+
+# Developer note: each subcommand parses flags and calls one library function; flags map 1:1 onto that
+# function's keyword arguments and nothing in the library imports this module. Heavy imports happen inside
+# each handler so ``geodistill --help`` stays fast.
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
+import math
 import sys
 import traceback
+from collections.abc import Callable
+from typing import NoReturn
 
+from geodistill import __version__
 from geodistill.config import ConfigError
 from geodistill.errors import GeodistillError
 
+log = logging.getLogger("geodistill")
+
+# optional module -> the extra that installs it (pyproject.toml [project.optional-dependencies])
+EXTRAS = {
+    "optuna": "tune",
+    "psycopg": "tune",
+    "pandas": "tune",
+    "matplotlib": "report",
+    "sklearn": "report",
+    "umap": "report",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one line naming the flag and the reason, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind: type, low: float, inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse ``type``: parse ``kind``, require a finite value >= low (> low when not inclusive)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if not math.isfinite(value) or value < low or (not inclusive and value == low):
+            bound = f">= {low:g}" if inclusive else f"> {low:g}"
+            what = "an integer" if kind is int else "a finite number"
+            raise argparse.ArgumentTypeError(f"must be {what} {bound}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT = _number(int, 1)
+NON_NEGATIVE = _number(float, 0.0)
+
+
+def _require(module: str, command: str, extra: str | None = None) -> None:
+    """Raise a one-line GeodistillError naming the extra to install (default: the module's own) when
+    ``module`` is missing."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        extra = extra or EXTRAS.get(module, "all")
+        raise GeodistillError(
+            f"geodistill {command} needs {module}, which is not installed: pip install 'geodistill[{extra}]'"
+        ) from None
+
+
+def _check_durations(a: argparse.Namespace) -> None:
+    if a.min_duration >= a.max_duration:
+        raise GeodistillError(
+            f"--min-duration {a.min_duration:g} must be below --max-duration {a.max_duration:g} "
+            "(every utterance would be filtered out)"
+        )
+
+
+def _warn_amp(cfg) -> None:
+    """Say so when train.amp is set but the resolved device is not CUDA (the loop then trains fp32)."""
+    from geodistill.models import resolve_device
+
+    device = resolve_device(cfg.train.device)
+    if cfg.train.amp != "no" and device.type != "cuda":
+        print(
+            f"warning: train.amp={cfg.train.amp} is ignored on {device} (mixed precision is CUDA-only); "
+            "training in fp32",
+            file=sys.stderr,
+        )
+
 
 def _transcribe(a: argparse.Namespace) -> int:
-    from geodistill.evaluate.transcribe import transcribe_files
+    from geodistill.evaluate.transcribe import iter_transcripts
 
-    for path, text in zip(
-        a.audio,
-        transcribe_files(a.model, a.audio, language=a.language, beam_size=a.beam_size, device=a.device),
-        strict=True,
+    many = len(a.audio) > 1
+    for path, text in iter_transcripts(
+        a.model, a.audio, language=a.language, beam_size=a.beam_size, device=a.device, batch_size=a.batch_size
     ):
-        print(f"{path}\t{text}" if len(a.audio) > 1 else text)
+        print(f"{path}\t{text}" if many else text, flush=True)
     return 0
 
 
@@ -58,6 +147,7 @@ def _evaluate(a: argparse.Namespace) -> int:
 def _data_scan(a: argparse.Namespace) -> int:
     from geodistill.data.scan import scan_report
 
+    _check_durations(a)
     print(scan_report(a.spec, strict=a.strict, min_duration=a.min_duration, max_duration=a.max_duration))
     return 0
 
@@ -89,13 +179,16 @@ def _train(a: argparse.Namespace) -> int:
     from geodistill.config import load_config
     from geodistill.train.loop import train
 
-    result = train(load_config(a.config, a.overrides))
+    cfg = load_config(a.config, a.overrides)
+    _warn_amp(cfg)
+    result = train(cfg)
     return result.exit_code
 
 
 def _cache(a: argparse.Namespace) -> int:
     from geodistill.teacher.cache import BuildOptions, CacheOptions, build_cache
 
+    _check_durations(a)
     options = CacheOptions(
         top_k=a.top_k,
         full_logits=a.full_logits,
@@ -117,11 +210,15 @@ def _cache(a: argparse.Namespace) -> int:
 
 
 def _tune(a: argparse.Namespace) -> int:
+    for module in ("optuna", "matplotlib"):  # the study draws its plots after every trial
+        _require(module, "tune", extra="tune")
     from geodistill.config import load_config
     from geodistill.tune import tune
 
+    cfg = load_config(a.config, a.overrides)
+    _warn_amp(cfg)
     best = tune(
-        load_config(a.config, a.overrides),
+        cfg,
         n_trials=a.n_trials,
         storage=a.storage,
         study_name=a.study,
@@ -133,6 +230,7 @@ def _tune(a: argparse.Namespace) -> int:
 
 
 def _report(a: argparse.Namespace) -> int:
+    _require("matplotlib", "report")
     from geodistill.report import build_report
 
     print(build_report(a.run_dir, data=a.data, n=a.n))
@@ -147,18 +245,20 @@ def _demo(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="geodistill", description=__doc__.splitlines()[0])
+    p = _Parser(prog="geodistill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_flags(q: argparse.ArgumentParser) -> None:
         q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
         q.add_argument("--language", default=None, help="e.g. en (multilingual models)")
-        q.add_argument("--beam-size", type=int, default=1)
+        q.add_argument("--beam-size", type=POSITIVE_INT, default=1)
 
     q = sub.add_parser("transcribe", help="transcribe audio files with any model spec")
     q.add_argument("model", help="embedded name (tiny.en, base), HF id/dir, CTranslate2 dir, or run folder")
     q.add_argument("audio", nargs="+")
+    q.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="files decoded at a time")
     model_flags(q)
     q.set_defaults(fn=_transcribe)
 
@@ -166,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", required=True)
     q.add_argument("--data", required=True, help="data spec (folder, manifest, HF dataset)")
     q.add_argument("--out", default=None, help="folder for eval.json, eval.md, utterances.jsonl")
-    q.add_argument("--limit", type=int, default=None)
-    q.add_argument("--batch-size", type=int, default=8)
+    q.add_argument("--limit", type=POSITIVE_INT, default=None, help="score the first N usable utterances")
+    q.add_argument("--batch-size", type=POSITIVE_INT, default=8)
     q.add_argument("--strict", action="store_true", help="stop at the first bad sample")
     model_flags(q)
     q.set_defaults(fn=_evaluate)
@@ -178,19 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     q = data.add_parser("scan", help="utterances, hours, speakers, durations and bad files of a data spec")
     q.add_argument("spec")
     q.add_argument("--strict", action="store_true")
-    q.add_argument("--min-duration", type=float, default=1.0)
-    q.add_argument("--max-duration", type=float, default=30.0)
+    q.add_argument("--min-duration", type=NON_NEGATIVE, default=1.0)
+    q.add_argument("--max-duration", type=_number(float, 0.0, inclusive=False), default=30.0)
     q.set_defaults(fn=_data_scan)
     q = data.add_parser("demo", help="build the offline demo corpus (real recordings + synthetic speech)")
     q.add_argument("out")
-    q.add_argument("--n-synthetic", type=int, default=200)
+    q.add_argument("--n-synthetic", type=_number(int, 0), default=200)
     q.set_defaults(fn=_data_demo)
     q = data.add_parser("pseudo-label", help="write the teacher's transcripts as a training manifest")
     q.add_argument("--teacher", required=True)
     q.add_argument("--data", required=True)
     q.add_argument("--out", required=True, help="output manifest.jsonl")
-    q.add_argument("--wer-threshold", type=float, default=None)
-    q.add_argument("--batch-size", type=int, default=8)
+    q.add_argument("--wer-threshold", type=NON_NEGATIVE, default=None)
+    q.add_argument("--batch-size", type=POSITIVE_INT, default=8)
     q.add_argument("--device", default="auto")
     q.add_argument("--language", default=None)
     q.set_defaults(fn=_data_pseudo_label)
@@ -204,28 +304,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--teacher", required=True)
     q.add_argument("--data", required=True)
     q.add_argument("--out", required=True)
-    q.add_argument("--top-k", type=int, default=64)
+    q.add_argument("--top-k", type=POSITIVE_INT, default=64)
     q.add_argument("--full-logits", action="store_true", help="store the full-vocabulary logits too")
-    q.add_argument("--batch-size", type=int, default=8)
+    q.add_argument("--batch-size", type=POSITIVE_INT, default=8)
     q.add_argument("--device", default="auto")
     q.add_argument("--language", default=None)
     q.add_argument(
         "--temperatures",
-        type=float,
+        type=_number(float, 0.0, inclusive=False),
         nargs="+",
         default=[2.0],
         help="KL temperatures to store the exact logsumexp for (the run's loss.temperature)",
     )
     q.add_argument("--normalise-text", action="store_true", help="as data.normalise_text in the run")
-    q.add_argument("--min-duration", type=float, default=1.0)
-    q.add_argument("--max-duration", type=float, default=30.0)
+    q.add_argument("--min-duration", type=NON_NEGATIVE, default=1.0)
+    q.add_argument("--max-duration", type=_number(float, 0.0, inclusive=False), default=30.0)
     q.add_argument(
-        "--encoder-pool", type=int, default=None, help="store encoder states averaged over N frames"
+        "--encoder-pool", type=POSITIVE_INT, default=None, help="store encoder states averaged over N frames"
     )
     q.add_argument("--no-encoder", action="store_true", help="do not store encoder states")
     q.add_argument(
         "--cross-kv-layers",
-        type=int,
+        type=_number(int, 0),
         nargs="+",
         default=[],
         help="teacher decoder layers whose cross-attention keys/values to store (the layers a copy "
@@ -235,18 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("tune", help="Optuna search over the distillation hyperparameters (objective: WER)")
     q.add_argument("--config", required=True)
-    q.add_argument("--n-trials", type=int, default=None)
+    q.add_argument("--n-trials", type=POSITIVE_INT, default=None)
     q.add_argument("--storage", default=None, help="Optuna RDB URL, e.g. postgresql://... (default: SQLite)")
     q.add_argument("--study", default=None)
-    q.add_argument("--timeout", type=float, default=None, help="seconds")
-    q.add_argument("--workers", type=int, default=1, help="worker processes sharing the study")
+    q.add_argument("--timeout", type=_number(float, 0.0, inclusive=False), default=None, help="seconds")
+    q.add_argument("--workers", type=POSITIVE_INT, default=1, help="worker processes sharing the study")
     q.add_argument("overrides", nargs="*")
     q.set_defaults(fn=_tune)
 
     q = sub.add_parser("report", help="plots, latent-space maps and the teacher/student table of a run")
     q.add_argument("run_dir")
     q.add_argument("--data", default=None)
-    q.add_argument("--n", type=int, default=32)
+    q.add_argument("--n", type=POSITIVE_INT, default=32)
     q.set_defaults(fn=_report)
 
     q = sub.add_parser("demo", help="the whole pipeline on the offline demo corpus")
@@ -279,6 +379,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional extra's module, imported deep inside a command
+        if args.debug or exc.name is None:
+            traceback.print_exc()
+        top = (exc.name or "?").split(".")[0]
+        print(
+            f"error: {top} is not installed: pip install 'geodistill[{EXTRAS.get(top, 'all')}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

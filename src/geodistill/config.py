@@ -8,6 +8,8 @@ and ``validate`` reports *every* problem in one ``ConfigError`` before any compu
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -215,18 +217,40 @@ def _coerce(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
     return value
 
 
+def _override_value(item: str, raw: str) -> Any:
+    """The YAML value of one override; a ConfigError naming the override when it does not parse."""
+    if not raw.strip():
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({reason})") from None
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["train.lr=1e-4", "student.decoder_layers=[0,3]"]`` -> nested dict (values parsed as YAML)."""
+    """``["train.lr=1e-4", "student.decoder_layers=[0,3]"]`` -> nested dict (values parsed as YAML).
+
+    Raises ConfigError naming the override when it is not ``key=value``, its value is not YAML, or it
+    contradicts an earlier one (``train.lr=1 train.lr.x=2``: train.lr cannot be both a value and a section).
+    """
     tree: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
         key, raw = item.split("=", 1)
-        node = tree
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: empty part in the dotted key {key.strip()!r}")
+        node = tree
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+            if not isinstance(node, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override {item!r}: {where} was set to a value by an earlier override")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"override {item!r}: earlier overrides set keys below {key.strip()}")
+        node[parts[-1]] = _override_value(item, raw)
     return tree
 
 
@@ -240,11 +264,18 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def config_error(problems: list[str]) -> ConfigError:
+    """One line for one problem (``invalid config: train.lr: ...``), else one problem per line."""
+    if len(problems) == 1:
+        return ConfigError(f"invalid config: {problems[0]}")
+    return ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
 def from_dict(data: dict[str, Any]) -> Config:
     problems: list[str] = []
     cfg = _build(Config, data, "", problems)
     if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+        raise config_error(problems)
     return cfg
 
 
@@ -275,10 +306,63 @@ def _check_layers(value: int | list[int] | None, where: str, problems: list[str]
         problems.append(f"{where}: an explicit layer list must be non-empty indices >= 0, got {value}")
 
 
+def _check_finite(obj: Any, where: str, problems: list[str]) -> None:
+    """Every float field of a config (sub)tree must be finite: ``nan <= 0`` is False, so range checks
+    alone let NaN through."""
+    for f in fields(obj):
+        value, key = getattr(obj, f.name), f"{where}{_to_yaml_key(f.name)}"
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, f"{key}.", problems)
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{key}: must be a finite number, got {value}")
+
+
+def _check_targets(lora: LoraConfig, problems: list[str]) -> None:
+    """student.lora.targets: a known preset, or regexes that compile (caught here, not after the teacher
+    loads)."""
+    from geodistill.errors import GeodistillError
+    from geodistill.models.lora import lora_patterns
+
+    targets = lora.targets
+    if isinstance(targets, list) and not all(isinstance(x, str) and x for x in targets):
+        problems.append(f"student.lora.targets: a regex list must hold non-empty strings, got {targets!r}")
+        return
+    try:
+        patterns = lora_patterns(targets)
+    except GeodistillError as exc:
+        problems.append(str(exc))
+        return
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            problems.append(f"student.lora.targets: {pattern!r} is not a valid regular expression ({exc})")
+
+
+def _check_combinations(cfg: Config, problems: list[str]) -> None:
+    """Settings that contradict each other (each would otherwise be ignored without a word)."""
+    s, t = cfg.student, cfg.train
+    if s.init == "copy" and s.from_:
+        problems.append(
+            f"student.from: {s.from_!r} is only used with student.init: pretrained (init is 'copy', "
+            "which copies the teacher's layers); drop it or set init: pretrained"
+        )
+    if cfg.teacher_cache_cross_kv and not cfg.teacher_cache:
+        problems.append("teacher_cache_cross_kv: true needs teacher_cache (the folder that stores them)")
+    if t.amp != "no" and t.device.split(":")[0] in ("cpu", "mps"):
+        problems.append(f"train.amp: {t.amp} needs CUDA but train.device is {t.device!r}; use amp: no")
+    if cfg.data.val_limit is not None and cfg.data.val_limit < 1:
+        problems.append(f"data.val_limit: must be >= 1 (or null for all), got {cfg.data.val_limit}")
+
+
 def validate(cfg: Config) -> None:
     """Check value ranges and combinations; raise one ConfigError listing every problem."""
     p: list[str] = []
     s, lo, d, t = cfg.student, cfg.loss, cfg.data, cfg.train
+    _check_finite(cfg, "", p)
+    _check_combinations(cfg, p)
+    if s.lora.r > 0:
+        _check_targets(s.lora, p)
     if s.init == "pretrained" and not s.from_:
         p.append("student.from: required when student.init is 'pretrained'")
     _check_layers(s.encoder_layers, "student.encoder_layers", p)
@@ -309,4 +393,4 @@ def validate(cfg: Config) -> None:
     if not cfg.run_dir:
         p.append("run_dir: must be set")
     if p:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(p))
+        raise config_error(p)

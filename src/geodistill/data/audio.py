@@ -40,7 +40,11 @@ def open_hf_dataset(folder: str) -> tuple[object, str]:
     Needs the optional ``datasets`` package (``geodistill[hf]``); MissingDependencyError says so if absent.
     """
     datasets = require("datasets", "hf", f"{folder}: reading a saved datasets dataset")
-    ds = datasets.load_from_disk(folder)
+    try:
+        ds = datasets.load_from_disk(folder)
+    except (OSError, ValueError) as e:  # FileNotFoundError: no dataset_info.json / state.json / arrow files
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise BadSampleError(folder, f"not a dataset saved with save_to_disk ({reason})") from None
     if isinstance(ds, datasets.DatasetDict):
         raise BadSampleError(
             folder, f"holds several splits {sorted(ds)}: pass one, e.g. {folder}/{next(iter(ds))}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -142,6 +143,31 @@ def _derived_id(path: Path, base: Path, offset: float, taken: set[str]) -> str:
     return uid
 
 
+def _number(value) -> float | None:
+    """A manifest number (JSON number or numeric string); None when absent; raises ValueError otherwise."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(value)
+    return float(value)
+
+
+def _segment(row: dict) -> tuple[float, float | None] | str:
+    """(offset, duration) of a manifest row, or the reason they are unusable (NaN, negative, not a number)."""
+    try:
+        offset, duration = _number(row.get("offset")), _number(row.get("duration"))
+    except (TypeError, ValueError):
+        return f"offset/duration is not a number ({row.get('offset')!r}, {row.get('duration')!r})"
+    for name, value in (("offset", offset), ("duration", duration)):
+        if value is not None and not math.isfinite(value):
+            return f"{name} is not a finite number ({value})"
+    if offset is not None and offset < 0:
+        return f"offset must be >= 0 s, got {offset:g}"
+    if duration is not None and duration <= 0:
+        return f"duration must be > 0 s, got {duration:g}"
+    return offset or 0.0, duration
+
+
 def _row_utterance(row: dict, base: Path, where: str, bad: BadSamples, taken: set[str]) -> Utterance | None:
     """One manifest/metadata row -> Utterance (None, with the reason logged, when a field is unusable)."""
     audio = _pick(row, AUDIO_KEYS)
@@ -150,11 +176,14 @@ def _row_utterance(row: dict, base: Path, where: str, bad: BadSamples, taken: se
         return None
     path = Path(str(audio)).expanduser()
     path = path if path.is_absolute() else base / path
-    try:
-        offset = float(row.get("offset") or 0.0)
-        duration = float(row["duration"]) if row.get("duration") not in (None, "") else None
-    except (TypeError, ValueError):
-        bad.add(where, f"offset/duration is not a number ({row.get('offset')!r}, {row.get('duration')!r})")
+    segment = _segment(row)
+    if isinstance(segment, str):
+        bad.add(where, segment)
+        return None
+    offset, duration = segment
+    text = _pick(row, TEXT_KEYS)
+    if text is not None and not isinstance(text, str):
+        bad.add(where, f"text is not a string (got {type(text).__name__} {text!r:.60})")
         return None
     uid = str(row.get("id") or row.get("utt_id") or _derived_id(path, base, offset, taken))
     taken.add(uid)
@@ -162,7 +191,7 @@ def _row_utterance(row: dict, base: Path, where: str, bad: BadSamples, taken: se
     return Utterance(
         id=uid,
         audio=str(path),
-        text=str(_pick(row, TEXT_KEYS) or "").strip(),
+        text=(text or "").strip(),
         speaker=None if speaker is None else str(speaker),
         language=None if language is None else str(language),
         offset=offset,

@@ -150,7 +150,9 @@ def _cost(model, device: torch.device, decoded: Decoded, peak_mb: float) -> dict
 def load_utterances(
     data, bad: BadSamples, limit: int | None = None, require_text: bool = True
 ) -> list[Utterance]:
-    """Utterances of a data spec (or a list of them), the first ``limit`` only when given."""
+    """Utterances of a data spec (or a list of them), the first ``limit`` (>= 1) only when given."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
     utts = load_spec(data, bad=bad, require_text=require_text) if isinstance(data, str | Path) else list(data)
     return utts[:limit] if limit is not None else utts
 

@@ -8,7 +8,7 @@ text tokens only (the ``<|startoftranscript|>`` prompt is stripped), so decoding
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +120,43 @@ def _read(path: str | Path) -> np.ndarray:
     return audio
 
 
+def _check(path: str | Path) -> None:
+    """Fail before the model loads on a missing, empty, corrupt or over-long file (header read only)."""
+    from geodistill.data.audio import probe
+
+    seconds = probe(path)
+    if seconds > CHUNK_SECONDS:
+        raise DataError(
+            f"{path}: {seconds:.1f} s is longer than Whisper's {CHUNK_SECONDS} s window; split it first"
+        )
+
+
+def iter_transcripts(
+    model_spec,
+    paths: Sequence[str | Path],
+    language: str | None = None,
+    beam_size: int = 1,
+    device: str = "auto",
+    batch_size: int = 8,
+) -> Iterator[tuple[str | Path, str]]:
+    """(path, transcript) of each audio file, in order, decoded ``batch_size`` files at a time.
+
+    Every file's header is checked before the model loads, so an unreadable file fails fast with a
+    DataError naming it; the audio itself is decoded one batch at a time, so memory does not grow with
+    the number of files.
+    """
+    if beam_size < 1 or batch_size < 1:
+        raise ValueError(f"beam_size and batch_size must be >= 1, got {beam_size} and {batch_size}")
+    for p in paths:
+        _check(p)
+    model, processor, _ = load_model(model_spec, device)
+    for i in range(0, len(paths), batch_size):
+        batch = paths[i : i + batch_size]
+        feats = features(processor, [_read(p) for p in batch])
+        texts = transcribe_batch(model, processor, feats, language=language, beam_size=beam_size)
+        yield from zip(batch, texts, strict=True)
+
+
 def transcribe_files(
     model_spec,
     paths: Sequence[str | Path],
@@ -131,17 +168,6 @@ def transcribe_files(
     """Transcripts of audio files (any format soundfile reads; resampled to 16 kHz mono), in order.
 
     ``model_spec`` is anything ``geodistill.models.load_whisper`` accepts, or a loaded (model, processor).
-    Every file is read before any decoding, so an unreadable file fails fast with a DataError naming it.
+    See ``iter_transcripts`` (an unreadable file fails fast with a DataError naming it).
     """
-    audios = [_read(p) for p in paths]
-    model, processor, _ = load_model(model_spec, device)
-    texts: list[str] = []
-    for i in range(0, len(audios), batch_size):
-        texts += transcribe_batch(
-            model,
-            processor,
-            features(processor, audios[i : i + batch_size]),
-            language=language,
-            beam_size=beam_size,
-        )
-    return texts
+    return [text for _, text in iter_transcripts(model_spec, paths, language, beam_size, device, batch_size)]

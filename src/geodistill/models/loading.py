@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -207,6 +208,25 @@ def _hub_unreachable() -> str | None:
     return None
 
 
+def _weights_errors() -> tuple[type[BaseException], ...]:
+    """What a corrupt or unsafe weights file raises: safetensors' header errors, torch.load's weights_only
+    refusal (UnpicklingError), and the OSError/ValueError/RuntimeError of truncated or mismatched tensors."""
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)
+
+
+def _load_reason(exc: BaseException) -> str:
+    """One short line saying why loading failed (torch's weights_only refusal is a page of advice)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if isinstance(exc, pickle.UnpicklingError):
+        detail = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: was not an allowed global|\. |\n|$)", text)
+        why = detail.group(1) if detail else "not plain tensors"
+        return f"pickled weights refused by torch.load(weights_only=True): {why}"
+    first = (text.strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def _from_pretrained(where: str, dtype: torch.dtype, local_only: bool) -> Loaded:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -219,15 +239,30 @@ def _load_hub(spec: str, dtype: torch.dtype) -> Loaded:
     prefix = f"could not load '{spec}': not an embedded name ({', '.join(EMBEDDED)}), not a local folder, and"
     try:  # the HF cache first: works offline and costs no network round trip
         return _from_pretrained(spec, dtype, local_only=True)
-    except (OSError, ValueError):
+    except _weights_errors():
         pass
     reason = _hub_unreachable()
     if reason is None:
         try:
             return _from_pretrained(spec, dtype, local_only=False)
-        except (OSError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0][:200]
+        except _weights_errors() as exc:
+            reason = _load_reason(exc)
     raise ModelLoadError(f"{prefix} the Hugging Face hub is unreachable or has no such model ({reason})")
+
+
+def _load_local(spec: str, dtype: torch.dtype) -> Loaded:
+    """An embedded name or a local folder; corrupt or unsafe weights become one ModelLoadError line."""
+    if spec in EMBEDDED:
+        where = str(converted_dir(embedded_source(spec)))
+    else:
+        where = str(local_model_dir(Path(spec).expanduser()))
+    try:
+        return _from_pretrained(where, dtype, local_only=True)
+    except _weights_errors() as exc:
+        hint = " (delete it to reconvert)" if spec in EMBEDDED else ""
+        raise ModelLoadError(
+            f"could not load '{spec}': {where} is not a loadable HF Whisper{hint} ({_load_reason(exc)})"
+        ) from exc
 
 
 def load_whisper(spec: str, device: str = "cpu", dtype: torch.dtype | None = None) -> Loaded:
@@ -239,18 +274,8 @@ def load_whisper(spec: str, device: str = "cpu", dtype: torch.dtype | None = Non
     """
     dev = resolve_device(device)
     dtype = dtype or torch.float32
-    if spec in EMBEDDED:
-        where = str(converted_dir(embedded_source(spec)))
-        model, processor = _from_pretrained(where, dtype, local_only=True)
-    elif Path(spec).expanduser().exists():
-        where = str(local_model_dir(Path(spec).expanduser()))
-        try:
-            model, processor = _from_pretrained(where, dtype, local_only=True)
-        except (OSError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0][:200]
-            raise ModelLoadError(
-                f"could not load '{spec}': {where} is not a loadable HF Whisper ({reason})"
-            ) from exc
+    if spec in EMBEDDED or Path(spec).expanduser().exists():
+        model, processor = _load_local(spec, dtype)
     elif _looks_like_path(spec):
         raise ModelLoadError(f"could not load '{spec}': no such file or directory")
     else:

@@ -286,10 +286,8 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
     session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, NullWriter())
     if ckpt is not None:
         session.restore(ckpt)
-    if world.is_main:
-        session.writer = SummaryWriter(
-            str(run_dir / "tb"), purge_step=session.state.step if ckpt is not None else None
-        )
+    purge = session.state.step if ckpt is not None else None
+    session.writer = open_writer(run_dir / "tb", purge_step=purge, enabled=world.is_main)
     try:  # a pruned tuning trial raises out of on_eval: still close the event file and the process group
         return _loop(session, on_eval)
     finally:
