@@ -49,7 +49,7 @@ from geodistill.train.outputs import check_resumed_config, run_log, write_run_co
 from geodistill.train.setup import Run, build_run
 from geodistill.train.signals import StopFlag
 from geodistill.train.teacher import TeacherModel
-from geodistill.train.tensorboard import NullWriter, ScalarWriter
+from geodistill.train.tensorboard import NullWriter, ScalarWriter, open_writer
 from geodistill.train.validate import validate
 
 log = logging.getLogger("geodistill")
