@@ -193,8 +193,8 @@ def _coerce(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
         problem = _choice_problem(value, hint, where)
         if problem is None:
             return value
-        problems.append(problem)
-        return typing.get_args(hint)[0]  # a stand-in so the other fields are still checked; loading raises
+        problems.append(_ChoiceProblem(problem))
+        return typing.get_args(hint)[0]  # a stand-in so validate() can still check the rest
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for opt in options:
         origin = typing.get_origin(opt) or opt
@@ -271,9 +271,20 @@ def config_error(problems: list[str]) -> ConfigError:
     return ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
-def from_dict(data: dict[str, Any]) -> Config:
+class _ChoiceProblem(str):
+    """A bad choice value, replaced by a valid stand-in: the config can still be validated around it."""
+
+
+def _build_config(data: dict[str, Any]) -> tuple[Config, list[str]]:
     problems: list[str] = []
     cfg = _build(Config, data, "", problems)
+    if any(not isinstance(p, _ChoiceProblem) for p in problems):  # wrong types: validate() cannot run
+        raise config_error(problems)
+    return cfg, problems
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    cfg, problems = _build_config(data)
     if problems:
         raise config_error(problems)
     return cfg
@@ -292,8 +303,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: not valid YAML ({exc})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-    cfg = from_dict(merge(data, parse_overrides(overrides or [])))
-    validate(cfg)
+    cfg, problems = _build_config(merge(data, parse_overrides(overrides or [])))
+    validate(cfg, problems)
     return cfg
 
 
@@ -355,9 +366,10 @@ def _check_combinations(cfg: Config, problems: list[str]) -> None:
         problems.append(f"data.val_limit: must be >= 1 (or null for all), got {cfg.data.val_limit}")
 
 
-def validate(cfg: Config) -> None:
-    """Check value ranges and combinations; raise one ConfigError listing every problem."""
-    p: list[str] = []
+def validate(cfg: Config, earlier: list[str] | None = None) -> None:
+    """Check value ranges and combinations; raise one ConfigError listing every problem (``earlier``
+    ones, found while loading, first)."""
+    p: list[str] = list(earlier or [])
     s, lo, d, t = cfg.student, cfg.loss, cfg.data, cfg.train
     _check_finite(cfg, "", p)
     _check_combinations(cfg, p)
