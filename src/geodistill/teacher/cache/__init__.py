@@ -17,7 +17,7 @@ audio, label ids) and constant per utterance for the whole run and for every tun
   layer and utterance. A copy student that keeps those layers with the two projections frozen (LoRA only
   on text-side linears, preset ``decoder-text-side``) and shares the encoder has the very same keys and
   values, so it reads them instead of projecting 1500 frames per layer every step
-  (``train.setup.cross_kv_plan`` decides, ``shared_cross_kv`` checks the weights). With LoRA on a
+  (``students.sharing.cross_kv_plan`` decides, ``shared_cross_kv`` checks the weights). With LoRA on a
   cross-attention k or v they train, and are not constants.
 
 Not cacheable at all: anything downstream of a trainable weight, and any audio augmentation (a cache of
