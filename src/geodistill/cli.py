@@ -20,7 +20,15 @@ def _transcribe(a: argparse.Namespace) -> int:
 
     for path, text in zip(
         a.audio,
-        transcribe_files(a.model, a.audio, language=a.language, beam_size=a.beam_size, device=a.device),
+        transcribe_files(
+            a.model,
+            a.audio,
+            language=a.language,
+            beam_size=a.beam_size,
+            device=a.device,
+            audio_context=a.audio_context,
+            context_margin=a.context_margin,
+        ),
         strict=True,
     ):
         print(f"{path}\t{text}" if len(a.audio) > 1 else text)
@@ -40,6 +48,8 @@ def _evaluate(a: argparse.Namespace) -> int:
         language=a.language,
         beam_size=a.beam_size,
         strict=a.strict,
+        audio_context=a.audio_context,
+        context_margin=a.context_margin,
     )
     print(
         json.dumps(
@@ -156,6 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
         q.add_argument("--language", default=None, help="e.g. en (multilingual models)")
         q.add_argument("--beam-size", type=int, default=1)
+        q.add_argument(
+            "--audio-context",
+            choices=("full", "dynamic"),
+            default=None,
+            help="encoder sees 30 s (full) or the clip + a margin (dynamic); default: what the model stores",
+        )
+        q.add_argument(
+            "--context-margin",
+            type=int,
+            default=None,
+            help="dynamic: encoder positions (20 ms) after the clip; default: the model's, else 64",
+        )
 
     q = sub.add_parser("transcribe", help="transcribe audio files with any model spec")
     q.add_argument("model", help="embedded name (tiny.en, base), HF id/dir, CTranslate2 dir, or run folder")

@@ -22,6 +22,7 @@ ENCODER_ALIGN = ("pool", "interpolate")
 TAID_MODES = ("off", "seed", "adaptive")
 AMP_MODES = ("no", "fp16", "bf16")
 STUDENT_INITS = ("copy", "pretrained")
+AUDIO_CONTEXTS = ("full", "dynamic")  # mirrors geodistill.models.context.AUDIO_CONTEXTS (no torch import here)
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,12 @@ class StudentConfig:
     decoder_layers: int | list[int] | None = 2  # same rules as encoder_layers
     freeze_encoder: bool = True  # the seed's setup: only the decoder (adapters) and projector learn
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # full: the encoder always sees 30 s (1500 positions) | dynamic: the clip + context_margin positions
+    audio_context: str = "full"
+    context_margin: int = 64  # dynamic: encoder positions (20 ms each) after the clip's last frame
+    # dynamic, training only: move the margin by a uniform integer in +-min(context_jitter, clip positions // 3)
+    # (FUTO's audio-context fine-tuning uses 64); 0 disables
+    context_jitter: int = 0
 
 
 @dataclass
@@ -255,6 +262,12 @@ def validate(cfg: Config) -> None:
         p.append("student.from: required when student.init is 'pretrained'")
     _check_layers(s.encoder_layers, "student.encoder_layers", p)
     _check_layers(s.decoder_layers, "student.decoder_layers", p)
+    if s.audio_context not in AUDIO_CONTEXTS:
+        p.append(f"student.audio_context: must be one of {AUDIO_CONTEXTS}, got {s.audio_context!r}")
+    if not 0 <= s.context_margin <= 1500:
+        p.append(f"student.context_margin: must be in 0..1500 encoder positions, got {s.context_margin}")
+    if s.context_jitter < 0:
+        p.append(f"student.context_jitter: must be >= 0, got {s.context_jitter}")
     if s.lora.r < 0 or s.lora.alpha <= 0 or not 0 <= s.lora.dropout < 1:
         p.append("student.lora: need r >= 0, alpha > 0, 0 <= dropout < 1")
     for name, choices in (
