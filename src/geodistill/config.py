@@ -22,7 +22,7 @@ ENCODER_ALIGN = ("pool", "interpolate")
 TAID_MODES = ("off", "seed", "adaptive")
 AMP_MODES = ("no", "fp16", "bf16")
 STUDENT_INITS = ("copy", "pretrained")
-AUDIO_CONTEXTS = ("full", "dynamic")  # mirrors geodistill.models.context.AUDIO_CONTEXTS (no torch import here)
+AUDIO_CONTEXTS = ("full", "dynamic")  # as geodistill.models.context.AUDIO_CONTEXTS (no torch import here)
 
 
 class ConfigError(ValueError):
@@ -48,8 +48,8 @@ class StudentConfig:
     # full: the encoder always sees 30 s (1500 positions) | dynamic: the clip + context_margin positions
     audio_context: str = "full"
     context_margin: int = 64  # dynamic: encoder positions (20 ms each) after the clip's last frame
-    # dynamic, training only: move the margin by a uniform integer in +-min(context_jitter, clip positions // 3)
-    # (FUTO's audio-context fine-tuning uses 64); 0 disables
+    # dynamic, training only: move the margin by a uniform integer in +-min(context_jitter, clip positions
+    # // 3) (FUTO's audio-context fine-tuning uses 64); 0 disables
     context_jitter: int = 0
 
 

@@ -29,8 +29,9 @@ class WhisperCollator:
     ``context_margin`` (dynamic audio context, see ``geodistill.models.context``): when given, the 3000-frame
     features are cut to the batch's longest clip + margin encoder positions, (B, n_mels, F) with F even;
     ``context_jitter`` > 0 moves that margin per batch (training), drawn from a generator seeded with
-    ``seed`` (each DataLoader worker draws from its own copy). Cutting is exact: the feature extractor's features of a clip padded to F frames are the first
-    F frames of its 30-s features (tests/data/test_collate_context.py checks it).
+    ``seed`` (each DataLoader worker draws from its own copy). Cutting is exact: the feature extractor's
+    features of a clip padded to F frames are the first F frames of its 30-s features
+    (tests/evaluate/test_context.py checks it).
     """
 
     def __init__(self, prompt: Sequence[int], pad_id: int, context_margin: int | None = None,
@@ -75,11 +76,13 @@ class WhisperCollator:
         return batch
 
     def _cut(self, feats: torch.Tensor, batch: dict) -> torch.Tensor:
-        """(B, n_mels, 3000) -> (B, n_mels, F): the longest clip's dynamic context (see the class docstring)."""
+        """(B, n_mels, 3000) -> (B, n_mels, F): the longest clip's dynamic context (see the class doc)."""
         from geodistill.models.context import clip_frames, jittered_frames
 
         longest = max(clip_frames(round(float(s) * SAMPLE_RATE)) for s in batch["audio_seconds"])
-        return feats[..., : jittered_frames(longest, self.context_margin, self.context_jitter, self.generator)]
+        return feats[
+            ..., : jittered_frames(longest, self.context_margin, self.context_jitter, self.generator)
+        ]
 
 
 class LengthGroupedBatches(Sampler[list[int]]):

@@ -39,8 +39,8 @@ from geodistill.evaluate.transcribe import (
     load_model,
     longest_first,
 )
-from geodistill.models.context import AudioContext, get_audio_context, resolve_audio_context
 from geodistill.evaluate.wer import wer_scores
+from geodistill.models.context import AudioContext, check_override, get_audio_context, resolve_audio_context
 from geodistill.versions import package_versions
 
 TIMING = (
@@ -131,7 +131,9 @@ def decode(
                 ids = generate_ids(model, feats, language, beam_size, max_new_tokens)
             out.n_tokens += int((~torch.isin(ids, special.to(ids.device))).sum())
             texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
-            rows.update({i: (t.strip(), len(a) / SAMPLE_RATE) for i, t, a in zip(kept, texts, audios)})
+            rows.update(
+                {i: (t.strip(), len(a) / SAMPLE_RATE) for i, t, a in zip(kept, texts, audios, strict=True)}
+            )
     for i in sorted(rows):
         out.utterances.append(utts[i])
         out.hypotheses.append(rows[i][0])
@@ -194,6 +196,7 @@ def evaluate(
     ``audio_context`` (full | dynamic) and ``context_margin`` override the model's stored audio context.
     Raises DataError when no utterance is usable (or at the first bad one with ``strict``).
     """
+    check_override(audio_context, context_margin)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,7 +257,7 @@ def _write_outputs(
 
 
 def _context_text(r: dict) -> str:
-    """"full (30 s)" or "dynamic (clip + N positions)"; eval.json files from before the option say full."""
+    """ "full (30 s)" or "dynamic (clip + N positions)"; eval.json files from before the option say full."""
     if r.get("audio_context", "full") == "full":
         return "full (30 s)"
     return f"dynamic (clip + {r['context_margin']} encoder positions)"

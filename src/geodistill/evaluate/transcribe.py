@@ -24,6 +24,7 @@ from geodistill.models.context import (
     HOP,
     MEL_FRAMES,
     AudioContext,
+    check_override,
     clip_frames,
     dynamic_frames,
     encode,
@@ -99,7 +100,9 @@ def transcribe_batch(
     return [t.strip() for t in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
-def batch_frames(audios: Sequence[np.ndarray], context: AudioContext | None, names: Sequence | None = None) -> int:
+def batch_frames(
+    audios: Sequence[np.ndarray], context: AudioContext | None, names: Sequence | None = None
+) -> int:
     """Mel frames a batch is padded to: 3000 at full context, else its longest clip's dynamic context.
 
     Dynamic: a clip over 30 s raises a GeodistillError naming it (``names[i]``, else "clip i").
@@ -107,11 +110,17 @@ def batch_frames(audios: Sequence[np.ndarray], context: AudioContext | None, nam
     if context is None or not context.dynamic:
         return MEL_FRAMES
     names = names or [f"clip {i}" for i in range(len(audios))]
-    return max(dynamic_frames(clip_frames(len(a)), context.margin, str(n)) for a, n in zip(audios, names))
+    return max(
+        dynamic_frames(clip_frames(len(a)), context.margin, str(n))
+        for a, n in zip(audios, names, strict=True)
+    )
 
 
 def features(
-    processor, audios: Sequence[np.ndarray], context: AudioContext | None = None, names: Sequence | None = None
+    processor,
+    audios: Sequence[np.ndarray],
+    context: AudioContext | None = None,
+    names: Sequence | None = None,
 ) -> torch.Tensor:
     """Log-Mel features (B, n_mels, F) of 16 kHz mono float32 clips, F from ``batch_frames``.
 
@@ -179,6 +188,7 @@ def transcribe_files(
     ``audio_context`` (full | dynamic) and ``context_margin`` override what the model's config stores.
     Files are batched longest first; the transcripts come back in the order of ``paths``.
     """
+    check_override(audio_context, context_margin)
     audios = [_read(p) for p in paths]
     model, processor, _ = load_model(model_spec, device)
     context = resolve_audio_context(model, audio_context, context_margin)

@@ -39,7 +39,7 @@ MASKABLE = ("eager", "sdpa")  # attention implementations that take an additive 
 
 @dataclass(frozen=True)
 class AudioContext:
-    """How much audio the encoder sees: ``full`` (always 30 s) or ``dynamic`` (clip + ``margin`` positions)."""
+    """What the encoder sees: ``full`` (always 30 s) or ``dynamic`` (the clip + ``margin`` positions)."""
 
     mode: str = "full"
     margin: int = DEFAULT_MARGIN  # encoder positions after the clip (dynamic only)
@@ -61,7 +61,7 @@ def clip_frames(n_samples: int) -> int:
 
 
 def dynamic_frames(mel_frames: int, margin: int, name: str = "clip") -> int:
-    """Mel frames (even, <= 3000) the encoder sees for a clip of ``mel_frames``: 2 * (ceil(frames/2) + margin).
+    """Mel frames the encoder sees for a clip of ``mel_frames``: 2 * (ceil(frames / 2) + margin), max 3000.
 
     Raises a GeodistillError naming ``name`` when the clip itself is longer than Whisper's 30-s window.
     """
@@ -76,7 +76,9 @@ def dynamic_frames(mel_frames: int, margin: int, name: str = "clip") -> int:
     return min(CONV_STRIDE * positions, MEL_FRAMES)
 
 
-def jittered_frames(mel_frames: int, margin: int, jitter: int, generator: torch.Generator | None = None) -> int:
+def jittered_frames(
+    mel_frames: int, margin: int, jitter: int, generator: torch.Generator | None = None
+) -> int:
     """Training context: ``dynamic_frames`` with the margin moved by a uniform integer in [-j, j] positions.
 
     j = min(jitter, clip positions // 3) (FUTO's audio-context fine-tuning uses jitter = 64); the context
@@ -103,8 +105,16 @@ def set_audio_context(model: nn.Module, context: AudioContext) -> None:
     model.config.geodistill_context_margin = context.margin
 
 
-def resolve_audio_context(model: nn.Module, mode: str | None = None, margin: int | None = None) -> AudioContext:
+def check_override(mode: str | None, margin: int | None) -> None:
+    """Raise a one-line GeodistillError for a bad ``--audio-context`` / ``--context-margin`` value."""
+    AudioContext(mode or "full", DEFAULT_MARGIN if margin is None else margin)
+
+
+def resolve_audio_context(
+    model: nn.Module, mode: str | None = None, margin: int | None = None
+) -> AudioContext:
     """The model's stored context with ``mode`` / ``margin`` overriding it where given (CLI flags)."""
+    check_override(mode, margin)
     stored = get_audio_context(model)
     return AudioContext(mode or stored.mode, stored.margin if margin is None else margin)
 
@@ -113,7 +123,9 @@ def _additive_mask(attention_mask: torch.Tensor, encoder: nn.Module, dtype: torc
     """(B, frames) 1/0 per Mel frame -> (B, 1, 1, positions) additive mask over encoder positions."""
     impl = encoder.config._attn_implementation
     if impl not in MASKABLE:
-        raise GeodistillError(f"attention_mask: needs attention implementation {MASKABLE}, model uses {impl!r}")
+        raise GeodistillError(
+            f"attention_mask: needs attention implementation {MASKABLE}, model uses {impl!r}"
+        )
     keep = attention_mask[:, ::CONV_STRIDE].bool()  # a position is valid when its first Mel frame is
     return torch.zeros(keep.shape, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)[:, None, None, :]
 
@@ -134,7 +146,9 @@ def encode(
     stride = encoder.conv1.stride[0] * encoder.conv2.stride[0]
     longest = stride * encoder.config.max_source_positions
     if frames % stride or not 0 < frames <= longest:
-        raise GeodistillError(f"input_features: {frames} Mel frames; need a multiple of {stride} up to {longest}")
+        raise GeodistillError(
+            f"input_features: {frames} Mel frames; need a multiple of {stride} up to {longest}"
+        )
     embeds = nn.functional.gelu(encoder.conv1(input_features))
     embeds = nn.functional.gelu(encoder.conv2(embeds)).permute(0, 2, 1)
     hidden = embeds + encoder.embed_positions.weight[: embeds.shape[1]]
