@@ -16,7 +16,13 @@ from geodistill.errors import DataError, GeodistillError
 from geodistill.evaluate.run import evaluate
 from geodistill.evaluate.transcribe import features, generate_ids, load_model, transcribe_files
 from geodistill.models import load_whisper
-from geodistill.models.context import AudioContext, dynamic_frames, encode, set_audio_context
+from geodistill.models.context import (
+    AudioContext,
+    dynamic_frames,
+    encode,
+    get_audio_context,
+    set_audio_context,
+)
 from tests.conftest import make_tiny_whisper
 
 DYNAMIC = AudioContext("dynamic", 16)
@@ -153,3 +159,16 @@ def test_cli_flags_reach_transcribe(tiny_model_dir, tmp_path):
         "error: context_margin: must be an integer >= 0, got -1"
     ]
     assert run("--audio-context", "dynamic", "--context-margin", "8").returncode == 0
+
+
+def test_a_lora_wrapped_dynamic_student_decodes_at_its_context():
+    """The training loop validates its PEFT-wrapped student in place: the context must survive the wrap."""
+    from geodistill.models.lora import add_lora
+
+    model = make_tiny_whisper()
+    set_audio_context(model, AudioContext("dynamic", 8))
+    wrapped = add_lora(model, r=4, alpha=8, dropout=0.0, targets="decoder-attn-qv")
+    assert get_audio_context(wrapped) == AudioContext("dynamic", 8)
+    seen = encoder_positions(wrapped)
+    assert generate_ids(wrapped, torch.randn(1, 80, 200), max_new_tokens=3).shape == (1, 3)
+    assert seen == [100]
