@@ -111,7 +111,14 @@ def _transcribe(a: argparse.Namespace) -> int:
 
     many = len(a.audio) > 1
     for path, text in iter_transcripts(
-        a.model, a.audio, language=a.language, beam_size=a.beam_size, device=a.device, batch_size=a.batch_size
+        a.model,
+        a.audio,
+        language=a.language,
+        beam_size=a.beam_size,
+        device=a.device,
+        batch_size=a.batch_size,
+        audio_context=a.audio_context,
+        context_margin=a.context_margin,
     ):
         print(f"{path}\t{text}" if many else text, flush=True)
     return 0
@@ -130,6 +137,8 @@ def _evaluate(a: argparse.Namespace) -> int:
         language=a.language,
         beam_size=a.beam_size,
         strict=a.strict,
+        audio_context=a.audio_context,
+        context_margin=a.context_margin,
     )
     print(
         json.dumps(
@@ -254,6 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
         q.add_argument("--language", default=None, help="e.g. en (multilingual models)")
         q.add_argument("--beam-size", type=POSITIVE_INT, default=1)
+        q.add_argument(
+            "--audio-context",
+            choices=("full", "dynamic"),
+            default=None,
+            help="encoder sees 30 s (full) or the clip + a margin (dynamic); default: what the model stores",
+        )
+        q.add_argument(
+            "--context-margin",
+            type=_number(int, 0),
+            default=None,
+            help="dynamic: encoder positions (20 ms) after the clip; default: the model's, else 64",
+        )
 
     q = sub.add_parser("transcribe", help="transcribe audio files with any model spec")
     q.add_argument("model", help="embedded name (tiny.en, base), HF id/dir, CTranslate2 dir, or run folder")

@@ -27,6 +27,7 @@ EncoderAlign = Literal["pool", "interpolate"]
 TaidMode = Literal["off", "seed", "adaptive"]
 AmpMode = Literal["no", "fp16", "bf16"]
 StudentInit = Literal["copy", "pretrained"]
+AudioContext = Literal["full", "dynamic"]  # as geodistill.models.context.AUDIO_CONTEXTS
 
 
 class ConfigError(GeodistillError, ValueError):
@@ -70,6 +71,12 @@ class StudentConfig(_Choices):
     decoder_layers: int | list[int] | None = 2  # same rules as encoder_layers
     freeze_encoder: bool = True  # the seed's setup: only the decoder (adapters) and projector learn
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # full: the encoder always sees 30 s (1500 positions) | dynamic: the clip + context_margin positions
+    audio_context: AudioContext = "full"
+    context_margin: int = 64  # dynamic: encoder positions (20 ms each) after the clip's last frame
+    # dynamic, training only: move the margin by a uniform integer in +-min(context_jitter, clip positions
+    # // 3) (FUTO's audio-context fine-tuning uses 64); 0 disables
+    context_jitter: int = 0
 
 
 @dataclass
@@ -379,6 +386,10 @@ def validate(cfg: Config, earlier: list[str] | None = None) -> None:
         p.append("student.from: required when student.init is 'pretrained'")
     _check_layers(s.encoder_layers, "student.encoder_layers", p)
     _check_layers(s.decoder_layers, "student.decoder_layers", p)
+    if not 0 <= s.context_margin <= 1500:
+        p.append(f"student.context_margin: must be in 0..1500 encoder positions, got {s.context_margin}")
+    if s.context_jitter < 0:
+        p.append(f"student.context_jitter: must be >= 0, got {s.context_jitter}")
     if s.lora.r < 0 or s.lora.alpha <= 0 or not 0 <= s.lora.dropout < 1:
         p.append("student.lora: need r >= 0, alpha > 0, 0 <= dropout < 1")
     for name in ("ce_weight", "kl_weight", "geo_weight"):

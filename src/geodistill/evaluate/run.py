@@ -9,6 +9,10 @@ Writes, when ``out`` is given:
 Compute time covers ``model.generate`` only (encoder + KV-cached decoding, device-synchronised). Audio
 decoding/resampling and log-Mel extraction are timed separately (``feature_seconds``) and are not in the
 RTF, so the RTF compares models rather than audio pipelines.
+
+Utterances are decoded longest first (by their listed duration) so each batch pads little, and reported in
+input order. The audio context (full 30 s, or the clip + a margin: ``geodistill.models.context``) is the
+model's stored one unless ``audio_context`` / ``context_margin`` override it; eval.json records it.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from geodistill.evaluate.transcribe import (
     features,
     generate_ids,
     load_model,
+    longest_first,
 )
 from geodistill.evaluate.wer import wer_scores
+from geodistill.models.context import AudioContext, check_override, get_audio_context, resolve_audio_context
 from geodistill.versions import package_versions
 
 TIMING = (
@@ -66,10 +72,11 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _read_batch(utts: Sequence[Utterance], bad: BadSamples) -> tuple[list[Utterance], list[np.ndarray]]:
-    """The clips of ``utts`` that decode; the others go to ``bad`` (which raises in strict mode)."""
+def _read_batch(utts: Sequence[Utterance], bad: BadSamples) -> tuple[list[int], list[np.ndarray]]:
+    """Positions in ``utts`` of the clips that decode, and the clips; the others go to ``bad`` (which
+    raises in strict mode)."""
     kept, audios = [], []
-    for utt in utts:
+    for i, utt in enumerate(utts):
         try:
             audio = load_audio(utt)
         except DataError as e:
@@ -83,7 +90,7 @@ def _read_batch(utts: Sequence[Utterance], bad: BadSamples) -> tuple[list[Uttera
                 utt, f"{audio.size / SAMPLE_RATE:.1f} s is longer than Whisper's {CHUNK_SECONDS} s window"
             )
             continue
-        kept.append(utt)
+        kept.append(i)
         audios.append(audio)
     return kept, audios
 
@@ -97,26 +104,40 @@ def decode(
     language: str | None = None,
     beam_size: int = 1,
     max_new_tokens: int | None = None,
+    context: AudioContext | None = None,
 ) -> Decoded:
-    """Transcribe ``utts`` in batches of ``batch_size``, skipping (and recording) unreadable audio."""
+    """Transcribe ``utts`` in batches of ``batch_size``, skipping (and recording) unreadable audio.
+
+    Batches are formed longest first (listed durations); the results are in input order. ``context``
+    None means the model's stored audio context.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    context = context or get_audio_context(model)
     special = torch.tensor(processor.tokenizer.all_special_ids)
     out = Decoded(compute=Timer(model.device), feature=Timer())
+    rows: dict[int, tuple[str, float]] = {}  # input position -> (hypothesis, seconds)
+    order = longest_first([u.duration or 0.0 for u in utts])
     with eval_mode(model):
-        for start in range(0, len(utts), batch_size):
+        for start in range(0, len(order), batch_size):
             with out.feature:
-                kept, audios = _read_batch(utts[start : start + batch_size], bad)
+                batch = order[start : start + batch_size]
+                positions, audios = _read_batch([utts[i] for i in batch], bad)
+                kept = [batch[p] for p in positions]
                 if not kept:
                     continue
-                feats = features(processor, audios)
+                feats = features(processor, audios, context, [utts[i].id for i in kept])
             with out.compute:
                 ids = generate_ids(model, feats, language, beam_size, max_new_tokens)
             out.n_tokens += int((~torch.isin(ids, special.to(ids.device))).sum())
             texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
-            out.utterances += kept
-            out.hypotheses += [t.strip() for t in texts]
-            out.audio_seconds += [len(a) / SAMPLE_RATE for a in audios]
+            rows.update(
+                {i: (t.strip(), len(a) / SAMPLE_RATE) for i, t, a in zip(kept, texts, audios, strict=True)}
+            )
+    for i in sorted(rows):
+        out.utterances.append(utts[i])
+        out.hypotheses.append(rows[i][0])
+        out.audio_seconds.append(rows[i][1])
     return out
 
 
@@ -168,21 +189,26 @@ def evaluate(
     beam_size: int = 1,
     strict: bool = False,
     max_new_tokens: int | None = None,
+    audio_context: str | None = None,
+    context_margin: int | None = None,
 ) -> dict:
     """Score ``model`` (a spec or a loaded (model, processor)) on ``data`` (a spec or a list of Utterance).
 
     Returns the eval.json dict (see the module docstring); writes the files under ``out`` when given.
+    ``audio_context`` (full | dynamic) and ``context_margin`` override the model's stored audio context.
     Raises DataError when no utterance is usable (or at the first bad one with ``strict``).
     """
+    check_override(audio_context, context_margin)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
     loaded, processor, dev = load_model(model, device)
     utts = load_utterances(data, bad, limit)
+    context = resolve_audio_context(loaded, audio_context, context_margin)
     meter = MemoryMeter(torch.device(dev))
     meter.start()
-    decoded = decode(loaded, processor, utts, bad, batch_size, language, beam_size, max_new_tokens)
+    decoded = decode(loaded, processor, utts, bad, batch_size, language, beam_size, max_new_tokens, context)
     peak_mb = meter.peak_mb()
     if not decoded.utterances:
         raise DataError(f"{_describe(data, 'data')}: no usable utterances ({bad.count} skipped)")
@@ -198,6 +224,8 @@ def evaluate(
         "batch_size": batch_size,
         "beam_size": beam_size,
         "max_new_tokens": max_new_tokens or default_max_new_tokens(loaded),
+        "audio_context": context.mode,
+        "context_margin": context.margin if context.dynamic else None,
         "language": language,
         "limit": limit,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -230,6 +258,13 @@ def _write_outputs(
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
+def _context_text(r: dict) -> str:
+    """ "full (30 s)" or "dynamic (clip + N positions)"; eval.json files from before the option say full."""
+    if r.get("audio_context", "full") == "full":
+        return "full (30 s)"
+    return f"dynamic (clip + {r['context_margin']} encoder positions)"
+
+
 def eval_markdown(r: dict) -> str:
     """The headline numbers of an eval.json dict as a Markdown table."""
     rows = [
@@ -249,6 +284,7 @@ def eval_markdown(r: dict) -> str:
             "decoding",
             f"batch {r['batch_size']}, beam {r['beam_size']}, language {r['language'] or 'default'}",
         ),
+        ("audio context", _context_text(r)),
     ]
     lines = [f"# Evaluation of `{r['model']}` on `{r['data']}`", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]

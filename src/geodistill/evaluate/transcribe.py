@@ -4,6 +4,11 @@ Decoding is ``model.generate`` with the KV cache on (each step attends to cached
 re-running the decoder over the whole prefix: O(n) work per step rather than O(n^2) overall), greedy for
 ``beam_size=1`` and beam search above. In transformers 5, Whisper's ``generate`` returns the generated
 text tokens only (the ``<|startoftranscript|>`` prompt is stripped), so decoding needs no prompt slicing.
+
+Audio context (``geodistill.models.context``): features are 3000 frames (30 s) at ``full`` context; at
+``dynamic`` context they are padded to the batch's longest clip + margin, and ``generate_ids`` runs the
+encoder over those frames itself and hands ``generate`` the ``encoder_outputs`` (the decoder cross-attends
+to however many positions it is given). Clips are decoded longest first so each batch's padding stays small.
 """
 
 from __future__ import annotations
@@ -15,6 +20,16 @@ import numpy as np
 import torch
 
 from geodistill.errors import DataError
+from geodistill.models.context import (
+    HOP,
+    MEL_FRAMES,
+    AudioContext,
+    check_override,
+    clip_frames,
+    dynamic_frames,
+    encode,
+    resolve_audio_context,
+)
 
 SAMPLE_RATE = 16000  # Hz, Whisper's input rate
 CHUNK_SECONDS = 30  # Whisper's window; longer audio would be silently truncated by the feature extractor
@@ -46,7 +61,9 @@ def generate_ids(
     beam_size: int = 1,
     max_new_tokens: int | None = None,
 ) -> torch.Tensor:
-    """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, 3000), prompt excluded.
+    """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, F), prompt excluded.
+
+    F = 3000 is Whisper's own path; a shorter F (dynamic audio context) runs ``context.encode`` first.
 
     ``language`` (e.g. "en") and task "transcribe" go to multilingual models only; English-only models
     reject them. A multilingual model given no language detects it per utterance. ``max_new_tokens`` None
@@ -65,7 +82,9 @@ def generate_ids(
     if is_multilingual(model):
         kwargs.update(task="transcribe", language=language)
     feats = input_features.to(device=model.device, dtype=model.dtype)
-    return model.generate(feats, **kwargs)
+    if feats.shape[-1] == MEL_FRAMES:
+        return model.generate(feats, **kwargs)
+    return model.generate(encoder_outputs=encode(model.get_encoder(), feats), **kwargs)
 
 
 def transcribe_batch(
@@ -76,16 +95,48 @@ def transcribe_batch(
     beam_size: int = 1,
     max_new_tokens: int | None = None,
 ) -> list[str]:
-    """B stripped transcripts of ``input_features`` (B, n_mels, 3000); see ``generate_ids``."""
+    """B stripped transcripts of ``input_features`` (B, n_mels, F); see ``generate_ids``."""
     ids = generate_ids(model, input_features, language, beam_size, max_new_tokens)
     return [t.strip() for t in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
-def features(processor, audios: Sequence[np.ndarray]) -> torch.Tensor:
-    """Log-Mel features (B, n_mels, 3000) of 16 kHz mono float32 clips, each padded to 30 s."""
+def batch_frames(
+    audios: Sequence[np.ndarray], context: AudioContext | None, names: Sequence | None = None
+) -> int:
+    """Mel frames a batch is padded to: 3000 at full context, else its longest clip's dynamic context.
+
+    Dynamic: a clip over 30 s raises a GeodistillError naming it (``names[i]``, else "clip i").
+    """
+    if context is None or not context.dynamic:
+        return MEL_FRAMES
+    names = names or [f"clip {i}" for i in range(len(audios))]
+    return max(
+        dynamic_frames(clip_frames(len(a)), context.margin, str(n))
+        for a, n in zip(audios, names, strict=True)
+    )
+
+
+def features(
+    processor,
+    audios: Sequence[np.ndarray],
+    context: AudioContext | None = None,
+    names: Sequence | None = None,
+) -> torch.Tensor:
+    """Log-Mel features (B, n_mels, F) of 16 kHz mono float32 clips, F from ``batch_frames``.
+
+    The feature extractor normalises by the maximum over the padded window; the padding is the log-Mel of
+    zeros, below any clip's maximum, so a clip's features padded to F frames equal the first F frames of its
+    30-s features (tests/evaluate/test_context.py checks it bit for bit).
+    """
+    frames = batch_frames(audios, context, names)
     return processor.feature_extractor(
-        list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt"
+        list(audios), sampling_rate=SAMPLE_RATE, max_length=frames * HOP, return_tensors="pt"
     ).input_features
+
+
+def longest_first(lengths: Sequence[float]) -> list[int]:
+    """Indices ordered longest first (ties keep input order): batches of similar length pad less."""
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
 def load_model(model, device: str | torch.device = "auto") -> tuple:
@@ -138,21 +189,26 @@ def iter_transcripts(
     beam_size: int = 1,
     device: str = "auto",
     batch_size: int = 8,
+    audio_context: str | None = None,
+    context_margin: int | None = None,
 ) -> Iterator[tuple[str | Path, str]]:
     """(path, transcript) of each audio file, in order, decoded ``batch_size`` files at a time.
 
     Every file's header is checked before the model loads, so an unreadable file fails fast with a
     DataError naming it; the audio itself is decoded one batch at a time, so memory does not grow with
-    the number of files.
+    the number of files. ``audio_context`` (full | dynamic) and ``context_margin`` override what the
+    model's config stores; at dynamic context a batch is padded to its longest clip + the margin.
     """
     if beam_size < 1 or batch_size < 1:
         raise ValueError(f"beam_size and batch_size must be >= 1, got {beam_size} and {batch_size}")
+    check_override(audio_context, context_margin)
     for p in paths:
         _check(p)
     model, processor, _ = load_model(model_spec, device)
+    context = resolve_audio_context(model, audio_context, context_margin)
     for i in range(0, len(paths), batch_size):
         batch = paths[i : i + batch_size]
-        feats = features(processor, [_read(p) for p in batch])
+        feats = features(processor, [_read(p) for p in batch], context, batch)
         texts = transcribe_batch(model, processor, feats, language=language, beam_size=beam_size)
         yield from zip(batch, texts, strict=True)
 
@@ -164,10 +220,15 @@ def transcribe_files(
     beam_size: int = 1,
     device: str = "auto",
     batch_size: int = 8,
+    audio_context: str | None = None,
+    context_margin: int | None = None,
 ) -> list[str]:
     """Transcripts of audio files (any format soundfile reads; resampled to 16 kHz mono), in order.
 
     ``model_spec`` is anything ``geodistill.models.load_whisper`` accepts, or a loaded (model, processor).
     See ``iter_transcripts`` (an unreadable file fails fast with a DataError naming it).
     """
-    return [text for _, text in iter_transcripts(model_spec, paths, language, beam_size, device, batch_size)]
+    texts = iter_transcripts(
+        model_spec, paths, language, beam_size, device, batch_size, audio_context, context_margin
+    )
+    return [text for _, text in texts]
