@@ -27,6 +27,7 @@ EncoderAlign = Literal["pool", "interpolate"]
 TaidMode = Literal["off", "seed", "adaptive"]
 AmpMode = Literal["no", "fp16", "bf16"]
 StudentInit = Literal["copy", "pretrained"]
+HiddenLayers = Literal["last", "all"]
 AudioContext = Literal["full", "dynamic"]  # as geodistill.models.context.AUDIO_CONTEXTS
 
 
@@ -88,6 +89,9 @@ class LossConfig(_Choices):
     geo_weight: float = 0.969909  # weight of the hidden-state loss (seed value)
     hidden_loss: HiddenLoss = "geodesic"
     hidden_on: HiddenOn = "decoder"  # which states the hidden loss compares
+    # decoder side: the last layer's states | every student decoder layer's, each against the teacher layer
+    # it was copied from (evenly spaced for another Whisper), as audio-context fine-tuning does
+    hidden_layers: HiddenLayers = "last"
     encoder_align: EncoderAlign = "pool"  # how teacher encoder frames are matched to the student's
     taid: TaidMode = "off"  # TAID replaces KL when on
     taid_start: float = 0.4  # adaptive: initial interpolation t (seed variant starts lambda at 0.1)

@@ -49,6 +49,7 @@ class TeacherOutputs:
     decoder_hidden: Tensor | None = None  # (B, L, D_t) last decoder layer, after its layer norm
     encoder_hidden: Tensor | None = None  # (B, T_t, D_t) last encoder layer, after its layer norm
     cross_kv: CrossKV | None = None  # by *teacher* decoder layer: its cross-attention keys/values
+    decoder_layers: dict[int, Tensor] | None = None  # by teacher decoder layer: its output (B, L, D_t)
     logsumexp_temperature: float = 1.0  # logsumexp = logsumexp(z_full / T) at this T (exact top-k KL at T)
 
     def to(self, device: torch.device) -> TeacherOutputs:
@@ -62,6 +63,8 @@ class TeacherOutputs:
             k: v[positions][None] if k in TOKEN_FIELDS and v is not None else v
             for k, v in self.__dict__.items()
         }
+        if self.decoder_layers is not None:
+            packed["decoder_layers"] = {j: h[positions][None] for j, h in self.decoder_layers.items()}
         return type(self)(**packed)
 
 
@@ -72,7 +75,9 @@ def _moved(value, device: torch.device):
     if isinstance(value, Tensor):
         return value.to(device, non_blocking=True)
     if isinstance(value, dict):
-        return {k: tuple(t.to(device, non_blocking=True) for t in kv) for k, kv in value.items()}
+        return {k: _moved(v, device) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(t.to(device, non_blocking=True) for t in value)
     return value
 
 
@@ -87,6 +92,9 @@ class ModelStates:
     decoder_hidden: Tensor | None = None  # (B, L, D) last decoder states (or packed like the logits)
     encoder_hidden: Tensor | None = None  # (B, T, D) last encoder states
     cross_kv: CrossKV = field(default_factory=dict)  # layers asked for with ``keep_cross_kv`` (else empty)
+    # {layer: (B, L, D)} each decoder layer's output (loss.hidden_layers: all). A student's are keyed by the
+    # *teacher* layer each one is compared with, already projected to the teacher's width.
+    decoder_layers: dict[int, Tensor] | None = None
     encoder_mask: Tensor | None = None  # (B, T) True on frames that hold audio; None = every frame
 
 
@@ -98,6 +106,7 @@ class TeacherOffer:
     encoder_states: bool  # its outputs carry the teacher's last encoder states
     encoder_pool: int | None = None  # those states are average-pooled by this factor (None = not pooled)
     cross_kv_layers: tuple[int, ...] = ()  # teacher decoder layers whose cross-attention K/V it hands over
+    every_decoder_layer: bool = False  # its outputs carry each decoder layer's states (decoder_layers)
 
 
 @runtime_checkable

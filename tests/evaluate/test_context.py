@@ -11,7 +11,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from geodistill.data import WhisperCollator
 from geodistill.errors import DataError, GeodistillError
 from geodistill.evaluate.run import evaluate
 from geodistill.evaluate.transcribe import features, generate_ids, load_model, transcribe_files
@@ -47,21 +46,6 @@ def test_short_features_are_the_first_frames_of_the_30_s_features(tiny_processor
     assert full.shape[-1] == 3000
     assert short.shape == (3, 80, dynamic_frames(503, 16)) and short.shape[-1] == 2 * (252 + 16)
     assert torch.equal(short, full[..., : short.shape[-1]])  # the log-Mel max normalisation is unaffected
-
-
-def test_collator_cuts_the_features_to_the_longest_clip(tiny_processor):
-    audios = clips(2.0, 3.0)
-    full = features(tiny_processor, audios)
-    samples = [
-        {"id": str(i), "labels": [400, 50256], "audio_seconds": len(a) / 16000, "input_features": full[i]}
-        for i, a in enumerate(audios)
-    ]
-    batch = WhisperCollator([50257], 50256, context_margin=16)(samples)
-    assert torch.equal(batch["input_features"], features(tiny_processor, audios, DYNAMIC))
-    assert WhisperCollator([50257], 50256)(samples)["input_features"].shape[-1] == 3000
-    jittered = WhisperCollator([50257], 50256, context_margin=16, context_jitter=64, seed=3)
-    widths = {jittered(samples)["input_features"].shape[-1] for _ in range(20)}
-    assert len(widths) > 1 and all(2 * (150 + 16 - 50) <= w <= 2 * (150 + 16 + 50) for w in widths)
 
 
 def test_a_clip_over_30_s_at_dynamic_context_names_the_file(tiny_processor):

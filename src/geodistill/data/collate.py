@@ -8,7 +8,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geodistill.contracts import IGNORE_INDEX, Batch
-from geodistill.data.audio import SAMPLE_RATE
 
 
 class WhisperCollator:
@@ -24,23 +23,13 @@ class WhisperCollator:
 
     A batch whose every sample was bad comes back empty: ``{"ids": [], ...}`` with zero-size tensors;
     the training loop skips it (``if not batch["ids"]: continue``).
-
-    ``context_margin`` (dynamic audio context, see ``geodistill.models.context``): when given, the 3000-frame
-    features are cut to the batch's longest clip + margin encoder positions, (B, n_mels, F) with F even;
-    ``context_jitter`` > 0 moves that margin per batch (training), drawn from a generator seeded with
-    ``seed`` (each DataLoader worker draws from its own copy). Cutting is exact: the feature extractor's
-    features of a clip padded to F frames are the first F frames of its 30-s features
-    (tests/evaluate/test_context.py checks it).
     """
 
-    def __init__(self, prompt: Sequence[int], pad_id: int, context_margin: int | None = None,
-                 context_jitter: int = 0, seed: int = 0):  # fmt: skip
+    def __init__(self, prompt: Sequence[int], pad_id: int):
         if not prompt:
             raise ValueError("prompt must hold at least <|startoftranscript|>")
         self.prompt = [int(t) for t in prompt]
         self.pad_id = int(pad_id)
-        self.context_margin, self.context_jitter = context_margin, context_jitter
-        self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, samples: Sequence[dict | None]) -> Batch:
         samples = [s for s in samples if s is not None]
@@ -68,20 +57,10 @@ class WhisperCollator:
             "audio_seconds": torch.tensor([float(s["audio_seconds"]) for s in samples]),
         }
         if "input_features" in samples[0]:
-            feats = torch.stack([torch.as_tensor(s["input_features"]) for s in samples])
-            batch["input_features"] = feats if self.context_margin is None else self._cut(feats, batch)
+            batch["input_features"] = torch.stack([torch.as_tensor(s["input_features"]) for s in samples])
         if "audio" in samples[0]:
             batch["audio"] = [s["audio"] for s in samples]
         return batch
-
-    def _cut(self, feats: torch.Tensor, batch: dict) -> torch.Tensor:
-        """(B, n_mels, 3000) -> (B, n_mels, F): the longest clip's dynamic context (see the class doc)."""
-        from geodistill.models.context import clip_frames, jittered_frames
-
-        longest = max(clip_frames(round(float(s) * SAMPLE_RATE)) for s in batch["audio_seconds"])
-        return feats[
-            ..., : jittered_frames(longest, self.context_margin, self.context_jitter, self.generator)
-        ]
 
 
 class LengthGroupedBatches(Sampler[list[int]]):

@@ -108,7 +108,11 @@ class DistillationLoss(nn.Module):
         if self.hidden is None:
             return {}
         terms = {}
-        if self.cfg.hidden_on in ("decoder", "both"):
+        if self.cfg.hidden_on in ("decoder", "both") and self.cfg.hidden_layers == "all":
+            s, t = _need(student.decoder_layers, teacher.decoder_layers, "decoder_layers")
+            per_layer = [self.hidden(s[j], t[j].to(s[j].device), valid_mask(labels)) for j in sorted(s)]
+            terms["hidden_dec"] = torch.stack(per_layer).mean()
+        elif self.cfg.hidden_on in ("decoder", "both"):
             s, t = _need(student.decoder_hidden, teacher.decoder_hidden, "decoder_hidden")
             terms["hidden_dec"] = self.hidden(s, t, valid_mask(labels))
         if self.cfg.hidden_on in ("encoder", "both"):
@@ -140,7 +144,7 @@ class DistillationLoss(nn.Module):
         self._taid_sum, self._taid_count = None, None
 
 
-def _need(student_states: Tensor | None, teacher_states: Tensor | None, name: str) -> tuple[Tensor, Tensor]:
+def _need(student_states, teacher_states, name: str):
     if student_states is None or teacher_states is None:
         side = "student" if student_states is None else "teacher"
         raise GeodistillError(

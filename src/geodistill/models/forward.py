@@ -24,6 +24,7 @@ def forward_states(
     cross_kv: CrossKV | None = None,
     keep_cross_kv: tuple[int, ...] = (),
     positions: torch.Tensor | None = None,
+    every_layer: bool = False,
 ) -> ModelStates:
     """Teacher-forced forward returning logits and the last encoder/decoder states.
 
@@ -36,6 +37,8 @@ def forward_states(
     ``positions`` ((B, L) bool): logits and decoder states only there, packed into (1, N, ...) in row
     order, so the V-wide LM head runs on the tokens a loss reads and not on prompt or padding.
     Both go through transformers' ``EncoderDecoderCache``: a prefilled cross-attention layer is reused.
+    ``every_layer``: also return each decoder layer's output ({layer: (B, L, D)}, packed like the logits;
+    the last one after the final layer norm, as ``decoder_hidden``).
     """
     whisper = model.model
     if encoder_hidden is None:
@@ -48,6 +51,7 @@ def forward_states(
         input_ids=decoder_input_ids,
         encoder_hidden_states=encoder_hidden,
         use_cache=cache is not None,
+        output_hidden_states=every_layer,
         **{_cache_keyword(type(whisper.decoder)): cache},
     )
     kept = {}
@@ -55,10 +59,16 @@ def forward_states(
         layers = cache.cross_attention_cache.layers
         kept = {i: (layers[i].keys, layers[i].values) for i in keep_cross_kv}
     hidden = dec.last_hidden_state
+    layers = dict(enumerate(dec.hidden_states[1:])) if every_layer else None  # [0] is the embeddings
     if positions is not None:
         hidden = hidden[positions][None]
+        layers = None if layers is None else {i: h[positions][None] for i, h in layers.items()}
     return ModelStates(
-        logits=model.proj_out(hidden), decoder_hidden=hidden, encoder_hidden=encoder_hidden, cross_kv=kept
+        logits=model.proj_out(hidden),
+        decoder_hidden=hidden,
+        encoder_hidden=encoder_hidden,
+        cross_kv=kept,
+        decoder_layers=layers,
     )
 
 

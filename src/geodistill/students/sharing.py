@@ -39,6 +39,7 @@ def cross_kv_plan(cfg: Config, teacher_config) -> dict[int, int]:
     every_encoder_layer = spaced_layers(teacher_config.encoder_layers, s.encoder_layers)
     if (
         s.init != "copy"
+        or s.audio_context == "dynamic"
         or not s.freeze_encoder
         or len(every_encoder_layer) != teacher_config.encoder_layers
         or s.lora.r == 0
@@ -61,6 +62,7 @@ def encoder_shared(cfg: Config, teacher, student) -> bool:
     s = cfg.student
     if (
         s.init != "copy"
+        or s.audio_context == "dynamic"  # its encoder runs over the clip, the teacher's over 30 s
         or not s.freeze_encoder
         or student.config.encoder_layers != teacher.config.encoder_layers
     ):

@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import shutil
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -23,11 +24,14 @@ from transformers import WhisperForConditionalGeneration
 
 from geodistill.config import Config
 from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutputs
+from geodistill.data.audio import SAMPLE_RATE
+from geodistill.errors import GeodistillError
 from geodistill.models import load_whisper
+from geodistill.models.context import AudioContext, clip_frames, encode, jittered_frames, set_audio_context
 from geodistill.models.forward import forward_states
 from geodistill.models.lora import add_lora, parameter_counts
 from geodistill.models.projector import RiemannianProjector
-from geodistill.models.student import check_same_tokenizer, copy_layers, freeze
+from geodistill.models.student import check_same_tokenizer, copy_layers, freeze, spaced_layers
 
 log = logging.getLogger("geodistill")
 
@@ -46,6 +50,11 @@ class WhisperStudent:
     shares_encoder: bool = False  # its encoder == the frozen teacher's: take the teacher's encoder states
     cross_kv: dict[int, int] = field(default_factory=dict)  # own decoder layer -> teacher layer whose
     # cross-attention keys/values it takes (see ``geodistill.students.sharing``)
+    layer_map: dict[int, int] = field(default_factory=dict)  # hidden_layers all: own decoder layer ->
+    # teacher layer its states are compared with (a copy: the one it came from)
+    context: AudioContext = field(default_factory=AudioContext)  # what its encoder sees (full | dynamic)
+    context_jitter: int = 0  # dynamic, training only: +- encoder positions of margin per batch
+    seed: int = 0  # seeds the jitter (with the batch's ids, so a resumed run draws the same contexts)
 
     @property
     def trainable(self) -> nn.ModuleDict:
@@ -60,10 +69,14 @@ class WhisperStudent:
         """Teacher-forced forward; logits and decoder states only at ``positions`` ((B, L) bool), packed
         into (1, N, ...). Takes the teacher's encoder states / cross-attention K/V where it shares them."""
         dev = self.device
-        enc = None
+        enc = feats = None
         if self.shares_encoder and teacher.encoder_hidden is not None:  # frozen shared encoder: no forward
             enc = teacher.encoder_hidden.to(dev, torch.float32)
-        feats = None if enc is not None else batch["input_features"].to(dev)
+        elif self.context.dynamic:  # the clip + margin only; the teacher saw all 30 s
+            feats = batch["input_features"][..., : self.context_frames(batch)].to(dev)
+            enc = encode(self.whisper.model.encoder, feats).last_hidden_state
+        else:
+            feats = batch["input_features"].to(dev)
         given = teacher.cross_kv or {}
         kv = {
             i: tuple(t.to(dev, torch.float32) for t in given[j])
@@ -77,13 +90,26 @@ class WhisperStudent:
             encoder_hidden=enc,
             cross_kv=kv,
             positions=positions.to(dev),
+            every_layer=bool(self.layer_map),
         )
         proj = self.projectors
+        layers = None
+        if self.layer_map:
+            layers = {j: proj[f"decoder_{i}"](s.decoder_layers[i]) for i, j in self.layer_map.items()}
         return ModelStates(
             logits=s.logits,
             decoder_hidden=proj["decoder"](s.decoder_hidden) if "decoder" in proj else None,
             encoder_hidden=proj["encoder"](s.encoder_hidden) if "encoder" in proj else None,
+            decoder_layers=layers,
         )
+
+    def context_frames(self, batch: Batch) -> int:
+        """Mel frames the dynamic-context encoder sees for ``batch``: its longest clip + the margin, the
+        margin jittered in training (drawn from the batch's ids and the seed: the same on resume)."""
+        longest = max(clip_frames(round(float(s) * SAMPLE_RATE)) for s in batch["audio_seconds"])
+        jitter = self.context_jitter if self.whisper.training else 0
+        draw = torch.Generator().manual_seed(zlib.crc32("|".join(batch["ids"]).encode()) ^ self.seed)
+        return jittered_frames(longest, self.context.margin, jitter, draw)
 
     def save(self, out: Path, extra: dict | None = None) -> None:
         """Save as a plain HF Whisper (adapters merged) + processor + projector + peft adapter.
@@ -146,14 +172,41 @@ def attach_training_parts(cfg: Config, student: WhisperForConditionalGeneration)
     return model
 
 
-def build_projectors(cfg: Config, student_width: int, teacher_width: int) -> nn.ModuleDict:
-    """One RiemannianProjector (student width -> teacher width) per side the hidden loss compares."""
+def build_projectors(
+    cfg: Config, student_width: int, teacher_width: int, decoder_layers: int = 0
+) -> nn.ModuleDict:
+    """One RiemannianProjector (student width -> teacher width) per side the hidden loss compares; with
+    ``loss.hidden_layers: all`` one per student decoder layer ("decoder_0", ...) for the decoder side."""
     projectors = nn.ModuleDict()
     if cfg.loss.hidden_loss != "none" and cfg.loss.geo_weight > 0:
         sides = ["decoder", "encoder"] if cfg.loss.hidden_on == "both" else [cfg.loss.hidden_on]
+        if "decoder" in sides and cfg.loss.hidden_layers == "all":
+            sides = [f"decoder_{i}" for i in range(decoder_layers)] + [s for s in sides if s != "decoder"]
         for side in sides:
             projectors[side] = RiemannianProjector(student_width, teacher_width)
     return projectors
+
+
+def layer_map(cfg: Config, teacher_layers: int, student_layers: int) -> dict[int, int]:
+    """Student decoder layer -> the teacher layer its states are compared with (``hidden_layers: all``):
+    a copy's kept layers map to the layers they came from, another Whisper's evenly spaced (last to last).
+    Empty when only the last layer is compared."""
+    lo = cfg.loss
+    if (
+        lo.hidden_layers != "all"
+        or lo.hidden_loss == "none"
+        or lo.geo_weight == 0
+        or lo.hidden_on == "encoder"
+    ):
+        return {}
+    s = cfg.student
+    if s.init != "copy" and student_layers > teacher_layers:
+        raise GeodistillError(
+            f"loss.hidden_layers: all needs a student with at most the teacher's {teacher_layers} decoder "
+            f"layers, got {student_layers}"
+        )
+    kept = s.decoder_layers if s.init == "copy" else student_layers
+    return dict(enumerate(spaced_layers(teacher_layers, kept)))
 
 
 def _warn_inert_hidden_loss(cfg: Config, student: WhisperForConditionalGeneration) -> None:
@@ -170,13 +223,16 @@ def _warn_inert_hidden_loss(cfg: Config, student: WhisperForConditionalGeneratio
 
 
 def build_whisper_student(
-    cfg: Config, teacher, teacher_processor, teacher_width: int, device: torch.device
+    cfg: Config, teacher, teacher_processor, teacher_config: dict, device: torch.device
 ) -> WhisperStudent:
     """The configured student on ``device`` (sharing with the teacher is decided later, by set-up)."""
+    s = cfg.student
+    teacher_width, teacher_layers = teacher_config["d_model"], teacher_config["decoder_layers"]
     whisper, processor = base_student(cfg, teacher, teacher_processor, device)
     model = attach_training_parts(cfg, whisper)
     _warn_inert_hidden_loss(cfg, whisper)
-    projectors = build_projectors(cfg, whisper.config.d_model, teacher_width).to(device)
+    n_layers = whisper.config.decoder_layers
+    projectors = build_projectors(cfg, whisper.config.d_model, teacher_width, n_layers).to(device)
     trainable, total = parameter_counts(model, projectors)
     log.info(
         "student: %s trainable of %s parameters (%.2f%%)",
@@ -184,4 +240,16 @@ def build_whisper_student(
         f"{total:,}",
         100 * trainable / max(total, 1),
     )
-    return WhisperStudent(model, whisper, processor, projectors, cfg.teacher)
+    context = AudioContext(s.audio_context, s.context_margin)
+    set_audio_context(whisper, context)  # saved in config.json: evaluate / transcribe use it with no flag
+    return WhisperStudent(
+        model,
+        whisper,
+        processor,
+        projectors,
+        cfg.teacher,
+        layer_map=layer_map(cfg, teacher_layers, n_layers),
+        context=context,
+        context_jitter=s.context_jitter,
+        seed=cfg.train.seed,
+    )

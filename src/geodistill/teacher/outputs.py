@@ -23,22 +23,38 @@ class OnlineTeacher:
     student with those layers' projections frozen reuses them instead of recomputing them).
     """
 
-    def __init__(self, model: WhisperForConditionalGeneration, cross_kv_layers: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        model: WhisperForConditionalGeneration,
+        cross_kv_layers: tuple[int, ...] = (),
+        every_decoder_layer: bool = False,
+    ):
         self.model = model.eval().requires_grad_(False)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.offer = TeacherOffer(
-            reads_features=True, encoder_states=True, cross_kv_layers=tuple(cross_kv_layers)
+            reads_features=True,
+            encoder_states=True,
+            cross_kv_layers=tuple(cross_kv_layers),
+            every_decoder_layer=every_decoder_layer,
         )
 
     @torch.no_grad()
     def __call__(self, batch: Batch) -> TeacherOutputs:
         feats = batch["input_features"].to(self.device, self.dtype)
         dec = batch["decoder_input_ids"].to(self.device)
-        out = forward_states(self.model, dec, input_features=feats, keep_cross_kv=self.offer.cross_kv_layers)
+        offer = self.offer
+        out = forward_states(
+            self.model,
+            dec,
+            input_features=feats,
+            keep_cross_kv=offer.cross_kv_layers,
+            every_layer=offer.every_decoder_layer,
+        )
         return TeacherOutputs(
             logits=out.logits,
             decoder_hidden=out.decoder_hidden,
             encoder_hidden=out.encoder_hidden,
             cross_kv=out.cross_kv or None,
+            decoder_layers=out.decoder_layers,
         )

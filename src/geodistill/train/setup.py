@@ -79,7 +79,7 @@ def build_data(cfg: Config, processor, model, bad: BadSamples, with_features: bo
 
 
 def _teacher_side(cfg: Config, teacher_model: TeacherModel | None, teacher_provider):
-    """(teacher model or None, its processor, its width, provider or None) before the student exists.
+    """(teacher model or None, its processor, its config dict, provider or None) before the student exists.
 
     With a complete cache and a pretrained student the teacher's weights are not loaded at all."""
     if teacher_model is None and teacher_provider is None and cache_stands_in(cfg):
@@ -89,10 +89,10 @@ def _teacher_side(cfg: Config, teacher_model: TeacherModel | None, teacher_provi
             cfg.teacher_cache,
         )
         processor = WhisperProcessor.from_pretrained(str(provider.processor_dir))
-        return None, processor, provider.teacher_config["d_model"], provider
+        return None, processor, provider.teacher_config, provider
     model, processor = teacher_model or load_teacher(cfg)
     model.requires_grad_(False).eval()
-    return model, processor, model.config.d_model, teacher_provider
+    return model, processor, model.config.to_dict(), teacher_provider
 
 
 def build_run(
@@ -107,15 +107,20 @@ def build_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    teacher, t_proc, width, provider = _teacher_side(cfg, teacher_model, teacher_provider)
-    student = build_whisper_student(cfg, teacher, t_proc, width, device)
+    teacher, t_proc, t_config, provider = _teacher_side(cfg, teacher_model, teacher_provider)
+    student = build_whisper_student(cfg, teacher, t_proc, t_config, device)
     shares = encoder_shared(cfg, teacher, student.whisper)
     cross_kv = shared_cross_kv(cfg, teacher, student.whisper, shares)
     if provider is None:
         provider = make_teacher(cfg, (teacher, t_proc), cross_kv_layers=tuple(cross_kv.values()))
     offer = provider.offer
     student.shares_encoder = shares
-    student.cross_kv = provided_cross_kv(cfg, cross_kv, offer, width)
+    student.cross_kv = provided_cross_kv(cfg, cross_kv, offer, t_config["d_model"])
+    if student.layer_map and not offer.every_decoder_layer:
+        raise GeodistillError(
+            "loss.hidden_layers: all needs a teacher that hands over every decoder layer's states "
+            "(the online teacher; a cache stores the last layer only)"
+        )
     if shares and offer.encoder_pool:
         raise GeodistillError(
             f"teacher_cache: encoder states pooled by {offer.encoder_pool} cannot "

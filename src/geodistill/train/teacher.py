@@ -17,7 +17,7 @@ from transformers import WhisperForConditionalGeneration
 from geodistill.config import Config
 from geodistill.contracts import TeacherProvider
 from geodistill.data import prompt_ids
-from geodistill.errors import DataError
+from geodistill.errors import DataError, GeodistillError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.teacher import OnlineTeacher
 from geodistill.teacher.cache import (
@@ -66,13 +66,19 @@ def make_teacher(
     ``teacher_cache_cross_kv``. With ``teacher_cache`` the cache is built first when absent or partial.
     """
     layers = tuple(sorted(set(cross_kv_layers)))
+    every_layer = cfg.loss.hidden_layers == "all" and cfg.loss.hidden_loss != "none"
     if cfg.teacher_cache:
+        if every_layer:
+            raise GeodistillError(
+                "loss.hidden_layers: all needs the online teacher (a teacher cache stores the last decoder "
+                "layer's states only); use hidden_layers: last or drop teacher_cache"
+            )
         stored = layers if cfg.teacher_cache_cross_kv else ()
         if shared is None and not cache_stands_in(cfg):
             shared = load_teacher(cfg)
         return cached_teacher_for(cfg, teacher_model=shared, cross_kv_layers=stored)
     model, _ = shared or load_teacher(cfg)
-    return OnlineTeacher(model, cross_kv_layers=layers)
+    return OnlineTeacher(model, cross_kv_layers=layers, every_decoder_layer=every_layer)
 
 
 @contextlib.contextmanager
