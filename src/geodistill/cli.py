@@ -247,9 +247,11 @@ def _report(a: argparse.Namespace) -> int:
 
 
 def _demo(a: argparse.Namespace) -> int:
-    from geodistill.demo import run_demo
+    from pathlib import Path
 
-    run_demo(a.out, overrides=a.overrides)
+    from geodistill.demo import PRESET, run_demo
+
+    run_demo(a.out, overrides=a.overrides, preset=Path(a.config) if a.config else PRESET)
     return 0
 
 
@@ -372,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("demo", help="the whole pipeline on the offline demo corpus")
     q.add_argument("--out", default="runs/demo")
+    q.add_argument("--config", default=None, help="training preset (default: configs/demo-cpu.yaml)")
     q.add_argument("overrides", nargs="*")
     q.set_defaults(fn=_demo)
     return p
