@@ -170,6 +170,7 @@ def _data_pseudo_label(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         device=a.device,
         language=a.language,
+        max_new_tokens=a.max_new_tokens,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=POSITIVE_INT, default=8)
     q.add_argument("--device", default="auto")
     q.add_argument("--language", default=None)
+    q.add_argument(
+        "--max-new-tokens", type=POSITIVE_INT, default=None, help="cap on each transcript's tokens"
+    )
     q.set_defaults(fn=_data_pseudo_label)
 
     q = sub.add_parser("train", help="distil a teacher into a student (resumes from RUN_DIR/checkpoint.pt)")
