@@ -24,7 +24,7 @@ from pathlib import Path
 from geodistill.data import BadSamples, Utterance
 from geodistill.data.audio import HF_PREFIX
 
-PART_UTTERANCES = 256  # utterances a part (rounded down to a multiple of the batch size, at least one batch)
+PART_UTTERANCES = 256  # default utterances a part (rounded down to a multiple of the batch size, >= 1 batch)
 
 
 def _audio_path(utt: Utterance) -> str:
@@ -144,6 +144,7 @@ def pseudo_label(
     device: str = "auto",
     language: str | None = None,
     max_new_tokens: int | None = None,
+    part_size: int = PART_UTTERANCES,
 ) -> dict:
     """Transcribe ``data`` with ``teacher`` and write the manifest ``out`` (JSONL).
 
@@ -156,6 +157,8 @@ def pseudo_label(
     Returns {"n_in", "n_written", "n_dropped", "n_skipped", "wer"} where wer is the teacher's corpus WER on
     the utterances that have ground truth (None when none has). Under a launcher every rank transcribes
     its share of ``<out>.parts/`` and returns the same summary; rank 0 writes ``out`` (module docstring).
+    part_size: utterances a part, rounded down to a multiple of batch_size (so the batches, hence the
+    transcripts, are those of one pass over the whole list).
     """
     from geodistill.evaluate.run import load_model, load_utterances
     from geodistill.parallel import all_done, from_main, teacher_world
@@ -163,8 +166,8 @@ def pseudo_label(
 
     if wer_threshold is not None and wer_threshold < 0:
         raise ValueError(f"wer_threshold must be >= 0, got {wer_threshold}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size < 1 or part_size < 1:
+        raise ValueError(f"batch_size and part_size must be >= 1, got {batch_size} and {part_size}")
     world = teacher_world(device)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +180,7 @@ def pseudo_label(
         "language": language,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
-        "part_size": batch_size * max(1, PART_UTTERANCES // batch_size),
+        "part_size": batch_size * max(1, part_size // batch_size),
     }
     parts = out.with_name(out.name + ".parts")
     _transcribe_parts(model, processor, utts, parts, settings, world)
