@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from geodistill.train.distributed import World, barrier, init_world
 
-CRASH_ENV = "GEODISTILL_CRASH_AFTER_PART"  # fault injection for tests: "RANK:N" SIGKILLs RANK after N parts
+CRASH_ENV = "GEODISTILL_CRASH_AFTER_PART"  # fault injection for tests: "RANK:N" (see part_written)
 # Ranks wait for the slowest one at the end of a teacher pass over a whole corpus: far longer than the
 # default 10-30 minute collective timeout.
 TEACHER_PASS_TIMEOUT = datetime.timedelta(hours=48)
@@ -50,7 +50,8 @@ def from_main(value: T, world: World) -> T:
     return box[0]
 
 
-def part_written(count: int, world: World) -> None:
-    """Call after writing a part (``count``: parts this rank wrote so far); honours ``CRASH_ENV``."""
-    if os.environ.get(CRASH_ENV) == f"{world.rank}:{count}":
+def part_written(ordinal: int, world: World) -> None:
+    """Call after writing a part; ``ordinal``: its 1-based position among this rank's parts (of
+    ``owned_parts``). Honours ``CRASH_ENV``: "1:2" SIGKILLs rank 1 right after its second part."""
+    if os.environ.get(CRASH_ENV) == f"{world.rank}:{ordinal}":
         os.kill(os.getpid(), signal.SIGKILL)

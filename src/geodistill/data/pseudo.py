@@ -75,7 +75,7 @@ def _transcribe_parts(model, processor, utts, parts: Path, settings: dict, world
 
     size = settings["part_size"]
     parts.mkdir(parents=True, exist_ok=True)
-    for count, p in enumerate(owned_parts(math.ceil(len(utts) / size), world), start=1):
+    for ordinal, p in enumerate(owned_parts(math.ceil(len(utts) / size), world), start=1):
         chunk = utts[p * size : (p + 1) * size]
         ids = [u.id for u in chunk]
         if _read_part(_part_path(parts, p), ids, settings) is not None:
@@ -95,7 +95,7 @@ def _transcribe_parts(model, processor, utts, parts: Path, settings: dict, world
         rows = [{**_row(u, hyp, secs, settings["language"]), "ref": u.text} for u, hyp, secs in triples]
         header = {"ids": ids, "settings": settings, "n_rows": len(rows), "bad": bad.items}
         _write_part(_part_path(parts, p), header, rows)
-        part_written(count, world)
+        part_written(ordinal, world)
 
 
 def _gather_parts(parts: Path, utts, settings: dict) -> tuple[list[dict], list[dict]]:
