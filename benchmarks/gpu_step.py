@@ -14,10 +14,10 @@ the timed batches computed beforehand and held in CPU memory, as a cache reader 
 gradient checkpointing, the other batch sizes, the full decoder trained instead of LoRA (``lora.r: 0``),
 the teacher on the CPU, the small-shaped student. Every row runs the training loop's own
 ``Session.train_step`` (``compute_loss``, AMP, GradScaler, clipping, AdamW) on a run from ``build_run``.
-Reported: median step time (first step excluded), peak memory (CUDA: max allocated and reserved since the
-row began; CPU: peak RSS since the row began). Random weights make the losses meaningless: the checks are
-only that they are finite and that the steps change the trainable weights (a row failing them fails the
-benchmark, exit 1, after the table is written).
+Reported: median step time (after untimed warm-up steps, up to the first one applied), peak memory (CUDA:
+max allocated and reserved since the row's steps began; CPU: peak RSS since then). Random weights make
+the losses meaningless: the checks are only that they are finite and that the steps change the trainable
+weights (a row failing them fails the benchmark, exit 1, after the table is written).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import dataclasses
 import gc
+import itertools
 import json
 import math
 import platform
@@ -48,6 +49,7 @@ SHAPES = {
     "tiny": {"teacher": (64, 4, 4, 2, 128), "small": (48, 2, 2, 2, 96)},
 }
 VOCAB = 51865
+MAX_WARMUP = 8  # untimed steps at most, until one is applied (fp16's GradScaler starts at 2^16 and halves)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +247,7 @@ def measure(row: Row, args, teacher, proc, manifest: Path, small_dir: Path) -> d
     home = torch.device("cpu") if row.teacher_device == "cpu" else device
     teacher.to(home, torch.float16 if home.type == "cuda" else torch.float32)
     run = build_run(cfg, teacher_model=(teacher, proc))
-    batches = batches_for(run, args.steps + 1)
+    batches = batches_for(run, args.steps + 1)  # cycled: warm-up steps reuse them
     if row.teacher == "cache":  # a cached run keeps its teacher on the CPU (train.teacher.load_teacher)
         layers = run.teacher.offer.cross_kv_layers
         run.teacher = MemoryCache(OnlineTeacher(teacher, cross_kv_layers=layers), batches)
@@ -254,38 +256,50 @@ def measure(row: Row, args, teacher, proc, manifest: Path, small_dir: Path) -> d
     sched = get_cosine_schedule_with_warmup(opt, cfg.train.warmup_steps, cfg.train.max_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp == "fp16" and device.type == "cuda")
     loss_fn = DistillationLoss(cfg.loss).to(device)
-    session = Session(run, TrainState(), iter(batches), opt, sched, scaler, loss_fn, NullWriter())
+    session = Session(run, TrainState(), itertools.cycle(batches), opt, sched, scaler, loss_fn, NullWriter())
     trained = {n: p for n, p in run.student.trainable.named_parameters() if p.requires_grad}
     before = {n: p.detach().to("cpu", copy=True) for n, p in trained.items()}
     run.student.trainable.train()
     memory = Memory(device)
     memory.reset()  # the peak: what stays resident (weights, cache, optimiser) plus the steps' transients
-    seconds, totals, applied = [], [], 0
-    for step in range(args.steps + 1):
-        _sync(device)
-        t0 = time.perf_counter()
-        session.state.step = step
-        values, _, ok = session.train_step()
-        _sync(device)
-        seconds.append(time.perf_counter() - t0)
-        totals.append(values.get("total", math.nan))
-        applied += ok
+    warmup = timed_steps(session, device, MAX_WARMUP, until_applied=True)
+    timed = timed_steps(session, device, args.steps)
+    seconds, totals, applied = (warmup[k] + timed[k] for k in ("seconds", "totals", "applied"))
     changed = sum(not torch.equal(before[n], p.detach().cpu()) for n, p in trained.items())
     result = {
         **dataclasses.asdict(row),
         "batch": row.batch,
-        "step_s": statistics.median(seconds[1:]),
+        "step_s": statistics.median(timed["seconds"]),
         "first_step_s": seconds[0],
+        "warmup_steps": len(warmup["seconds"]),
         **memory.peaks(),
         "trainable_params_m": sum(p.numel() for p in trained.values()) / 1e6,
         "losses": totals,
-        "steps_applied": applied,
+        "steps_applied": sum(applied),
         "tensors_changed": changed,
         "tensors_trained": len(trained),
-        "ok": all(math.isfinite(v) for v in totals) and changed > 0,
+        "ok": all(math.isfinite(v) for v in totals) and all(timed["applied"]) and changed > 0,
     }
     del session, opt, sched, run, batches, before, trained
     return result
+
+
+def timed_steps(session, device: torch.device, n: int, until_applied: bool = False) -> dict[str, list]:
+    """Run ``n`` training steps (with ``until_applied``: stop after the first one the optimiser applied,
+    i.e. once fp16's GradScaler has lowered its scale below overflow); seconds, totals, applied flags."""
+    out: dict[str, list] = {"seconds": [], "totals": [], "applied": []}
+    for _ in range(n):
+        _sync(device)
+        t0 = time.perf_counter()
+        values, _, ok = session.train_step()
+        _sync(device)
+        session.state.step += 1
+        out["seconds"].append(time.perf_counter() - t0)
+        out["totals"].append(values.get("total", math.nan))
+        out["applied"].append(bool(ok))
+        if until_applied and ok:
+            break
+    return out
 
 
 def _sync(device: torch.device) -> None:
@@ -315,7 +329,8 @@ def markdown(report: dict) -> str:
         f"Command: `{report['command']}`  ",
         f"torch {report['torch']}, {report['date']}; teacher {report['shapes']['teacher']}, small student "
         f"{report['shapes']['small']} (d_model, encoder layers, decoder layers, heads, FFN), "
-        f"vocabulary {VOCAB}, random weights; median of {report['steps']} steps after one warm-up step.",
+        f"vocabulary {VOCAB}, random weights; median of {report['steps']} steps after the warm-up (untimed "
+        "steps up to the first one applied: fp16's GradScaler skips overflowing ones).",
         "",
         f"| row | teacher | precision | grad ckpt | batch | training | teacher device | student | step s | "
         f"{mem_head} | trainable M | checks |",
@@ -334,7 +349,7 @@ def markdown(report: dict) -> str:
             f"| {r['name']} | {r['teacher']} | {precision} | {'on' if r['checkpointing'] else 'off'} | "
             f"{r['batch']} | {r['training']} | {r['teacher_device']} | {r['student']} | {r['step_s']:.3f} | "
             f"{mem} | {r['trainable_params_m']:.2f} | {check} ({r['tensors_changed']}/{r['tensors_trained']} "
-            f"tensors moved, {r['steps_applied']}/{report['steps'] + 1} steps applied) |"
+            f"tensors moved, {r['steps_applied']}/{len(r['losses'])} steps applied) |"
         )
     return "\n".join(lines)
 
@@ -356,7 +371,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", choices=sorted(SHAPES), default=None, help="full on CUDA, tiny elsewhere")
     p.add_argument("--device", default=None, help="cuda when present, else cpu")
-    p.add_argument("--steps", type=int, default=3, help="timed steps per row (after one warm-up step)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per row (after the untimed warm-up)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="8 16 32 (full), 2 4 (tiny)")
     p.add_argument("--only", nargs="+", default=None, help="row names to run (default: all)")
     p.add_argument("--work", default="runs/bench-gpu-step")
