@@ -23,6 +23,7 @@ from pathlib import Path
 
 from geodistill.data import BadSamples, Utterance
 from geodistill.data.audio import HF_PREFIX
+from geodistill.errors import GeodistillError
 
 PART_UTTERANCES = 256  # default utterances a part (rounded down to a multiple of the batch size, >= 1 batch)
 
@@ -104,7 +105,7 @@ def _gather_parts(parts: Path, utts, settings: dict) -> tuple[list[dict], list[d
     for p in range(math.ceil(len(utts) / size)):
         lines = _read_part(_part_path(parts, p), [u.id for u in utts[p * size : (p + 1) * size]], settings)
         if lines is None:
-            raise RuntimeError(
+            raise GeodistillError(
                 f"{_part_path(parts, p)}: part missing or incomplete after every rank finished"
             )
         rows += lines[1:]
