@@ -383,6 +383,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     a.batch_sizes = a.batch_sizes or ([8, 16, 32] if a.size == "full" else [2, 4])
     if a.steps < 1 or min(a.batch_sizes) < 1:
         p.error("--steps and --batch-sizes must be >= 1")
+    unknown = set(a.only or ()) - {r.name for r in rows(a.batch_sizes)}
+    if unknown:
+        p.error(f"--only: no row named {sorted(unknown)} (rows: {[r.name for r in rows(a.batch_sizes)]})")
     return a
 
 
