@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU wheel keeps CI fast; GPU users install a CUDA build of torch first (see README).
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ demo: install
 
 test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+# For whoever has a CUDA GPU: every GPU test, then the step benchmark at full size (large-v2-shaped teacher,
+# random weights) written to docs/benchmarks.md and runs/bench-gpu-step/result.json.
+gpu-check: install
+	$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: torch sees no CUDA GPU (install a CUDA build of torch, see README)')"
+	$(PY) -m pytest -q -m gpu
+	$(PY) benchmarks/gpu_step.py --size full --device cuda --write docs/benchmarks.md
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts

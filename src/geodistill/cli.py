@@ -179,6 +179,8 @@ def _data_pseudo_label(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         device=a.device,
         language=a.language,
+        max_new_tokens=a.max_new_tokens,
+        part_size=a.part_size,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -208,6 +210,7 @@ def _cache(a: argparse.Namespace) -> int:
     )
     build = BuildOptions(
         batch_size=a.batch_size,
+        shard_size=a.shard_size,
         device=a.device,
         language=a.language,
         normalise_text=a.normalise_text,
@@ -316,6 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=POSITIVE_INT, default=8)
     q.add_argument("--device", default="auto")
     q.add_argument("--language", default=None)
+    q.add_argument(
+        "--max-new-tokens", type=POSITIVE_INT, default=None, help="cap on each transcript's tokens"
+    )
+    q.add_argument(
+        "--part-size",
+        type=POSITIVE_INT,
+        default=256,
+        help="utterances a resumable part (<out>.parts/); parts are split over torchrun ranks",
+    )
     q.set_defaults(fn=_data_pseudo_label)
 
     q = sub.add_parser("train", help="distil a teacher into a student (resumes from RUN_DIR/checkpoint.pt)")
@@ -330,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--top-k", type=POSITIVE_INT, default=64)
     q.add_argument("--full-logits", action="store_true", help="store the full-vocabulary logits too")
     q.add_argument("--batch-size", type=POSITIVE_INT, default=8)
+    q.add_argument(
+        "--shard-size",
+        type=POSITIVE_INT,
+        default=64,
+        help="utterances a shard; shards are split over torchrun ranks",
+    )
     q.add_argument("--device", default="auto")
     q.add_argument("--language", default=None)
     q.add_argument(

@@ -79,3 +79,31 @@ def test_empty_teacher_transcripts_are_not_written(teacher, tmp_path, monkeypatc
     )
     assert summary["n_written"] == 2 and summary["n_dropped"] == 1
     assert [w["id"] for w in read_jsonl(tmp_path / "p.jsonl")] == ["clip0", "clip2"]
+
+
+def test_an_interrupted_run_resumes_keeping_finished_parts(teacher, tmp_path, monkeypatch):
+    import geodistill.evaluate.run as run
+
+    manifest = write_manifest(tmp_path, write_clips(tmp_path, 5))
+    args = {"batch_size": 1, "max_new_tokens": 3, "part_size": 2}
+    clean = pseudo_label(teacher, str(manifest), tmp_path / "clean.jsonl", **args)
+    real, calls, armed = run.generate_ids, [], [True]
+
+    def crash_in_second_part(*args, **kwargs):  # parts of 2 clips, batches of 1: call 3 is part 1
+        calls.append(1)
+        if armed[0] and len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run, "generate_ids", crash_in_second_part)
+    out = tmp_path / "resumed.jsonl"
+    with pytest.raises(RuntimeError, match="simulated"):
+        pseudo_label(teacher, str(manifest), out, **args)
+    parts = tmp_path / "resumed.jsonl.parts"
+    assert [p.name for p in sorted(parts.iterdir())] == ["part-00000.jsonl"] and not out.exists()
+    calls.clear()
+    armed[0] = False
+    summary = pseudo_label(teacher, str(manifest), out, **args)
+    assert len(calls) == 3  # clips 2, 3 and 4: part 0 was kept
+    assert not parts.exists() and summary == clean
+    assert read_jsonl(out) == read_jsonl(tmp_path / "clean.jsonl")

@@ -8,6 +8,7 @@ the run folder. Without a launcher (WORLD_SIZE unset or 1) every function here i
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -30,15 +31,16 @@ class World:
         return self.size > 1
 
 
-def init_world(device: str) -> World:
-    """Join the process group the launcher describes (nccl on CUDA, gloo on CPU)."""
+def init_world(device: str, timeout: datetime.timedelta | None = None) -> World:
+    """Join the process group the launcher describes (nccl on CUDA, gloo on CPU); ``timeout``: of each
+    collective (torch's default when None; only the first call, which creates the group, sets it)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
     if use_cuda:
         torch.cuda.set_device(world.local_rank)
     return world

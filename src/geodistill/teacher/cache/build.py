@@ -16,6 +16,7 @@ from safetensors import safe_open
 from geodistill.errors import DataError, GeodistillError
 from geodistill.losses.hidden import align_frames
 from geodistill.losses.kd import IGNORE_INDEX
+from geodistill.parallel import all_done, owned_parts, part_written, teacher_world
 from geodistill.teacher.cache.fingerprint import (
     data_fingerprint,
     data_spec_name,
@@ -187,19 +188,19 @@ def _shard_batches(dataset, ids: list[str], indices: range, batch_size: int):
 
 
 def _fill_shards(
-    out: Path, model, dataset, collate, ids: list[str], build: BuildOptions, opts: CacheOptions
+    out: Path, model, dataset, collate, ids: list[str], build: BuildOptions, opts: CacheOptions, world
 ) -> list[str]:
-    """Compute and write every shard not already on disk; returns the ids of all unusable utterances."""
+    """Compute and write every shard of this rank not already on disk; returns the ids of all unusable
+    utterances of its shards (geodistill.parallel: shard s belongs to rank s % world size)."""
     fields = _field_shapes(opts, model.config)
     shard_size = build.shard_size
     n_shards = math.ceil(len(ids) / shard_size)
     all_skipped: list[str] = []
-    for s in range(n_shards):
+    for s in owned_parts(n_shards, world):
         indices = range(s * shard_size, min((s + 1) * shard_size, len(ids)))
         path = out / shard_name(s)
         if shard_done(path, ids[indices.start : indices.stop]):
-            with safe_open(str(path), framework="pt") as f:
-                all_skipped += json.loads(f.metadata()["skipped"])
+            all_skipped += shards_skipped(out, s + 1, first=s)
             continue
         rows, kept, skipped = [], [], []
         for samples, bad in _shard_batches(dataset, ids, indices, build.batch_size):
@@ -209,9 +210,19 @@ def _fill_shards(
                 rows += teacher_rows(model, batch, opts)
                 kept += list(batch["ids"])
         write_shard(path, kept, rows, skipped, fields)
+        part_written(s // world.size + 1, world)
         all_skipped += skipped
         log.info("teacher cache: shard %d/%d written (%d utterances)", s + 1, n_shards, len(kept))
     return all_skipped
+
+
+def shards_skipped(out: Path, stop: int, first: int = 0) -> list[str]:
+    """The ids of the unusable utterances recorded in shards first..stop-1, in shard order."""
+    skipped: list[str] = []
+    for s in range(first, stop):
+        with safe_open(str(out / shard_name(s)), framework="pt") as f:
+            skipped += json.loads(f.metadata()["skipped"])
+    return skipped
 
 
 def _refuse_foreign(out: Path) -> None:
@@ -248,12 +259,19 @@ def build_cache(
     out = Path(out)
     _refuse_foreign(out)
     opts, build = (options or CacheOptions()).normalised(), build or BuildOptions()
+    world = teacher_world(build.device)
+    all_done(world)  # every rank has looked at the folder before rank 0 writes into it
     if opts.dtype not in STORAGE_DTYPES:
         raise GeodistillError(f"dtype: must be one of {tuple(STORAGE_DTYPES)}, got {opts.dtype!r}")
     model, processor = _load_teacher(teacher, build.device)
     _check_options(opts, build, model.config.vocab_size, model.config.decoder_layers)
     bad = BadSamples(out / "bad_samples.jsonl")
-    utts = load_spec(data, bad=bad, min_duration=build.min_duration, max_duration=build.max_duration)
+    utts = load_spec(
+        data,
+        bad=bad if world.is_main else None,
+        min_duration=build.min_duration,
+        max_duration=build.max_duration,
+    )
     if not utts:
         raise DataError(f"{data}: no usable utterances to cache ({bad.count} skipped, see {bad.path})")
     prompt = prompt_ids(processor, model, language=build.language)
@@ -265,21 +283,27 @@ def build_cache(
             return out
         log.info("teacher cache %s: resuming an interrupted build", out)
         header = old
-    else:
+    elif world.is_main:
         _write_json(out / INDEX, header)
         processor.save_pretrained(str(out / "processor"))
+    all_done(world)
     dataset = SpeechDataset(utts, processor, bad=bad, normalise_text=build.normalise_text)
     collate = WhisperCollator(prompt, processor.tokenizer.pad_token_id)
-    skipped = _fill_shards(out, model, dataset, collate, header["ids"], build, opts)
-    done = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    _write_json(
-        out / INDEX,
-        {
-            **header,
-            "status": "complete",
-            "n_shards": math.ceil(len(utts) / build.shard_size),
-            "skipped": skipped,
-            "completed": done,
-        },
-    )
+    skipped = _fill_shards(out, model, dataset, collate, header["ids"], build, opts, world)
+    if world.active:  # rank 0 writes the index once every rank's shards are on disk
+        all_done(world)
+        skipped = shards_skipped(out, math.ceil(len(utts) / build.shard_size))
+    if world.is_main:
+        done = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        _write_json(
+            out / INDEX,
+            {
+                **header,
+                "status": "complete",
+                "n_shards": math.ceil(len(utts) / build.shard_size),
+                "skipped": skipped,
+                "completed": done,
+            },
+        )
+    all_done(world)
     return out
