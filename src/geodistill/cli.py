@@ -389,6 +389,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except OSError as exc:  # a write the disk or the file system refused (full, read-only, a file in the way)
+        from geodistill.outdir import ENVIRONMENT_ERRNOS, reason
+
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc.filename or '(unnamed file)'}: {reason(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
