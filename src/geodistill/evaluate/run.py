@@ -4,7 +4,7 @@ Writes, when ``out`` is given:
 - ``eval.json``: every number plus what produced it (model, device, threads, batch, beam, versions, date);
 - ``eval.md``: the headline numbers as a small table;
 - ``utterances.jsonl``: one row per decoded utterance (reference, hypothesis, error counts, WER);
-- ``bad_samples.jsonl``: the utterances this run skipped, with the reason (BadSamples; started afresh each run).
+- ``bad_samples.jsonl``: the utterances this run skipped, with the reason (started afresh each run).
 
 Compute time covers ``model.generate`` only (encoder + KV-cached decoding, device-synchronised). Audio
 decoding/resampling and log-Mel extraction are timed separately (``feature_seconds``) and are not in the

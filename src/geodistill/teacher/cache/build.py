@@ -4,6 +4,7 @@ resumes."""
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import math
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from tqdm.auto import tqdm
 
 from geodistill.errors import DataError, GeodistillError
 from geodistill.losses.hidden import align_frames
 from geodistill.losses.kd import IGNORE_INDEX
+from geodistill.runlock import HOLDER, LOCK, hold
 from geodistill.teacher.cache.fingerprint import (
     data_fingerprint,
     data_spec_name,
@@ -35,10 +38,10 @@ from geodistill.teacher.cache.format import (
     cross_kv_names,
     lse_name,
     read_index,
-    shard_done,
     shard_name,
     write_shard,
 )
+from geodistill.teacher.cache.verify import damaged_parts, processor_ok, save_processor, shard_problem
 from geodistill.teacher.outputs import forward_states
 from geodistill.versions import package_versions
 
@@ -194,10 +197,19 @@ def _fill_shards(
     shard_size = build.shard_size
     n_shards = math.ceil(len(ids) / shard_size)
     all_skipped: list[str] = []
-    for s in range(n_shards):
+    problems = [
+        shard_problem(out / shard_name(s), ids[s * shard_size : (s + 1) * shard_size], fields)
+        for s in range(n_shards)
+    ]
+    for s, problem in enumerate(problems):
+        if problem not in (None, "missing"):
+            log.warning("teacher cache: %s %s; recomputing it", out / shard_name(s), problem)
+    if any(p is None for p in problems):
+        log.info("teacher cache %s: resuming: %d of %d shards done", out, problems.count(None), n_shards)
+    for s in tqdm(range(n_shards), desc="teacher cache", unit="shard", disable=None):
         indices = range(s * shard_size, min((s + 1) * shard_size, len(ids)))
         path = out / shard_name(s)
-        if shard_done(path, ids[indices.start : indices.stop]):
+        if problems[s] is None:
             with safe_open(str(path), framework="pt") as f:
                 all_skipped += json.loads(f.metadata()["skipped"])
             continue
@@ -217,7 +229,7 @@ def _fill_shards(
 def _refuse_foreign(out: Path) -> None:
     """A folder that has files but no index.json is not a cache: never write shards into it."""
     if out.is_dir() and not (out / INDEX).is_file():
-        strangers = [p.name for p in out.iterdir() if p.name != "bad_samples.jsonl"]
+        strangers = [p.name for p in out.iterdir() if p.name not in ("bad_samples.jsonl", LOCK, HOLDER)]
         if strangers:
             raise GeodistillError(
                 f"{out}: folder is not empty and not a teacher cache (no {INDEX}); "
@@ -225,6 +237,18 @@ def _refuse_foreign(out: Path) -> None:
             )
 
 
+def _one_writer(fn):
+    """Hold the cache folder (``runlock.hold``) while ``fn(teacher, data, out, ...)`` builds into it."""
+
+    @functools.wraps(fn)
+    def held(teacher, data, out, *args, **kwargs):
+        with hold(out, "geodistill cache") as folder:
+            return fn(teacher, data, folder, *args, **kwargs)
+
+    return held
+
+
+@_one_writer
 def build_cache(
     teacher, data, out, options: CacheOptions | None = None, build: BuildOptions | None = None
 ) -> Path:
@@ -262,12 +286,16 @@ def build_cache(
     if old is not None:
         check_fields(old, {k: header[k] for k in CONTENT_KEYS}, out)
         if old["status"] == "complete":
-            return out
-        log.info("teacher cache %s: resuming an interrupted build", out)
+            damaged = damaged_parts(out, old, _field_shapes(opts, model.config))
+            if not damaged:
+                return out
+            log.warning("teacher cache %s: damaged, rebuilding: %s", out, "; ".join(damaged))
+            _write_json(out / INDEX, {**old, "status": "building"})
         header = old
-    else:
+    else:  # "building": claims the folder for these settings, so a resume checks them
         _write_json(out / INDEX, header)
-        processor.save_pretrained(str(out / "processor"))
+    if not processor_ok(out):  # also after a kill that left it empty; the complete index comes last
+        save_processor(processor, out)
     dataset = SpeechDataset(utts, processor, bad=bad, normalise_text=build.normalise_text)
     collate = WhisperCollator(prompt, processor.tokenizer.pad_token_id)
     skipped = _fill_shards(out, model, dataset, collate, header["ids"], build, opts)
