@@ -199,6 +199,7 @@ def _cache(a: argparse.Namespace) -> int:
     )
     build = BuildOptions(
         batch_size=a.batch_size,
+        shard_size=a.shard_size,
         device=a.device,
         language=a.language,
         normalise_text=a.normalise_text,
@@ -307,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--top-k", type=POSITIVE_INT, default=64)
     q.add_argument("--full-logits", action="store_true", help="store the full-vocabulary logits too")
     q.add_argument("--batch-size", type=POSITIVE_INT, default=8)
+    q.add_argument("--shard-size", type=POSITIVE_INT, default=64, help="utterances per shard file")
     q.add_argument("--device", default="auto")
     q.add_argument("--language", default=None)
     q.add_argument(
@@ -359,7 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _console_log() -> None:
     """Progress messages of the ``geodistill`` loggers on stderr (the library itself attaches nothing)."""
     logger = logging.getLogger("geodistill")
-    if not any(getattr(h, "geodistill_console", False) for h in logger.handlers):
+    for h in logger.handlers:  # main() called again in one process: write to today's stderr
+        if getattr(h, "geodistill_console", False):
+            h.stream = sys.stderr  # (not setStream: it flushes the old one, which may be closed)
+            break
+    else:
         handler = logging.StreamHandler()
         handler.geodistill_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

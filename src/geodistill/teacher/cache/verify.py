@@ -19,8 +19,9 @@ from safetensors import SafetensorError, safe_open
 from geodistill.teacher.cache.format import PER_UTTERANCE, shard_name
 
 PROCESSOR = "processor"
-# files without which the processor folder does not load (feature extractor, tokenizer)
-PROCESSOR_FILES = ("preprocessor_config.json", "tokenizer_config.json")
+# files without which the processor folder does not load: the feature extractor's settings (transformers 5
+# writes them into processor_config.json, earlier versions into preprocessor_config.json) and the tokenizer's
+PROCESSOR_FILES = (("processor_config.json", "preprocessor_config.json"), ("tokenizer_config.json",))
 SAFETENSORS_DTYPES = {
     torch.float16: "F16",
     torch.bfloat16: "BF16",
@@ -33,7 +34,11 @@ SAFETENSORS_DTYPES = {
 def processor_ok(out: Path) -> bool:
     """True when ``out/processor`` holds the files a processor needs to load, none of them empty."""
     folder = out / PROCESSOR
-    return all((folder / f).is_file() and (folder / f).stat().st_size > 0 for f in PROCESSOR_FILES)
+
+    def present(name: str) -> bool:
+        return (folder / name).is_file() and (folder / name).stat().st_size > 0
+
+    return all(any(present(name) for name in choices) for choices in PROCESSOR_FILES)
 
 
 def save_processor(processor, out: Path) -> None:
