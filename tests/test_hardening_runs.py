@@ -197,8 +197,6 @@ def _cache(capsys, teacher: Path, data: Path, out: Path, *extra: str) -> tuple[i
         out,
         "--device",
         "cpu",
-        "--limit",
-        "1",
         *extra,
     )
     return rc, err
@@ -211,7 +209,8 @@ def test_an_empty_processor_folder_is_rebuilt_not_trusted(
     """The kill window of the old order (index written, processor/ not yet): the rerun must repair it,
     whether the index still says "building" or a rerun already marked it complete."""
     out = tmp_path / "cache"
-    assert _cache(capsys, tiny_teacher_dir, tiny_data[1], out)[0] == 0
+    rc, err = _cache(capsys, tiny_teacher_dir, tiny_data[1], out)
+    assert rc == 0, err
     for f in (out / "processor").iterdir():
         f.unlink()
     index = read_index(out)
@@ -345,6 +344,8 @@ def test_rerunning_evaluate_keeps_bad_samples_in_step_with_eval_json(
             out,
             "--device",
             "cpu",
+            "--limit",
+            "1",
         )
         assert rc == 0, err
     result = json.loads((out / "eval.json").read_text())
