@@ -108,6 +108,38 @@ def test_disk_full_saving_a_student_removes_its_temp_folder(make_config, monkeyp
     assert (run_dir / "adapter_final" / "geodistill.json").is_file()
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 512 KiB tmpfs (skipped where mounting is not allowed: not root, no CAP_SYS_ADMIN)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip() or done.returncode}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_real_full_disk_keeps_the_checkpoint_and_names_the_path(
+    small_disk, capsys, tiny_teacher_dir, tiny_data
+):
+    from geodistill.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = small_disk / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1, "w": torch.ones(1000)})
+    with pytest.raises(OSError, match=r"\(no space left on device\); the previous checkpoint is intact"):
+        save_checkpoint(path, {"step": 2, "w": torch.zeros(1_000_000)})  # 4 MB on a 512 KiB disk
+    assert load_checkpoint(path)["step"] == 1 and sorted(p.name for p in small_disk.iterdir()) == [path.name]
+    rc, err = _cache(
+        capsys, tiny_teacher_dir, tiny_data[0], small_disk / "cache"
+    )  # the tokenizer alone: 2 MB
+    assert_last_line_error(rc, err, str(small_disk / "cache"), "no space left on device")
+
+
 def test_output_paths_through_a_file_are_one_line_errors(make_config, tiny_teacher_dir, tiny_data, capsys):
     afile = make_config("x").parent / "afile"
     afile.write_text("mine")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from geodistill.errors import GeodistillError
+from geodistill.errors import StorageError
 
 # errno values that are about the place written to, not a bug: reported as one line naming the path.
 ENVIRONMENT_ERRNOS = frozenset(
@@ -27,8 +27,12 @@ ENVIRONMENT_ERRNOS = frozenset(
 def reason(exc: BaseException) -> str:
     """The cause of a failed write in a few words ("no space left on device", "not a directory", ...).
 
-    Knows OSError (by errno) and safetensors' SafetensorError, which reports an OS error only in its text.
+    Knows OSError (by errno) and safetensors' SafetensorError, which reports an OS error only in its text;
+    an error raised while handling an OSError (torch.save's RuntimeError on a full disk) gives that one's.
     """
+    inner = exc.__cause__ or exc.__context__
+    if not isinstance(exc, OSError) and isinstance(inner, OSError):
+        return reason(inner)
     code = getattr(exc, "errno", None)
     text = str(exc)
     if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "StorageFull" in text:
@@ -41,16 +45,16 @@ def reason(exc: BaseException) -> str:
 def output_dir(path: str | Path, what: str) -> Path:
     """Create the output folder ``path`` (and its parents) if needed; returns it as a Path.
 
-    A path that is (or runs through) a file, or that cannot be created, is a one-line GeodistillError
+    A path that is (or runs through) a file, or that cannot be created, is a one-line StorageError
     naming the path, the command (``what``) and the reason.
     """
     path = Path(path)
     blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         where = "is a file" if blocker == path else f"cannot be created: {blocker} is a file"
-        raise GeodistillError(f"{path}: {what} output folder {where}; choose a folder path")
+        raise StorageError(f"{path}: {what} output folder {where}; choose a folder path")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise GeodistillError(f"{path}: cannot create the {what} output folder ({reason(exc)})") from None
+        raise StorageError(f"{path}: cannot create the {what} output folder ({reason(exc)})") from None
     return path

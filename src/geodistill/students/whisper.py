@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from transformers import WhisperForConditionalGeneration
 
 from geodistill.config import Config
 from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutputs
-from geodistill.errors import GeodistillError
+from geodistill.errors import StorageError
 from geodistill.models import load_whisper
 from geodistill.models.forward import forward_states
 from geodistill.models.lora import add_lora, parameter_counts
@@ -99,10 +98,10 @@ class WhisperStudent:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             self._write(tmp, extra)
-        except (OSError, SafetensorError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers report a full disk as their own
             shutil.rmtree(tmp, ignore_errors=True)
             kept = "the previous one is intact" if out.exists() else "nothing was saved"
-            raise GeodistillError(f"{out}: cannot save the student ({reason(exc)}); {kept}") from None
+            raise StorageError(f"{out}: cannot save the student ({reason(exc)}); {kept}") from exc
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if out.exists():

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geodistill.errors import GeodistillError
+from geodistill.errors import GeodistillError, StorageError
 from geodistill.outdir import reason
 
 CHECKPOINT = "checkpoint.pt"
@@ -78,7 +78,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
         tmp.unlink(missing_ok=True)
         kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint was written"
-        raise GeodistillError(f"{path}: cannot write the checkpoint ({reason(exc)}); {kept}") from None
+        raise StorageError(f"{path}: cannot write the checkpoint ({reason(exc)}); {kept}") from None
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

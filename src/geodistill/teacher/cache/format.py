@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from geodistill.errors import GeodistillError
+from geodistill.errors import GeodistillError, StorageError
 from geodistill.outdir import reason
 from geodistill.teacher.cache.fingerprint import data_spec_name, spec_name
 
@@ -182,7 +182,7 @@ def write_shard(path: Path, ids: list[str], rows: list[dict], skipped: list[str]
         os.replace(tmp, path)
     except (OSError, SafetensorError) as exc:  # e.g. disk full: no half-written temp left behind
         tmp.unlink(missing_ok=True)
-        raise GeodistillError(f"{path}: cannot write the shard ({reason(exc)})") from None
+        raise StorageError(f"{path}: cannot write the shard ({reason(exc)})") from None
 
 
 def shard_done(path: Path, ids: list[str]) -> bool:

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from geodistill.errors import StorageError
+from geodistill.outdir import reason
 from geodistill.teacher.cache.format import PER_UTTERANCE, shard_name
 
 PROCESSOR = "processor"
@@ -45,7 +47,11 @@ def save_processor(processor, out: Path) -> None:
     """Write ``out/processor`` whole: into a temp folder, then renamed over any damaged one."""
     tmp, final = out / f".{PROCESSOR}.tmp", out / PROCESSOR
     shutil.rmtree(tmp, ignore_errors=True)
-    processor.save_pretrained(str(tmp))
+    try:
+        processor.save_pretrained(str(tmp))
+    except Exception as exc:  # noqa: BLE001 - the tokenizers library raises a bare Exception on a full disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StorageError(f"{final}: cannot write the processor ({reason(exc)})") from exc
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
 
