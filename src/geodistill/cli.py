@@ -401,7 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _console_log() -> None:
     """Progress messages of the ``geodistill`` loggers on stderr (the library itself attaches nothing)."""
     logger = logging.getLogger("geodistill")
-    if not any(getattr(h, "geodistill_console", False) for h in logger.handlers):
+    for h in logger.handlers:  # main() called again in one process: write to today's stderr
+        if getattr(h, "geodistill_console", False):
+            h.stream = sys.stderr  # (not setStream: it flushes the old one, which may be closed)
+            break
+    else:
         handler = logging.StreamHandler()
         handler.geodistill_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
@@ -430,6 +434,15 @@ def main(argv: list[str] | None = None) -> int:
             f"error: {top} is not installed: pip install 'geodistill[{EXTRAS.get(top, 'all')}]'",
             file=sys.stderr,
         )
+        return 2
+    except OSError as exc:  # a write the disk or the file system refused (full, read-only, a file in the way)
+        from geodistill.outdir import ENVIRONMENT_ERRNOS, reason
+
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc.filename or '(unnamed file)'}: {reason(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -11,3 +11,8 @@ class ModelLoadError(GeodistillError):
 
 class DataError(GeodistillError):
     """A data spec or a sample is unusable (raised in --strict mode, or when nothing usable remains)."""
+
+
+class StorageError(GeodistillError, OSError):
+    """A write the disk or file system refused (full, read-only, a file in the way): still an OSError to
+    code that catches those, and a one-line user error naming the path and the reason to the CLI."""

@@ -4,7 +4,7 @@ Writes, when ``out`` is given:
 - ``eval.json``: every number plus what produced it (model, device, threads, batch, beam, versions, date);
 - ``eval.md``: the headline numbers as a small table;
 - ``utterances.jsonl``: one row per decoded utterance (reference, hypothesis, error counts, WER);
-- ``bad_samples.jsonl``: the utterances skipped, with the reason (written by the data layer's BadSamples).
+- ``bad_samples.jsonl``: the utterances this run skipped, with the reason (started afresh each run).
 
 Compute time covers ``model.generate`` only (encoder + KV-cached decoding, device-synchronised). Audio
 decoding/resampling and log-Mel extraction are timed separately (``feature_seconds``) and are not in the
@@ -41,6 +41,7 @@ from geodistill.evaluate.transcribe import (
 )
 from geodistill.evaluate.wer import wer_scores
 from geodistill.models.context import AudioContext, check_override, get_audio_context, resolve_audio_context
+from geodistill.outdir import output_dir
 from geodistill.versions import package_versions
 
 TIMING = (
@@ -199,9 +200,9 @@ def evaluate(
     Raises DataError when no utterance is usable (or at the first bad one with ``strict``).
     """
     check_override(audio_context, context_margin)
-    out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(out, "evaluate") if out is not None else None
+    if out_dir is not None:  # this run's skips only, as eval.json counts them (not a rerun's doubled list)
+        (out_dir / "bad_samples.jsonl").unlink(missing_ok=True)
     bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
     loaded, processor, dev = load_model(model, device)
     utts = load_utterances(data, bad, limit)

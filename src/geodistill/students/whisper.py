@@ -25,13 +25,14 @@ from transformers import WhisperForConditionalGeneration
 from geodistill.config import Config
 from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutputs
 from geodistill.data.audio import SAMPLE_RATE
-from geodistill.errors import GeodistillError
+from geodistill.errors import GeodistillError, StorageError
 from geodistill.models import load_whisper
 from geodistill.models.context import AudioContext, clip_frames, encode, jittered_frames, set_audio_context
 from geodistill.models.forward import forward_states
 from geodistill.models.lora import add_lora, parameter_counts
 from geodistill.models.projector import RiemannianProjector
 from geodistill.models.student import check_same_tokenizer, copy_layers, freeze, spaced_layers
+from geodistill.outdir import reason
 
 log = logging.getLogger("geodistill")
 
@@ -114,11 +115,27 @@ class WhisperStudent:
     def save(self, out: Path, extra: dict | None = None) -> None:
         """Save as a plain HF Whisper (adapters merged) + processor + projector + peft adapter.
 
-        Written into a temp folder and swapped in, so a crash never leaves a half-written student.
+        Written into a temp folder and swapped in, so a crash never leaves a half-written student; a failed
+        write (disk full) removes the temp folder and is a one-line error that leaves ``out`` as it was.
         """
         out = Path(out)
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self._write(tmp, extra)
+        except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers report a full disk as their own
+            shutil.rmtree(tmp, ignore_errors=True)
+            kept = "the previous one is intact" if out.exists() else "nothing was saved"
+            raise StorageError(f"{out}: cannot save the student ({reason(exc)}); {kept}") from exc
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _write(self, tmp: Path, extra: dict | None) -> None:
+        """Every file of ``save`` into the new folder ``tmp``."""
         tmp.mkdir(parents=True)
         model = self.model
         if hasattr(model, "merge_and_unload"):  # peft: keep the adapter alone too, then merge a copy
@@ -133,12 +150,6 @@ class WhisperStudent:
             )
         record = {"teacher": self.teacher_name, **(extra or {})}
         (tmp / "geodistill.json").write_text(json.dumps(record, indent=2))
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def base_student(

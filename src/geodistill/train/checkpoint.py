@@ -1,7 +1,8 @@
 """Checkpoints that survive a crash mid-write and resume a run exactly.
 
 ``save_checkpoint`` writes to a temp file in the same folder, fsyncs it, then renames it over
-``checkpoint.pt`` (atomic on POSIX): a kill at any moment leaves either the old or the new file.
+``checkpoint.pt`` (atomic on POSIX): a kill at any moment leaves either the old or the new file, and a
+failed write (disk full) removes the temp file and is a one-line error that leaves the old file as it was.
 Everything stored is tensors and plain Python values, so ``torch.load(..., weights_only=True)`` reads it.
 """
 
@@ -15,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from geodistill.errors import GeodistillError
+from geodistill.errors import GeodistillError, StorageError
+from geodistill.outdir import reason
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -67,11 +69,16 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Atomically write ``state`` to ``path`` (temp file + fsync + rename, then fsync the folder)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        tmp.unlink(missing_ok=True)
+        kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint was written"
+        raise StorageError(f"{path}: cannot write the checkpoint ({reason(exc)}); {kept}") from None
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

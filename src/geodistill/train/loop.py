@@ -26,6 +26,8 @@ from geodistill.contracts import Batch, TeacherProvider
 from geodistill.errors import GeodistillError
 from geodistill.losses import DistillationLoss
 from geodistill.losses.kd import valid_mask
+from geodistill.outdir import output_dir
+from geodistill.runlock import hold
 from geodistill.train.batches import BatchStream
 from geodistill.train.checkpoint import (
     CHECKPOINT,
@@ -253,9 +255,14 @@ def train(
 ) -> TrainResult:
     """Distil ``cfg.teacher`` into the configured student; a rerun resumes from ``run_dir/checkpoint.pt``."""
     world = init_world(cfg.train.device)  # a no-op unless launched by torchrun / accelerate
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with run_log(run_dir) if world.is_main else contextlib.nullcontext():
+    try:
+        run_dir = output_dir(cfg.run_dir, "run_dir")
+        # One run per folder: rank 0 holds it (a second `geodistill train` on it is refused up front).
+        held = hold(run_dir, "geodistill train") if world.is_main else contextlib.nullcontext()
+    except GeodistillError:
+        close(world)
+        raise
+    with held, run_log(run_dir) if world.is_main else contextlib.nullcontext():
         return _train(cfg, world, on_eval, teacher_provider, teacher_model)
 
 
@@ -289,9 +296,15 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
     purge = session.state.step if ckpt is not None else None
     session.writer = open_writer(run_dir / "tb", purge_step=purge, enabled=world.is_main)
     try:  # a pruned tuning trial raises out of on_eval: still close the event file and the process group
-        return _loop(session, on_eval)
-    finally:
+        try:
+            result = _loop(session, on_eval)
+        except BaseException:
+            with contextlib.suppress(OSError):  # a full disk fails the close too: report the first error
+                session.writer.close()
+            raise
         session.writer.close()
+        return result
+    finally:
         close(world)
 
 

@@ -9,6 +9,7 @@ run/
   adapter_final/           final student: HF Whisper (adapters merged), adapter/ (peft), projector
   bad_samples.jsonl        skipped samples with reasons
   train.log
+  .geodistill.lock(.json)  held while a process trains here, with its pid and host (runlock)
 """
 
 from __future__ import annotations

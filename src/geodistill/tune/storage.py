@@ -8,6 +8,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -39,6 +40,26 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         return "<unparsable storage URL>"  # never echo it: it may hold a password
+
+
+def check_url(url: str) -> None:
+    """Raise a one-line GeodistillError saying what is wrong with an unparsable storage URL, never its
+    password: the URL is shown with the password masked, and a port that is not a number is named."""
+    try:
+        make_url(url)
+        return
+    except (ArgumentError, ValueError):
+        pass
+    parts = urlsplit(url)
+    where = parts.netloc.rpartition("@")[2]  # host[:port], no credentials
+    user = parts.username
+    shown = f"{parts.scheme}://{f'{user}:***@' if user else ''}{where}{parts.path}" if parts.scheme else ""
+    port = where.rpartition("]")[2].partition(":")[2]  # after an IPv6 literal's brackets
+    if port and not port.isdigit():
+        raise GeodistillError(f"storage {shown}: port {port!r} is not a number")
+    raise GeodistillError(
+        f"storage {shown or '<not shown>'}: not a database URL; expected dialect[+driver]://user@host[:port]/db"
+    )
 
 
 def _is_sqlite(url: str) -> bool:
@@ -134,6 +155,7 @@ def open_study(
     cfg: Config, url: str, study_name: str, n_trials: int, heartbeat_s: int = HEARTBEAT_S
 ) -> optuna.Study:
     """Create or load (``load_if_exists``) the study on ``url`` with the budget, heartbeat and retry set."""
+    check_url(url)
     label = mask_url(url)
     try:
         with warnings.catch_warnings():  # heartbeat and retry are experimental; we rely on them knowingly

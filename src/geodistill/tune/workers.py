@@ -20,6 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from geodistill.config import Config, ConfigError, from_dict, to_dict
 from geodistill.errors import GeodistillError
+from geodistill.outdir import output_dir
+from geodistill.runlock import hold
 from geodistill.tune.objective import Objective, _sampler_seed
 from geodistill.tune.outputs import _write_atomic, write_outputs
 from geodistill.tune.space import search_space
@@ -194,21 +196,28 @@ def _study_log(study_dir: Path, who: str = "") -> Iterator[None]:
         file.close()
 
 
-def _claim_folder(study_dir: Path, record: dict[str, str]) -> None:
-    """A study folder belongs to one study: refuse to mix trial folders of two studies."""
+def _check_claim(study_dir: Path, record: dict[str, str]) -> bool:
+    """True when the study folder is already ``record``'s; refuses a folder that holds another study."""
     path = study_dir / "study.json"
-    if path.is_file():
-        try:
-            theirs = json.loads(path.read_text())
-        except ValueError:
-            theirs = {}
-        if theirs != record:
-            raise GeodistillError(
-                f"{study_dir}: holds study {theirs.get('study')!r} on {theirs.get('storage')}, "
-                f"not {record['study']!r} on {record['storage']}; use another run_dir"
-            )
-        return
-    _write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+    if not path.is_file():
+        return False
+    try:
+        theirs = json.loads(path.read_text())
+    except ValueError:
+        theirs = {}
+    if theirs != record:
+        raise GeodistillError(
+            f"{study_dir}: holds study {theirs.get('study')!r} on {theirs.get('storage')}, "
+            f"not {record['study']!r} on {record['storage']}; use another run_dir"
+        )
+    return True
+
+
+def _claim_folder(study_dir: Path, record: dict[str, str]) -> None:
+    """A study folder belongs to one study: refuse to mix trial folders of two studies. Call it once the
+    storage has opened, so a mistyped URL never claims the folder for a study that does not exist."""
+    if not _check_claim(study_dir, record):
+        _write_atomic(study_dir / "study.json", (json.dumps(record, indent=2) + "\n").encode())
 
 
 def check_tune_args(
@@ -288,14 +297,16 @@ def tune(
             "pass --storage postgresql://user@host/db"
         )
     search_space(cfg)  # every problem with the space, before any trial
-    study_dir = Path(cfg.run_dir)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    study_dir = output_dir(cfg.run_dir, "tune")
     name = study_name or study_dir.resolve().name
     label = mask_url(url)
-    _claim_folder(study_dir, {"study": name, "storage": label if storage else STORAGE_FILE})
+    record = {"study": name, "storage": label if storage else STORAGE_FILE}
     if not cfg.teacher_cache:
         cfg = dataclasses.replace(cfg, teacher_cache=str((study_dir / "teacher_cache").resolve()))
-    with _study_log(study_dir):
+    with hold(study_dir, "geodistill tune"), _study_log(study_dir):
+        _check_claim(study_dir, record)  # another study's folder: refused before the storage is touched
+        open_study(cfg, url, name, n_trials, heartbeat_s)  # an unreachable server: one error, not W
+        _claim_folder(study_dir, record)
         steps = cfg.tune.steps or cfg.train.max_steps
         _warn_budget(cfg, steps)
         log.info(
@@ -309,7 +320,6 @@ def tune(
         if workers == 1:
             run_worker(cfg, url, name, n_trials, timeout, heartbeat_s, shared=storage is not None)
         else:
-            open_study(cfg, url, name, n_trials, heartbeat_s)  # an unreachable server: one error, not W
             _spawn_workers(cfg, url, name, n_trials, timeout, heartbeat_s, workers)
         summary = write_outputs(optuna.load_study(study_name=name, storage=url), study_dir, label)
         log.info("best: trial %s, WER %s, params %s", summary["trial"], summary["value"], summary["params"])

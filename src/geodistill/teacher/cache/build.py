@@ -4,19 +4,23 @@ resumes."""
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from tqdm.auto import tqdm
 
 from geodistill.errors import DataError, GeodistillError
 from geodistill.losses.hidden import align_frames
 from geodistill.losses.kd import IGNORE_INDEX
 from geodistill.parallel import all_done, owned_parts, part_written, teacher_world
+from geodistill.runlock import HOLDER, LOCK, hold
 from geodistill.teacher.cache.fingerprint import (
     data_fingerprint,
     data_spec_name,
@@ -36,10 +40,10 @@ from geodistill.teacher.cache.format import (
     cross_kv_names,
     lse_name,
     read_index,
-    shard_done,
     shard_name,
     write_shard,
 )
+from geodistill.teacher.cache.verify import damaged_parts, processor_ok, save_processor, shard_problem
 from geodistill.teacher.outputs import forward_states
 from geodistill.versions import package_versions
 
@@ -196,10 +200,21 @@ def _fill_shards(
     shard_size = build.shard_size
     n_shards = math.ceil(len(ids) / shard_size)
     all_skipped: list[str] = []
-    for s in owned_parts(n_shards, world):
+    mine = owned_parts(n_shards, world)
+    problems = {
+        s: shard_problem(out / shard_name(s), ids[s * shard_size : (s + 1) * shard_size], fields)
+        for s in mine
+    }
+    for s, problem in problems.items():
+        if problem not in (None, "missing"):
+            log.warning("teacher cache: %s %s; recomputing it", out / shard_name(s), problem)
+    done = [s for s, p in problems.items() if p is None]
+    if done:
+        log.info("teacher cache %s: resuming: %d of %d shards done", out, len(done), len(problems))
+    for s in tqdm(mine, desc="teacher cache", unit="shard", disable=None):
         indices = range(s * shard_size, min((s + 1) * shard_size, len(ids)))
         path = out / shard_name(s)
-        if shard_done(path, ids[indices.start : indices.stop]):
+        if problems[s] is None:
             all_skipped += shards_skipped(out, s + 1, first=s)
             continue
         rows, kept, skipped = [], [], []
@@ -228,7 +243,7 @@ def shards_skipped(out: Path, stop: int, first: int = 0) -> list[str]:
 def _refuse_foreign(out: Path) -> None:
     """A folder that has files but no index.json is not a cache: never write shards into it."""
     if out.is_dir() and not (out / INDEX).is_file():
-        strangers = [p.name for p in out.iterdir() if p.name != "bad_samples.jsonl"]
+        strangers = [p.name for p in out.iterdir() if p.name not in ("bad_samples.jsonl", LOCK, HOLDER)]
         if strangers:
             raise GeodistillError(
                 f"{out}: folder is not empty and not a teacher cache (no {INDEX}); "
@@ -236,6 +251,21 @@ def _refuse_foreign(out: Path) -> None:
             )
 
 
+def _one_writer(fn):
+    """Hold the cache folder (``runlock.hold``) while ``fn(teacher, data, out, ...)`` builds into it; under
+    torchrun only rank 0 holds it (the ranks of one build share the folder by design)."""
+
+    @functools.wraps(fn)
+    def held(teacher, data, out, *args, **kwargs):
+        if int(os.environ.get("RANK", "0")) != 0:
+            return fn(teacher, data, Path(out), *args, **kwargs)
+        with hold(out, "geodistill cache") as folder:
+            return fn(teacher, data, folder, *args, **kwargs)
+
+    return held
+
+
+@_one_writer
 def build_cache(
     teacher, data, out, options: CacheOptions | None = None, build: BuildOptions | None = None
 ) -> Path:
@@ -280,12 +310,17 @@ def build_cache(
     if old is not None:
         check_fields(old, {k: header[k] for k in CONTENT_KEYS}, out)
         if old["status"] == "complete":
-            return out
-        log.info("teacher cache %s: resuming an interrupted build", out)
+            damaged = damaged_parts(out, old, _field_shapes(opts, model.config))
+            if not damaged:
+                return out
+            log.warning("teacher cache %s: damaged, rebuilding: %s", out, "; ".join(damaged))
+            if world.is_main:
+                _write_json(out / INDEX, {**old, "status": "building"})
         header = old
-    elif world.is_main:
+    elif world.is_main:  # "building": claims the folder for these settings, so a resume checks them
         _write_json(out / INDEX, header)
-        processor.save_pretrained(str(out / "processor"))
+    if world.is_main and not processor_ok(out):  # also after a kill left it empty; "complete" comes last
+        save_processor(processor, out)
     all_done(world)
     dataset = SpeechDataset(utts, processor, bad=bad, normalise_text=build.normalise_text)
     collate = WhisperCollator(prompt, processor.tokenizer.pad_token_id)

@@ -13,7 +13,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from geodistill.errors import GeodistillError
+from geodistill.errors import GeodistillError, StorageError
+from geodistill.outdir import reason
 from geodistill.teacher.cache.fingerprint import data_spec_name, spec_name
 
 log = logging.getLogger("geodistill")
@@ -174,10 +175,14 @@ def write_shard(path: Path, ids: list[str], rows: list[dict], skipped: list[str]
         "skipped": json.dumps(skipped),
     }
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    with open(tmp, "rb") as f:  # on disk before the rename makes the shard count as done
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        with open(tmp, "rb") as f:  # on disk before the rename makes the shard count as done
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:  # e.g. disk full: no half-written temp left behind
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"{path}: cannot write the shard ({reason(exc)})") from None
 
 
 def shard_done(path: Path, ids: list[str]) -> bool:
