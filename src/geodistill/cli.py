@@ -39,6 +39,8 @@ EXTRAS = {
     "matplotlib": "report",
     "sklearn": "report",
     "umap": "report",
+    "ctranslate2": "deploy",
+    "faster_whisper": "deploy",
 }
 
 
@@ -141,6 +143,13 @@ def _evaluate(a: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    return 0
+
+
+def _export(a: argparse.Namespace) -> int:
+    from geodistill.export import export
+
+    print(export(a.source, a.format, a.out, quantization=a.quantization, eval_json=a.eval, license=a.license))
     return 0
 
 
@@ -271,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--strict", action="store_true", help="stop at the first bad sample")
     model_flags(q)
     q.set_defaults(fn=_evaluate)
+
+    q = sub.add_parser("export", help="ship a run's student as a Hugging Face or CTranslate2 model folder")
+    q.add_argument("source", help="run folder (best/ else adapter_final/) or any model spec")
+    q.add_argument("--format", required=True, help="hf (transformers + model card) | ct2 (faster-whisper)")
+    q.add_argument("--out", required=True, help="new (or empty) output folder")
+    q.add_argument(
+        "--quantization", default=None, help="ct2 only: int8 | int8_float32 | float16 | float32 (default)"
+    )
+    q.add_argument("--eval", default=None, help="eval.json the model card quotes (default: the run's own)")
+    q.add_argument("--license", default="mit", help="license in the model card (Whisper's weights: mit)")
+    q.set_defaults(fn=_export)
 
     data = sub.add_parser("data", help="inspect and prepare data").add_subparsers(
         dest="data_command", required=True
