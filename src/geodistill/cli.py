@@ -113,7 +113,13 @@ def _transcribe(a: argparse.Namespace) -> int:
 
     many = len(a.audio) > 1
     for path, text in iter_transcripts(
-        a.model, a.audio, language=a.language, beam_size=a.beam_size, device=a.device, batch_size=a.batch_size
+        a.model,
+        a.audio,
+        language=a.language,
+        beam_size=a.beam_size,
+        device=a.device,
+        batch_size=a.batch_size,
+        engine=a.engine,
     ):
         print(f"{path}\t{text}" if many else text, flush=True)
     return 0
@@ -132,6 +138,7 @@ def _evaluate(a: argparse.Namespace) -> int:
         language=a.language,
         beam_size=a.beam_size,
         strict=a.strict,
+        engine=a.engine,
     )
     print(
         json.dumps(
@@ -263,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
         q.add_argument("--language", default=None, help="e.g. en (multilingual models)")
         q.add_argument("--beam-size", type=POSITIVE_INT, default=1)
+        q.add_argument(
+            "--engine", default="hf", help="hf (transformers) | ct2 (CTranslate2, CPU int8; converted once)"
+        )
 
     q = sub.add_parser("transcribe", help="transcribe audio files with any model spec")
     q.add_argument("model", help="embedded name (tiny.en, base), HF id/dir, CTranslate2 dir, or run folder")

@@ -131,6 +131,10 @@ def convert_to_ct2(hf_dir: Path, out: Path, quantization: str = "float32") -> Pa
     copy = [f for f in CT2_COPY_FILES if (hf_dir / f).is_file()]
     converter = converters.TransformersConverter(str(hf_dir), copy_files=copy, low_cpu_mem_usage=True)
     converter.convert(str(out), quantization=quantization, force=True)
+    if not (out / "preprocessor_config.json").is_file():  # transformers 5 folders hold processor_config.json
+        from transformers import WhisperProcessor
+
+        WhisperProcessor.from_pretrained(hf_dir, local_files_only=True).feature_extractor.save_pretrained(out)
     return out
 
 

@@ -25,6 +25,7 @@ import torch
 
 from geodistill.data import BadSamples, Utterance, load_audio, load_spec
 from geodistill.errors import DataError
+from geodistill.evaluate.engines import engine_fields
 from geodistill.evaluate.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
 from geodistill.evaluate.transcribe import (
     CHUNK_SECONDS,
@@ -168,6 +169,7 @@ def evaluate(
     beam_size: int = 1,
     strict: bool = False,
     max_new_tokens: int | None = None,
+    engine: str = "hf",
 ) -> dict:
     """Score ``model`` (a spec or a loaded (model, processor)) on ``data`` (a spec or a list of Utterance).
 
@@ -178,7 +180,7 @@ def evaluate(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
-    loaded, processor, dev = load_model(model, device)
+    loaded, processor, dev = load_model(model, device, engine)
     utts = load_utterances(data, bad, limit)
     meter = MemoryMeter(torch.device(dev))
     meter.start()
@@ -202,6 +204,7 @@ def evaluate(
         "limit": limit,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
+        **engine_fields(loaded),
     }
     if out_dir is not None:
         _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"])

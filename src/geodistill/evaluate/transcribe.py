@@ -88,12 +88,17 @@ def features(processor, audios: Sequence[np.ndarray]) -> torch.Tensor:
     ).input_features
 
 
-def load_model(model, device: str | torch.device = "auto") -> tuple:
+def load_model(model, device: str | torch.device = "auto", engine: str = "hf") -> tuple:
     """(model, processor, device) from a spec (loaded in eval mode on ``device``) or a loaded pair.
 
     A loaded (model, processor) pair is used where it already is (the training loop evaluates its student
-    in place), so ``device`` only applies to specs.
+    in place), so ``device`` only applies to specs. ``engine`` "ct2" loads a CTranslate2 model with the same
+    generate interface (see geodistill.evaluate.engines).
     """
+    if engine != "hf":
+        from geodistill.evaluate.engines import load_engine
+
+        return load_engine(model, str(device), engine)
     if isinstance(model, tuple | list):
         loaded, processor = model
         return loaded, processor, loaded.device
@@ -138,6 +143,7 @@ def iter_transcripts(
     beam_size: int = 1,
     device: str = "auto",
     batch_size: int = 8,
+    engine: str = "hf",
 ) -> Iterator[tuple[str | Path, str]]:
     """(path, transcript) of each audio file, in order, decoded ``batch_size`` files at a time.
 
@@ -149,7 +155,7 @@ def iter_transcripts(
         raise ValueError(f"beam_size and batch_size must be >= 1, got {beam_size} and {batch_size}")
     for p in paths:
         _check(p)
-    model, processor, _ = load_model(model_spec, device)
+    model, processor, _ = load_model(model_spec, device, engine)
     for i in range(0, len(paths), batch_size):
         batch = paths[i : i + batch_size]
         feats = features(processor, [_read(p) for p in batch])
@@ -164,10 +170,12 @@ def transcribe_files(
     beam_size: int = 1,
     device: str = "auto",
     batch_size: int = 8,
+    engine: str = "hf",
 ) -> list[str]:
     """Transcripts of audio files (any format soundfile reads; resampled to 16 kHz mono), in order.
 
     ``model_spec`` is anything ``geodistill.models.load_whisper`` accepts, or a loaded (model, processor).
     See ``iter_transcripts`` (an unreadable file fails fast with a DataError naming it).
     """
-    return [text for _, text in iter_transcripts(model_spec, paths, language, beam_size, device, batch_size)]
+    texts = iter_transcripts(model_spec, paths, language, beam_size, device, batch_size, engine)
+    return [text for _, text in texts]
