@@ -108,6 +108,18 @@ def _warn_amp(cfg) -> None:
         )
 
 
+def _batch_size(a: argparse.Namespace) -> int:
+    """--batch-size, defaulting to 8, or to 1 with --assistant (assisted generation is one at a time)."""
+    if a.batch_size is None:
+        return 1 if a.assistant else 8
+    if a.assistant and a.batch_size != 1:
+        raise GeodistillError(
+            f"--assistant decodes one utterance at a time (transformers' assisted generation): "
+            f"use --batch-size 1, not {a.batch_size}"
+        )
+    return a.batch_size
+
+
 def _transcribe(a: argparse.Namespace) -> int:
     from geodistill.evaluate.transcribe import iter_transcripts
 
@@ -118,8 +130,9 @@ def _transcribe(a: argparse.Namespace) -> int:
         language=a.language,
         beam_size=a.beam_size,
         device=a.device,
-        batch_size=a.batch_size,
+        batch_size=_batch_size(a),
         engine=a.engine,
+        assistant=a.assistant,
     ):
         print(f"{path}\t{text}" if many else text, flush=True)
     return 0
@@ -133,12 +146,13 @@ def _evaluate(a: argparse.Namespace) -> int:
         a.data,
         out=a.out,
         limit=a.limit,
-        batch_size=a.batch_size,
+        batch_size=_batch_size(a),
         device=a.device,
         language=a.language,
         beam_size=a.beam_size,
         strict=a.strict,
         engine=a.engine,
+        assistant=a.assistant,
     )
     print(
         json.dumps(
@@ -273,11 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument(
             "--engine", default="hf", help="hf (transformers) | ct2 (CTranslate2, CPU int8; converted once)"
         )
+        q.add_argument(
+            "--assistant",
+            default=None,
+            help="student run/model that drafts for the model (speculative decoding; same transcript)",
+        )
 
     q = sub.add_parser("transcribe", help="transcribe audio files with any model spec")
     q.add_argument("model", help="embedded name (tiny.en, base), HF id/dir, CTranslate2 dir, or run folder")
     q.add_argument("audio", nargs="+")
-    q.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="files decoded at a time")
+    q.add_argument(
+        "--batch-size",
+        type=POSITIVE_INT,
+        default=None,
+        help="files decoded at a time (8; 1 with --assistant)",
+    )
     model_flags(q)
     q.set_defaults(fn=_transcribe)
 
@@ -286,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", required=True, help="data spec (folder, manifest, HF dataset)")
     q.add_argument("--out", default=None, help="folder for eval.json, eval.md, utterances.jsonl")
     q.add_argument("--limit", type=POSITIVE_INT, default=None, help="score the first N usable utterances")
-    q.add_argument("--batch-size", type=POSITIVE_INT, default=8)
+    q.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="8 (1 with --assistant)")
     q.add_argument("--strict", action="store_true", help="stop at the first bad sample")
     model_flags(q)
     q.set_defaults(fn=_evaluate)

@@ -205,8 +205,20 @@ class Ct2Whisper:
         )
 
 
+def _assisted(spec, device: str, assistant: str):
+    from geodistill.evaluate.assistant import with_assistant
+    from geodistill.evaluate.transcribe import load_model
+
+    teacher, processor, dev = load_model(spec, device)
+    return with_assistant(teacher, processor, assistant), processor, dev
+
+
 def engine_fields(model) -> dict:
     """eval.json fields naming the engine; a CT2 model's parameters and size are read off model.bin."""
+    from geodistill.evaluate.assistant import AssistedWhisper
+
+    if isinstance(model, AssistedWhisper):
+        return {"engine": "hf", **model.fields()}
     if not isinstance(model, Ct2Whisper):
         return {"engine": "hf"}
     from geodistill.models.ct2 import read_ct2
@@ -222,12 +234,22 @@ def engine_fields(model) -> dict:
     }
 
 
-def load_engine(spec, device: str = "auto", engine: str = "hf", compute_type: str = DEFAULT_COMPUTE_TYPE):
-    """(model, processor, device) for ``engine``; ``hf`` is the caller's own path, so only ``ct2`` is here."""
+def load_engine(
+    spec,
+    device: str = "auto",
+    engine: str = "hf",
+    compute_type: str = DEFAULT_COMPUTE_TYPE,
+    assistant: str | None = None,
+):
+    """(model, processor, device) for ``engine`` ("ct2"), or the HF ``spec`` drafting with ``assistant``."""
     if engine not in ENGINES:
         raise GeodistillError(f"--engine: unknown engine '{engine}' (choose {' or '.join(ENGINES)})")
     if compute_type not in COMPUTE_TYPES:
         raise GeodistillError(f"--compute-type: unknown '{compute_type}' (choose {', '.join(COMPUTE_TYPES)})")
+    if assistant is not None:
+        if engine != "hf":
+            raise GeodistillError("--assistant needs --engine hf (assisted generation is transformers')")
+        return _assisted(spec, device, assistant)
     if isinstance(spec, tuple | list):
         raise GeodistillError("--engine ct2 needs a model spec or folder, not a model already in memory")
     from geodistill.models import resolve_device

@@ -170,6 +170,7 @@ def evaluate(
     strict: bool = False,
     max_new_tokens: int | None = None,
     engine: str = "hf",
+    assistant: str | None = None,
 ) -> dict:
     """Score ``model`` (a spec or a loaded (model, processor)) on ``data`` (a spec or a list of Utterance).
 
@@ -180,7 +181,7 @@ def evaluate(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
-    loaded, processor, dev = load_model(model, device, engine)
+    loaded, processor, dev = load_model(model, device, engine, assistant)
     utts = load_utterances(data, bad, limit)
     meter = MemoryMeter(torch.device(dev))
     meter.start()

@@ -88,17 +88,20 @@ def features(processor, audios: Sequence[np.ndarray]) -> torch.Tensor:
     ).input_features
 
 
-def load_model(model, device: str | torch.device = "auto", engine: str = "hf") -> tuple:
+def load_model(
+    model, device: str | torch.device = "auto", engine: str = "hf", assistant: str | None = None
+) -> tuple:
     """(model, processor, device) from a spec (loaded in eval mode on ``device``) or a loaded pair.
 
     A loaded (model, processor) pair is used where it already is (the training loop evaluates its student
     in place), so ``device`` only applies to specs. ``engine`` "ct2" loads a CTranslate2 model with the same
-    generate interface (see geodistill.evaluate.engines).
+    generate interface (see geodistill.evaluate.engines); ``assistant`` (a student spec) makes the teacher
+    draft with it (speculative decoding, see geodistill.evaluate.assistant).
     """
-    if engine != "hf":
+    if engine != "hf" or assistant is not None:
         from geodistill.evaluate.engines import load_engine
 
-        return load_engine(model, str(device), engine)
+        return load_engine(model, str(device), engine, assistant=assistant)
     if isinstance(model, tuple | list):
         loaded, processor = model
         return loaded, processor, loaded.device
@@ -144,6 +147,7 @@ def iter_transcripts(
     device: str = "auto",
     batch_size: int = 8,
     engine: str = "hf",
+    assistant: str | None = None,
 ) -> Iterator[tuple[str | Path, str]]:
     """(path, transcript) of each audio file, in order, decoded ``batch_size`` files at a time.
 
@@ -155,7 +159,7 @@ def iter_transcripts(
         raise ValueError(f"beam_size and batch_size must be >= 1, got {beam_size} and {batch_size}")
     for p in paths:
         _check(p)
-    model, processor, _ = load_model(model_spec, device, engine)
+    model, processor, _ = load_model(model_spec, device, engine, assistant)
     for i in range(0, len(paths), batch_size):
         batch = paths[i : i + batch_size]
         feats = features(processor, [_read(p) for p in batch])
@@ -171,11 +175,12 @@ def transcribe_files(
     device: str = "auto",
     batch_size: int = 8,
     engine: str = "hf",
+    assistant: str | None = None,
 ) -> list[str]:
     """Transcripts of audio files (any format soundfile reads; resampled to 16 kHz mono), in order.
 
     ``model_spec`` is anything ``geodistill.models.load_whisper`` accepts, or a loaded (model, processor).
     See ``iter_transcripts`` (an unreadable file fails fast with a DataError naming it).
     """
-    texts = iter_transcripts(model_spec, paths, language, beam_size, device, batch_size, engine)
+    texts = iter_transcripts(model_spec, paths, language, beam_size, device, batch_size, engine, assistant)
     return [text for _, text in texts]
