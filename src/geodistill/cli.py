@@ -133,6 +133,8 @@ def _transcribe(a: argparse.Namespace) -> int:
         batch_size=_batch_size(a),
         engine=a.engine,
         assistant=a.assistant,
+        long_form=True,
+        fallback=not a.no_fallback,
     ):
         print(f"{path}\t{text}" if many else text, flush=True)
     return 0
@@ -153,12 +155,25 @@ def _evaluate(a: argparse.Namespace) -> int:
         strict=a.strict,
         engine=a.engine,
         assistant=a.assistant,
+        long_form=True,
+        fallback=a.fallback,
+        warmup=not a.no_warmup,
     )
     print(
         json.dumps(
             {
                 k: result[k]
-                for k in ("wer", "wer_raw", "cer", "rtf", "peak_memory_mb", "n_utterances", "n_skipped")
+                for k in (
+                    "wer",
+                    "wer_raw",
+                    "cer",
+                    "rtf",
+                    "peak_memory_mb",
+                    "n_utterances",
+                    "n_skipped",
+                    "hit_token_cap",
+                    "assistant_acceptance",
+                )
                 if k in result
             },
             indent=2,
@@ -302,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="files decoded at a time (8; 1 with --assistant)",
     )
+    q.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="plain greedy: no temperature fallback when the output looks like a loop or garbage",
+    )
     model_flags(q)
     q.set_defaults(fn=_transcribe)
 
@@ -312,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=POSITIVE_INT, default=None, help="score the first N usable utterances")
     q.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="8 (1 with --assistant)")
     q.add_argument("--strict", action="store_true", help="stop at the first bad sample")
+    q.add_argument(
+        "--fallback", action="store_true", help="temperature fallback, as transcribe (default off)"
+    )
+    q.add_argument("--no-warmup", action="store_true", help="time from the first batch (no warm-up batch)")
     model_flags(q)
     q.set_defaults(fn=_evaluate)
 

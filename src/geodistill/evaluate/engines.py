@@ -142,6 +142,20 @@ class Ct2Whisper:
         self.config = SimpleNamespace(max_target_positions=448, vocab_size=_vocab_size(folder))
         self.generation_config = SimpleNamespace(is_multilingual=self.model.is_multilingual)
 
+    def faster_whisper(self):
+        """faster-whisper's WhisperModel on the same folder (long audio, temperature fallback), made once."""
+        if getattr(self, "_faster", None) is None:
+            fw = require("faster_whisper", "deploy", "long audio or temperature fallback with --engine ct2")
+            threads = torch.get_num_threads()
+            self._faster = fw.WhisperModel(
+                str(self.folder), device=self.ct2_device, compute_type=self.compute_type, cpu_threads=threads
+            )
+        return self._faster
+
+    @property
+    def timestamp_begin(self) -> int:
+        return self.processor.tokenizer.convert_tokens_to_ids("<|0.00|>")
+
     def eval(self) -> Ct2Whisper:
         return self
 

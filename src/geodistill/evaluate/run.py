@@ -26,12 +26,12 @@ import torch
 from geodistill.data import BadSamples, Utterance, load_audio, load_spec
 from geodistill.errors import DataError
 from geodistill.evaluate.engines import engine_fields
+from geodistill.evaluate.longform import Decoding, decode_audios, warm_up
 from geodistill.evaluate.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
 from geodistill.evaluate.transcribe import (
     CHUNK_SECONDS,
     SAMPLE_RATE,
     default_max_new_tokens,
-    features,
     generate_ids,
     load_model,
 )
@@ -54,6 +54,8 @@ class Decoded:
     compute: Timer = field(default_factory=Timer)  # time inside model.generate
     feature: Timer = field(default_factory=Timer)  # time decoding audio and extracting log-Mel features
     n_tokens: int = 0  # generated text tokens (special tokens and padding excluded)
+    stats: dict = field(default_factory=dict)  # long clips decoded, short clips that hit the token cap
+    warmup: dict | None = None  # the untimed warm-up batch (utterances, seconds), when one ran
 
 
 @contextlib.contextmanager
@@ -67,8 +69,11 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _read_batch(utts: Sequence[Utterance], bad: BadSamples) -> tuple[list[Utterance], list[np.ndarray]]:
-    """The clips of ``utts`` that decode; the others go to ``bad`` (which raises in strict mode)."""
+def _read_batch(
+    utts: Sequence[Utterance], bad: BadSamples, long_form: bool = False
+) -> tuple[list[Utterance], list[np.ndarray]]:
+    """The clips of ``utts`` that decode; the others go to ``bad`` (which raises in strict mode).
+    Clips over 30 s are skipped unless ``long_form``."""
     kept, audios = [], []
     for utt in utts:
         try:
@@ -79,7 +84,7 @@ def _read_batch(utts: Sequence[Utterance], bad: BadSamples) -> tuple[list[Uttera
         if audio.size == 0:
             bad.add(utt, "empty audio")
             continue
-        if audio.size > CHUNK_SECONDS * SAMPLE_RATE:  # the feature extractor would silently cut it at 30 s
+        if not long_form and audio.size > CHUNK_SECONDS * SAMPLE_RATE:  # would be cut at 30 s
             bad.add(
                 utt, f"{audio.size / SAMPLE_RATE:.1f} s is longer than Whisper's {CHUNK_SECONDS} s window"
             )
@@ -98,26 +103,35 @@ def decode(
     language: str | None = None,
     beam_size: int = 1,
     max_new_tokens: int | None = None,
+    long_form: bool = False,
+    fallback: bool = False,
+    warmup: bool = False,
 ) -> Decoded:
-    """Transcribe ``utts`` in batches of ``batch_size``, skipping (and recording) unreadable audio."""
+    """Transcribe ``utts`` in batches of ``batch_size``, skipping (and recording) unreadable audio.
+
+    ``long_form`` decodes clips over 30 s (see geodistill.evaluate.longform), ``fallback`` adds the
+    temperature fallback, ``warmup`` decodes the first batch once untimed before timing starts.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     special = torch.tensor(processor.tokenizer.all_special_ids)
     out = Decoded(compute=Timer(model.device), feature=Timer())
+    how = Decoding(language, beam_size, max_new_tokens, fallback)
     with eval_mode(model):
+        if warmup:
+            out.warmup = warm_up(model, processor, utts[:batch_size], how, long_form)
         for start in range(0, len(utts), batch_size):
             with out.feature:
-                kept, audios = _read_batch(utts[start : start + batch_size], bad)
+                kept, audios = _read_batch(utts[start : start + batch_size], bad, long_form)
                 if not kept:
                     continue
-                feats = features(processor, audios)
-            with out.compute:
-                ids = generate_ids(model, feats, language, beam_size, max_new_tokens)
-            out.n_tokens += int((~torch.isin(ids, special.to(ids.device))).sum())
-            texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
+            ids = decode_audios(model, processor, audios, how, out.feature, out.compute, generate_ids)
+            out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
+            texts = processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
             out.utterances += kept
             out.hypotheses += [t.strip() for t in texts]
             out.audio_seconds += [len(a) / SAMPLE_RATE for a in audios]
+    out.stats = how.stats
     return out
 
 
@@ -149,12 +163,17 @@ def _cost(model, device: torch.device, decoded: Decoded, peak_mb: float) -> dict
 
 
 def load_utterances(
-    data, bad: BadSamples, limit: int | None = None, require_text: bool = True
+    data, bad: BadSamples, limit: int | None = None, require_text: bool = True, long_form: bool = False
 ) -> list[Utterance]:
-    """Utterances of a data spec (or a list of them), the first ``limit`` (>= 1) only when given."""
+    """Utterances of a data spec (or a list of them), the first ``limit`` (>= 1) only when given.
+    Spec items over 30 s are skipped unless ``long_form``."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
-    utts = load_spec(data, bad=bad, require_text=require_text) if isinstance(data, str | Path) else list(data)
+    most = float("inf") if long_form else float(CHUNK_SECONDS)
+    if isinstance(data, str | Path):
+        utts = load_spec(data, bad=bad, require_text=require_text, max_duration=most)
+    else:
+        utts = list(data)
     return utts[:limit] if limit is not None else utts
 
 
@@ -171,6 +190,9 @@ def evaluate(
     max_new_tokens: int | None = None,
     engine: str = "hf",
     assistant: str | None = None,
+    long_form: bool = False,
+    fallback: bool = False,
+    warmup: bool = False,
 ) -> dict:
     """Score ``model`` (a spec or a loaded (model, processor)) on ``data`` (a spec or a list of Utterance).
 
@@ -182,10 +204,22 @@ def evaluate(
         out_dir.mkdir(parents=True, exist_ok=True)
     bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
     loaded, processor, dev = load_model(model, device, engine, assistant)
-    utts = load_utterances(data, bad, limit)
+    utts = load_utterances(data, bad, limit, long_form=long_form)
     meter = MemoryMeter(torch.device(dev))
     meter.start()
-    decoded = decode(loaded, processor, utts, bad, batch_size, language, beam_size, max_new_tokens)
+    decoded = decode(
+        loaded,
+        processor,
+        utts,
+        bad,
+        batch_size,
+        language,
+        beam_size,
+        max_new_tokens,
+        long_form,
+        fallback,
+        warmup,
+    )
     peak_mb = meter.peak_mb()
     if not decoded.utterances:
         raise DataError(f"{_describe(data, 'data')}: no usable utterances ({bad.count} skipped)")
@@ -206,6 +240,10 @@ def evaluate(
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
         **engine_fields(loaded),
+        "long_form": long_form,
+        "temperature_fallback": fallback,
+        **decoded.stats,
+        "warmup": decoded.warmup,
     }
     if out_dir is not None:
         _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"])

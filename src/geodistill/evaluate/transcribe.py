@@ -45,6 +45,7 @@ def generate_ids(
     language: str | None = None,
     beam_size: int = 1,
     max_new_tokens: int | None = None,
+    fallback: bool = False,
 ) -> torch.Tensor:
     """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, 3000), prompt excluded.
 
@@ -64,6 +65,10 @@ def generate_ids(
     }
     if is_multilingual(model):
         kwargs.update(task="transcribe", language=language)
+    if fallback:  # Whisper's temperature fallback (geodistill.evaluate.longform)
+        from geodistill.evaluate.longform import fallback_kwargs
+
+        kwargs.update(fallback_kwargs())
     feats = input_features.to(device=model.device, dtype=model.dtype)
     return model.generate(feats, **kwargs)
 
@@ -112,6 +117,7 @@ def load_model(
 
 
 def _read(path: str | Path) -> np.ndarray:
+    """16 kHz mono audio of ``path`` (any length; ``_window`` refuses what short-form cannot take)."""
     from geodistill.data import load_audio
 
     try:
@@ -120,7 +126,12 @@ def _read(path: str | Path) -> np.ndarray:
         raise
     except Exception as e:  # soundfile/soxr raise several types; the user needs one line naming the file
         raise DataError(f"{path}: cannot read audio ({type(e).__name__}: {e})") from e
-    if len(audio) > CHUNK_SECONDS * SAMPLE_RATE:
+    return audio
+
+
+def _window(path: str | Path, audio: np.ndarray, long_form: bool) -> np.ndarray:
+    """``audio``, refused with a DataError when it is over 30 s and ``long_form`` is off."""
+    if not long_form and len(audio) > CHUNK_SECONDS * SAMPLE_RATE:
         raise DataError(
             f"{path}: {len(audio) / SAMPLE_RATE:.1f} s is longer than Whisper's "
             f"{CHUNK_SECONDS} s window; split it first"
@@ -128,12 +139,12 @@ def _read(path: str | Path) -> np.ndarray:
     return audio
 
 
-def _check(path: str | Path) -> None:
+def _check(path: str | Path, long_form: bool = False) -> None:
     """Fail before the model loads on a missing, empty, corrupt or over-long file (header read only)."""
     from geodistill.data.audio import probe
 
     seconds = probe(path)
-    if seconds > CHUNK_SECONDS:
+    if not long_form and seconds > CHUNK_SECONDS:
         raise DataError(
             f"{path}: {seconds:.1f} s is longer than Whisper's {CHUNK_SECONDS} s window; split it first"
         )
@@ -148,6 +159,8 @@ def iter_transcripts(
     batch_size: int = 8,
     engine: str = "hf",
     assistant: str | None = None,
+    long_form: bool = False,
+    fallback: bool = False,
 ) -> Iterator[tuple[str | Path, str]]:
     """(path, transcript) of each audio file, in order, decoded ``batch_size`` files at a time.
 
@@ -158,13 +171,19 @@ def iter_transcripts(
     if beam_size < 1 or batch_size < 1:
         raise ValueError(f"beam_size and batch_size must be >= 1, got {beam_size} and {batch_size}")
     for p in paths:
-        _check(p)
+        _check(p, long_form)
     model, processor, _ = load_model(model_spec, device, engine, assistant)
+    from geodistill.evaluate.longform import Decoding, decode_audios
+    from geodistill.evaluate.speed import Timer
+
+    how = Decoding(language, beam_size, None, fallback)
     for i in range(0, len(paths), batch_size):
         batch = paths[i : i + batch_size]
-        feats = features(processor, [_read(p) for p in batch])
-        texts = transcribe_batch(model, processor, feats, language=language, beam_size=beam_size)
-        yield from zip(batch, texts, strict=True)
+        ids = decode_audios(
+            model, processor, [_window(p, _read(p), long_form) for p in batch], how, Timer(), Timer()
+        )
+        texts = processor.tokenizer.batch_decode([x.tolist() for x in ids], skip_special_tokens=True)
+        yield from zip(batch, [t.strip() for t in texts], strict=True)
 
 
 def transcribe_files(
@@ -176,11 +195,15 @@ def transcribe_files(
     batch_size: int = 8,
     engine: str = "hf",
     assistant: str | None = None,
+    long_form: bool = False,
+    fallback: bool = False,
 ) -> list[str]:
     """Transcripts of audio files (any format soundfile reads; resampled to 16 kHz mono), in order.
 
     ``model_spec`` is anything ``geodistill.models.load_whisper`` accepts, or a loaded (model, processor).
     See ``iter_transcripts`` (an unreadable file fails fast with a DataError naming it).
     """
-    texts = iter_transcripts(model_spec, paths, language, beam_size, device, batch_size, engine, assistant)
+    texts = iter_transcripts(
+        model_spec, paths, language, beam_size, device, batch_size, engine, assistant, long_form, fallback
+    )
     return [text for _, text in texts]
