@@ -132,9 +132,20 @@ def test_hf_export_has_a_hub_model_card_and_loads_in_a_plain_pipeline(tmp_path, 
 
 def test_ct2_model_card_names_ctranslate2(tmp_path, tiny_run):
     out = _export(tmp_path, tiny_run / "best", "ct2", "--quantization", "int8")
+    assert not (out / "geodistill_context.json").exists()  # a full-context student records no rule
     meta = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
     assert meta["library_name"] == "ctranslate2" and "faster-whisper" in meta["tags"]
     assert "model-index" not in meta  # a bare model folder has no run, hence no evaluation to quote
+
+
+def test_dynamic_context_rule_is_kept_next_to_the_ct2_model(tmp_path, tiny_processor):
+    model = make_tiny_whisper(d_model=32, layers=1)
+    model.config.geodistill_audio_context, model.config.geodistill_context_margin = "dynamic", 32
+    model.save_pretrained(tmp_path / "dyn")
+    tiny_processor.save_pretrained(tmp_path / "dyn")
+    out = _export(tmp_path, tmp_path / "dyn", "ct2")
+    rule = json.loads((out / "geodistill_context.json").read_text())
+    assert rule == {"geodistill_audio_context": "dynamic", "geodistill_context_margin": 32}
 
 
 @pytest.mark.parametrize(

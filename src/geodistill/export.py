@@ -31,6 +31,9 @@ QUANTIZATIONS: tuple[str, ...] = ("int8", "int8_float32", "float16", "float32")
 CT2_COPY_FILES = ("tokenizer.json", "preprocessor_config.json")
 # OpenAI's hub ids of the embedded models, for the model card's base_model
 HUB_IDS = {"tiny.en": "openai/whisper-tiny.en", "base": "openai/whisper-base"}
+# a dynamic-context student's rule (geodistill.models.context), kept next to a CTranslate2 export
+CONTEXT_KEYS = ("geodistill_audio_context", "geodistill_context_margin")
+CONTEXT_FILE = "geodistill_context.json"
 RUN_MARKERS = ("training_config.json", "checkpoint.pt")  # files that make a folder a geodistill run
 
 
@@ -131,11 +134,21 @@ def convert_to_ct2(hf_dir: Path, out: Path, quantization: str = "float32") -> Pa
     copy = [f for f in CT2_COPY_FILES if (hf_dir / f).is_file()]
     converter = converters.TransformersConverter(str(hf_dir), copy_files=copy, low_cpu_mem_usage=True)
     converter.convert(str(out), quantization=quantization, force=True)
+    _record_context(hf_dir, out)
     if not (out / "preprocessor_config.json").is_file():  # transformers 5 folders hold processor_config.json
         from transformers import WhisperProcessor
 
         WhisperProcessor.from_pretrained(hf_dir, local_files_only=True).feature_extractor.save_pretrained(out)
     return out
+
+
+def _record_context(hf_dir: Path, out: Path) -> None:
+    """Copy a dynamic-context student's rule (config.json ``geodistill_audio_context`` / ``_context_margin``,
+    which CTranslate2's config.json drops) into ``out/geodistill_context.json``."""
+    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    rule = {k: v for k, v in config.items() if k in CONTEXT_KEYS}
+    if rule.get("geodistill_audio_context", "full") != "full":
+        (out / CONTEXT_FILE).write_text(json.dumps(rule, indent=2) + "\n", encoding="utf-8")
 
 
 def _find_eval(run_dir: Path | None, eval_json: str | Path | None) -> dict | None:
