@@ -48,6 +48,19 @@ def test_conversion_is_cached_and_reused(tiny_model_dir, gd_cache):
     assert as_folder.folder == first.folder
 
 
+def test_ct2_engine_exposes_an_exported_dynamic_context_rule(tmp_path, tiny_processor, gd_cache):
+    from tests.conftest import make_tiny_whisper
+
+    model = make_tiny_whisper(d_model=32, layers=1)
+    model.config.geodistill_audio_context, model.config.geodistill_context_margin = "dynamic", 16
+    model.save_pretrained(tmp_path / "dyn")
+    tiny_processor.save_pretrained(tmp_path / "dyn")
+    ct2, processor, _ = load_engine(str(tmp_path / "dyn"), "cpu", "ct2", compute_type="float32")
+    assert ct2.config.geodistill_audio_context == "dynamic" and ct2.config.geodistill_context_margin == 16
+    short = features(processor, [np.zeros(16000, np.float32)])[..., :200]  # CT2 takes < 3000 frames
+    assert generate_ids(ct2, short, max_new_tokens=3).shape == (1, 3)
+
+
 def test_evaluate_with_ct2_records_the_engine(tiny_model_dir, clip_manifest, tmp_path, gd_cache):
     manifest, _ = clip_manifest
     r = evaluate(str(tiny_model_dir), str(manifest), out=tmp_path / "ev", device="cpu", engine="ct2")

@@ -115,6 +115,19 @@ def _processor(folder: Path):
     return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
+def _context_rule(folder: Path) -> dict:
+    """The dynamic-context rule ``geodistill export`` kept next to model.bin ({} for full context)."""
+    from geodistill.export import CONTEXT_FILE
+
+    path = folder / CONTEXT_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{path}: unreadable context rule ({exc})") from exc
+
+
 def _vocab_size(folder: Path) -> int:
     """Output vocabulary size of a CT2 folder (vocabulary.json list, else vocabulary.txt lines)."""
     if (folder / "vocabulary.json").is_file():
@@ -140,6 +153,7 @@ class Ct2Whisper:
         self.device = torch.device("cpu")  # where the features are made; CT2 copies them itself
         self.dtype = torch.float32  # the dtype CT2 takes features in
         self.config = SimpleNamespace(max_target_positions=448, vocab_size=_vocab_size(folder))
+        self.config.__dict__.update(_context_rule(folder))  # a dynamic-context student keeps its rule
         self.generation_config = SimpleNamespace(is_multilingual=self.model.is_multilingual)
 
     def faster_whisper(self):

@@ -118,13 +118,15 @@ def decode_audios(
     feature: Timer,
     compute: Timer,
     generate: Callable | None = None,
+    featurize: Callable | None = None,
 ) -> list[torch.Tensor]:
     """Ids (1-D, text tokens and padding) of each clip: short ones batched, long ones one by one.
 
     Feature extraction of the short batch is timed by ``feature``, decoding by ``compute``; a long clip's
     feature extraction happens inside its generate call and counts as compute. Counts a short clip that
     reached ``max_new_tokens`` in ``how.stats["hit_token_cap"]``. ``generate`` replaces
-    ``transcribe.generate_ids`` for the short batch (same signature).
+    ``transcribe.generate_ids`` for the short batch (same signature); ``featurize(audios)`` replaces
+    ``features(processor, audios)`` (e.g. to cut the features to an audio context).
     """
     from geodistill.evaluate.engines import Ct2Whisper
     from geodistill.evaluate.transcribe import default_max_new_tokens, features, generate_ids
@@ -134,7 +136,8 @@ def decode_audios(
     short = [] if via_long else [i for i, a in enumerate(audios) if not is_long(a)]
     if short:
         with feature:
-            feats = features(processor, [audios[i] for i in short])
+            clips = [audios[i] for i in short]
+            feats = featurize(clips) if featurize is not None else features(processor, clips)
         with compute:
             ids = (generate or generate_ids)(
                 model, feats, how.language, how.beam_size, how.max_new_tokens, how.fallback
