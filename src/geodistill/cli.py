@@ -39,6 +39,8 @@ EXTRAS = {
     "matplotlib": "report",
     "sklearn": "report",
     "umap": "report",
+    "ctranslate2": "deploy",
+    "faster_whisper": "deploy",
 }
 
 
@@ -106,6 +108,18 @@ def _warn_amp(cfg) -> None:
         )
 
 
+def _batch_size(a: argparse.Namespace) -> int:
+    """--batch-size, defaulting to 8, or to 1 with --assistant (assisted generation is one at a time)."""
+    if a.batch_size is None:
+        return 1 if a.assistant else 8
+    if a.assistant and a.batch_size != 1:
+        raise GeodistillError(
+            f"--assistant decodes one utterance at a time (transformers' assisted generation): "
+            f"use --batch-size 1, not {a.batch_size}"
+        )
+    return a.batch_size
+
+
 def _transcribe(a: argparse.Namespace) -> int:
     from geodistill.evaluate.transcribe import iter_transcripts
 
@@ -116,7 +130,11 @@ def _transcribe(a: argparse.Namespace) -> int:
         language=a.language,
         beam_size=a.beam_size,
         device=a.device,
-        batch_size=a.batch_size,
+        batch_size=_batch_size(a),
+        engine=a.engine,
+        assistant=a.assistant,
+        long_form=True,
+        fallback=not a.no_fallback,
         audio_context=a.audio_context,
         context_margin=a.context_margin,
     ):
@@ -132,24 +150,46 @@ def _evaluate(a: argparse.Namespace) -> int:
         a.data,
         out=a.out,
         limit=a.limit,
-        batch_size=a.batch_size,
+        batch_size=_batch_size(a),
         device=a.device,
         language=a.language,
         beam_size=a.beam_size,
         strict=a.strict,
         audio_context=a.audio_context,
         context_margin=a.context_margin,
+        engine=a.engine,
+        assistant=a.assistant,
+        long_form=True,
+        fallback=a.fallback,
+        warmup=not a.no_warmup,
     )
     print(
         json.dumps(
             {
                 k: result[k]
-                for k in ("wer", "wer_raw", "cer", "rtf", "peak_memory_mb", "n_utterances", "n_skipped")
+                for k in (
+                    "wer",
+                    "wer_raw",
+                    "cer",
+                    "rtf",
+                    "peak_memory_mb",
+                    "n_utterances",
+                    "n_skipped",
+                    "hit_token_cap",
+                    "assistant_acceptance",
+                )
                 if k in result
             },
             indent=2,
         )
     )
+    return 0
+
+
+def _export(a: argparse.Namespace) -> int:
+    from geodistill.export import export
+
+    print(export(a.source, a.format, a.out, quantization=a.quantization, eval_json=a.eval, license=a.license))
     return 0
 
 
@@ -280,11 +320,29 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="dynamic: encoder positions (20 ms) after the clip; default: the model's, else 64",
         )
+        q.add_argument(
+            "--engine", default="hf", help="hf (transformers) | ct2 (CTranslate2, CPU int8; converted once)"
+        )
+        q.add_argument(
+            "--assistant",
+            default=None,
+            help="student run/model that drafts for the model (speculative decoding; same transcript)",
+        )
 
     q = sub.add_parser("transcribe", help="transcribe audio files with any model spec")
     q.add_argument("model", help="embedded name (tiny.en, base), HF id/dir, CTranslate2 dir, or run folder")
     q.add_argument("audio", nargs="+")
-    q.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="files decoded at a time")
+    q.add_argument(
+        "--batch-size",
+        type=POSITIVE_INT,
+        default=None,
+        help="files decoded at a time (8; 1 with --assistant)",
+    )
+    q.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="plain greedy: no temperature fallback when the output looks like a loop or garbage",
+    )
     model_flags(q)
     q.set_defaults(fn=_transcribe)
 
@@ -293,10 +351,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", required=True, help="data spec (folder, manifest, HF dataset)")
     q.add_argument("--out", default=None, help="folder for eval.json, eval.md, utterances.jsonl")
     q.add_argument("--limit", type=POSITIVE_INT, default=None, help="score the first N usable utterances")
-    q.add_argument("--batch-size", type=POSITIVE_INT, default=8)
+    q.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="8 (1 with --assistant)")
     q.add_argument("--strict", action="store_true", help="stop at the first bad sample")
+    q.add_argument(
+        "--fallback", action="store_true", help="temperature fallback, as transcribe (default off)"
+    )
+    q.add_argument("--no-warmup", action="store_true", help="time from the first batch (no warm-up batch)")
     model_flags(q)
     q.set_defaults(fn=_evaluate)
+
+    q = sub.add_parser("export", help="ship a run's student as a Hugging Face or CTranslate2 model folder")
+    q.add_argument("source", help="run folder (best/ else adapter_final/) or any model spec")
+    q.add_argument("--format", required=True, help="hf (transformers + model card) | ct2 (faster-whisper)")
+    q.add_argument("--out", required=True, help="new (or empty) output folder")
+    q.add_argument(
+        "--quantization", default=None, help="ct2 only: int8 | int8_float32 | float16 | float32 (default)"
+    )
+    q.add_argument("--eval", default=None, help="eval.json the model card quotes (default: the run's own)")
+    q.add_argument("--license", default="mit", help="license in the model card (Whisper's weights: mit)")
+    q.set_defaults(fn=_export)
 
     data = sub.add_parser("data", help="inspect and prepare data").add_subparsers(
         dest="data_command", required=True

@@ -29,6 +29,8 @@ import torch
 
 from geodistill.data import BadSamples, Utterance, load_audio, load_spec
 from geodistill.errors import DataError
+from geodistill.evaluate.engines import engine_fields
+from geodistill.evaluate.longform import Decoding, decode_audios, warm_up
 from geodistill.evaluate.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
 from geodistill.evaluate.transcribe import (
     CHUNK_SECONDS,
@@ -60,6 +62,8 @@ class Decoded:
     compute: Timer = field(default_factory=Timer)  # time inside model.generate
     feature: Timer = field(default_factory=Timer)  # time decoding audio and extracting log-Mel features
     n_tokens: int = 0  # generated text tokens (special tokens and padding excluded)
+    stats: dict = field(default_factory=dict)  # long clips decoded, short clips that hit the token cap
+    warmup: dict | None = None  # the untimed warm-up batch (utterances, seconds), when one ran
 
 
 @contextlib.contextmanager
@@ -73,9 +77,11 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _read_batch(utts: Sequence[Utterance], bad: BadSamples) -> tuple[list[int], list[np.ndarray]]:
+def _read_batch(
+    utts: Sequence[Utterance], bad: BadSamples, long_form: bool = False
+) -> tuple[list[int], list[np.ndarray]]:
     """Positions in ``utts`` of the clips that decode, and the clips; the others go to ``bad`` (which
-    raises in strict mode)."""
+    raises in strict mode). Clips over 30 s are skipped unless ``long_form``."""
     kept, audios = [], []
     for i, utt in enumerate(utts):
         try:
@@ -86,7 +92,7 @@ def _read_batch(utts: Sequence[Utterance], bad: BadSamples) -> tuple[list[int], 
         if audio.size == 0:
             bad.add(utt, "empty audio")
             continue
-        if audio.size > CHUNK_SECONDS * SAMPLE_RATE:  # the feature extractor would silently cut it at 30 s
+        if not long_form and audio.size > CHUNK_SECONDS * SAMPLE_RATE:  # would be cut at 30 s
             bad.add(
                 utt, f"{audio.size / SAMPLE_RATE:.1f} s is longer than Whisper's {CHUNK_SECONDS} s window"
             )
@@ -106,11 +112,16 @@ def decode(
     beam_size: int = 1,
     max_new_tokens: int | None = None,
     context: AudioContext | None = None,
+    long_form: bool = False,
+    fallback: bool = False,
+    warmup: bool = False,
 ) -> Decoded:
     """Transcribe ``utts`` in batches of ``batch_size``, skipping (and recording) unreadable audio.
 
     Batches are formed longest first (listed durations); the results are in input order. ``context``
-    None means the model's stored audio context.
+    None means the model's stored audio context. ``long_form`` decodes clips over 30 s (see
+    geodistill.evaluate.longform), ``fallback`` adds the temperature fallback, ``warmup`` decodes the
+    first batch once untimed before timing starts.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -119,19 +130,33 @@ def decode(
     out = Decoded(compute=Timer(model.device), feature=Timer())
     rows: dict[int, tuple[str, float]] = {}  # input position -> (hypothesis, seconds)
     order = longest_first([u.duration or 0.0 for u in utts])
+    how = Decoding(language, beam_size, max_new_tokens, fallback)
     with eval_mode(model):
+        if warmup:
+            first = [utts[i] for i in order[:batch_size]]
+            out.warmup = warm_up(
+                model, processor, first, how, long_form, lambda clips: features(processor, clips, context)
+            )
         for start in range(0, len(order), batch_size):
             with out.feature:
                 batch = order[start : start + batch_size]
-                positions, audios = _read_batch([utts[i] for i in batch], bad)
+                positions, audios = _read_batch([utts[i] for i in batch], bad, long_form)
                 kept = [batch[p] for p in positions]
                 if not kept:
                     continue
-                feats = features(processor, audios, context, [utts[i].id for i in kept])
-            with out.compute:
-                ids = generate_ids(model, feats, language, beam_size, max_new_tokens)
-            out.n_tokens += int((~torch.isin(ids, special.to(ids.device))).sum())
-            texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
+            names = [utts[i].id for i in kept]
+            ids = decode_audios(
+                model,
+                processor,
+                audios,
+                how,
+                out.feature,
+                out.compute,
+                generate_ids,
+                featurize=lambda clips, names=names: features(processor, clips, context, names),
+            )
+            out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
+            texts = processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
             rows.update(
                 {i: (t.strip(), len(a) / SAMPLE_RATE) for i, t, a in zip(kept, texts, audios, strict=True)}
             )
@@ -139,6 +164,7 @@ def decode(
         out.utterances.append(utts[i])
         out.hypotheses.append(rows[i][0])
         out.audio_seconds.append(rows[i][1])
+    out.stats = how.stats
     return out
 
 
@@ -170,12 +196,17 @@ def _cost(model, device: torch.device, decoded: Decoded, peak_mb: float) -> dict
 
 
 def load_utterances(
-    data, bad: BadSamples, limit: int | None = None, require_text: bool = True
+    data, bad: BadSamples, limit: int | None = None, require_text: bool = True, long_form: bool = False
 ) -> list[Utterance]:
-    """Utterances of a data spec (or a list of them), the first ``limit`` (>= 1) only when given."""
+    """Utterances of a data spec (or a list of them), the first ``limit`` (>= 1) only when given.
+    Spec items over 30 s are skipped unless ``long_form``."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
-    utts = load_spec(data, bad=bad, require_text=require_text) if isinstance(data, str | Path) else list(data)
+    most = float("inf") if long_form else float(CHUNK_SECONDS)
+    if isinstance(data, str | Path):
+        utts = load_spec(data, bad=bad, require_text=require_text, max_duration=most)
+    else:
+        utts = list(data)
     return utts[:limit] if limit is not None else utts
 
 
@@ -192,6 +223,11 @@ def evaluate(
     max_new_tokens: int | None = None,
     audio_context: str | None = None,
     context_margin: int | None = None,
+    engine: str = "hf",
+    assistant: str | None = None,
+    long_form: bool = False,
+    fallback: bool = False,
+    warmup: bool = False,
 ) -> dict:
     """Score ``model`` (a spec or a loaded (model, processor)) on ``data`` (a spec or a list of Utterance).
 
@@ -204,12 +240,25 @@ def evaluate(
     if out_dir is not None:  # this run's skips only, as eval.json counts them (not a rerun's doubled list)
         (out_dir / "bad_samples.jsonl").unlink(missing_ok=True)
     bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
-    loaded, processor, dev = load_model(model, device)
-    utts = load_utterances(data, bad, limit)
+    loaded, processor, dev = load_model(model, device, engine, assistant)
+    utts = load_utterances(data, bad, limit, long_form=long_form)
     context = resolve_audio_context(loaded, audio_context, context_margin)
     meter = MemoryMeter(torch.device(dev))
     meter.start()
-    decoded = decode(loaded, processor, utts, bad, batch_size, language, beam_size, max_new_tokens, context)
+    decoded = decode(
+        loaded,
+        processor,
+        utts,
+        bad,
+        batch_size,
+        language,
+        beam_size,
+        max_new_tokens,
+        context,
+        long_form,
+        fallback,
+        warmup,
+    )
     peak_mb = meter.peak_mb()
     if not decoded.utterances:
         raise DataError(f"{_describe(data, 'data')}: no usable utterances ({bad.count} skipped)")
@@ -231,6 +280,11 @@ def evaluate(
         "limit": limit,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
+        **engine_fields(loaded),
+        "long_form": long_form,
+        "temperature_fallback": fallback,
+        **decoded.stats,
+        "warmup": decoded.warmup,
     }
     if out_dir is not None:
         _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"])

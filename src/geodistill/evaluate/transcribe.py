@@ -60,6 +60,7 @@ def generate_ids(
     language: str | None = None,
     beam_size: int = 1,
     max_new_tokens: int | None = None,
+    fallback: bool = False,
 ) -> torch.Tensor:
     """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, F), prompt excluded.
 
@@ -81,8 +82,12 @@ def generate_ids(
     }
     if is_multilingual(model):
         kwargs.update(task="transcribe", language=language)
+    if fallback:  # Whisper's temperature fallback (geodistill.evaluate.longform)
+        from geodistill.evaluate.longform import fallback_kwargs
+
+        kwargs.update(fallback_kwargs())
     feats = input_features.to(device=model.device, dtype=model.dtype)
-    if feats.shape[-1] == MEL_FRAMES:
+    if feats.shape[-1] == MEL_FRAMES or not hasattr(model, "get_encoder"):  # CTranslate2 takes short input
         return model.generate(feats, **kwargs)
     return model.generate(encoder_outputs=encode(model.get_encoder(), feats), **kwargs)
 
@@ -139,12 +144,20 @@ def longest_first(lengths: Sequence[float]) -> list[int]:
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
-def load_model(model, device: str | torch.device = "auto") -> tuple:
+def load_model(
+    model, device: str | torch.device = "auto", engine: str = "hf", assistant: str | None = None
+) -> tuple:
     """(model, processor, device) from a spec (loaded in eval mode on ``device``) or a loaded pair.
 
     A loaded (model, processor) pair is used where it already is (the training loop evaluates its student
-    in place), so ``device`` only applies to specs.
+    in place), so ``device`` only applies to specs. ``engine`` "ct2" loads a CTranslate2 model with the same
+    generate interface (see geodistill.evaluate.engines); ``assistant`` (a student spec) makes the teacher
+    draft with it (speculative decoding, see geodistill.evaluate.assistant).
     """
+    if engine != "hf" or assistant is not None:
+        from geodistill.evaluate.engines import load_engine
+
+        return load_engine(model, str(device), engine, assistant=assistant)
     if isinstance(model, tuple | list):
         loaded, processor = model
         return loaded, processor, loaded.device
@@ -155,6 +168,7 @@ def load_model(model, device: str | torch.device = "auto") -> tuple:
 
 
 def _read(path: str | Path) -> np.ndarray:
+    """16 kHz mono audio of ``path`` (any length; ``_window`` refuses what short-form cannot take)."""
     from geodistill.data import load_audio
 
     try:
@@ -163,7 +177,12 @@ def _read(path: str | Path) -> np.ndarray:
         raise
     except Exception as e:  # soundfile/soxr raise several types; the user needs one line naming the file
         raise DataError(f"{path}: cannot read audio ({type(e).__name__}: {e})") from e
-    if len(audio) > CHUNK_SECONDS * SAMPLE_RATE:
+    return audio
+
+
+def _window(path: str | Path, audio: np.ndarray, long_form: bool) -> np.ndarray:
+    """``audio``, refused with a DataError when it is over 30 s and ``long_form`` is off."""
+    if not long_form and len(audio) > CHUNK_SECONDS * SAMPLE_RATE:
         raise DataError(
             f"{path}: {len(audio) / SAMPLE_RATE:.1f} s is longer than Whisper's "
             f"{CHUNK_SECONDS} s window; split it first"
@@ -171,12 +190,12 @@ def _read(path: str | Path) -> np.ndarray:
     return audio
 
 
-def _check(path: str | Path) -> None:
+def _check(path: str | Path, long_form: bool = False) -> None:
     """Fail before the model loads on a missing, empty, corrupt or over-long file (header read only)."""
     from geodistill.data.audio import probe
 
     seconds = probe(path)
-    if seconds > CHUNK_SECONDS:
+    if not long_form and seconds > CHUNK_SECONDS:
         raise DataError(
             f"{path}: {seconds:.1f} s is longer than Whisper's {CHUNK_SECONDS} s window; split it first"
         )
@@ -191,6 +210,10 @@ def iter_transcripts(
     batch_size: int = 8,
     audio_context: str | None = None,
     context_margin: int | None = None,
+    engine: str = "hf",
+    assistant: str | None = None,
+    long_form: bool = False,
+    fallback: bool = False,
 ) -> Iterator[tuple[str | Path, str]]:
     """(path, transcript) of each audio file, in order, decoded ``batch_size`` files at a time.
 
@@ -203,14 +226,27 @@ def iter_transcripts(
         raise ValueError(f"beam_size and batch_size must be >= 1, got {beam_size} and {batch_size}")
     check_override(audio_context, context_margin)
     for p in paths:
-        _check(p)
-    model, processor, _ = load_model(model_spec, device)
+        _check(p, long_form)
+    model, processor, _ = load_model(model_spec, device, engine, assistant)
     context = resolve_audio_context(model, audio_context, context_margin)
+    from geodistill.evaluate.longform import Decoding, decode_audios
+    from geodistill.evaluate.speed import Timer
+
+    how = Decoding(language, beam_size, None, fallback)
     for i in range(0, len(paths), batch_size):
         batch = paths[i : i + batch_size]
-        feats = features(processor, [_read(p) for p in batch], context, batch)
-        texts = transcribe_batch(model, processor, feats, language=language, beam_size=beam_size)
-        yield from zip(batch, texts, strict=True)
+        audios = [_window(p, _read(p), long_form) for p in batch]
+        ids = decode_audios(
+            model,
+            processor,
+            audios,
+            how,
+            Timer(),
+            Timer(),
+            featurize=lambda clips, names=batch: features(processor, clips, context, names),
+        )
+        texts = processor.tokenizer.batch_decode([x.tolist() for x in ids], skip_special_tokens=True)
+        yield from zip(batch, [t.strip() for t in texts], strict=True)
 
 
 def transcribe_files(
@@ -222,6 +258,10 @@ def transcribe_files(
     batch_size: int = 8,
     audio_context: str | None = None,
     context_margin: int | None = None,
+    engine: str = "hf",
+    assistant: str | None = None,
+    long_form: bool = False,
+    fallback: bool = False,
 ) -> list[str]:
     """Transcripts of audio files (any format soundfile reads; resampled to 16 kHz mono), in order.
 
@@ -229,6 +269,17 @@ def transcribe_files(
     See ``iter_transcripts`` (an unreadable file fails fast with a DataError naming it).
     """
     texts = iter_transcripts(
-        model_spec, paths, language, beam_size, device, batch_size, audio_context, context_margin
+        model_spec,
+        paths,
+        language,
+        beam_size,
+        device,
+        batch_size,
+        audio_context,
+        context_margin,
+        engine,
+        assistant,
+        long_form,
+        fallback,
     )
     return [text for _, text in texts]

@@ -47,6 +47,8 @@ _DTYPES: dict[int, np.dtype] = {
 _EXPECTED_FLAGS = {
     "decoder/activation": GELU,
     "decoder/alibi": 0,
+    "decoder/alibi_use_positive_positions": 0,  # written by CTranslate2 >= 4 converters
+    "decoder/scale_alibi": 0,  # written by CTranslate2 >= 4 converters
     "decoder/pre_norm": 1,
     "decoder/scale_embeddings": 0,
     "decoder/start_from_zero_embedding": 0,

@@ -1,0 +1,178 @@
+"""Audio longer than Whisper's 30 s window, and the decoding safeguards users expect.
+
+Long clips are decoded one at a time, with each engine's own sequential long-form algorithm:
+- HF: ``generate`` on the unpadded log-Mel features (``truncation=False``) with timestamps, which slides
+  the 30 s window segment by segment as openai-whisper does;
+- CT2: faster-whisper's ``WhisperModel.transcribe`` on the same CTranslate2 folder (it always pads each
+  window to 30 s).
+Clips of up to 30 s keep the batched short-form path. ``fallback=True`` adds Whisper's temperature
+fallback (re-decode at a higher temperature when the gzip compression ratio or mean log-probability says
+the output is a loop or garbage), as openai-whisper and faster-whisper do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from geodistill.evaluate.speed import Timer
+
+SAMPLE_RATE = 16000
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
+# openai-whisper's defaults for the temperature fallback
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOGPROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+
+
+@dataclass
+class Decoding:
+    """How to decode: language, beam, token cap (per window), and the safeguards."""
+
+    language: str | None = None
+    beam_size: int = 1
+    max_new_tokens: int | None = None
+    fallback: bool = False  # temperature fallback on loops/garbage
+    stats: dict = field(default_factory=lambda: {"long_clips": 0, "hit_token_cap": 0})
+
+
+def is_long(audio: np.ndarray) -> bool:
+    return audio.size > WINDOW_SAMPLES
+
+
+def fallback_kwargs() -> dict:
+    """HF ``generate`` arguments of openai-whisper's temperature fallback."""
+    return {
+        "temperature": FALLBACK_TEMPERATURES,
+        "compression_ratio_threshold": COMPRESSION_RATIO_THRESHOLD,
+        "logprob_threshold": LOGPROB_THRESHOLD,
+        "no_speech_threshold": NO_SPEECH_THRESHOLD,
+        "do_sample": False,
+    }
+
+
+def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor:
+    """Token ids (1, T) of one long clip by HF's sequential long-form generate (timestamps dropped)."""
+    inputs = processor.feature_extractor(
+        [audio],
+        sampling_rate=SAMPLE_RATE,
+        truncation=False,
+        padding="longest",
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    from geodistill.evaluate.transcribe import default_max_new_tokens
+
+    kwargs: dict = {
+        "num_beams": how.beam_size,
+        "return_timestamps": True,
+        "condition_on_prev_tokens": False,
+        "max_new_tokens": how.max_new_tokens or default_max_new_tokens(model),  # per 30 s window
+    }
+    if how.fallback:
+        kwargs.update(fallback_kwargs())
+    if getattr(model.generation_config, "is_multilingual", False):
+        kwargs.update(task="transcribe", language=how.language)
+    feats = inputs.input_features.to(model.device, model.dtype)
+    ids = model.generate(feats, attention_mask=inputs.attention_mask.to(model.device), **kwargs)
+    ids = ids["sequences"] if isinstance(ids, dict) else ids
+    first_timestamp = processor.tokenizer.convert_tokens_to_ids("<|0.00|>")
+    keep = ids[0][ids[0] < first_timestamp]
+    return keep.reshape(1, -1)
+
+
+def _ct2_long_ids(model, audio: np.ndarray, how: Decoding) -> torch.Tensor:
+    """Token ids (1, T) of one long clip by faster-whisper's own long-form transcription."""
+    segments = model.faster_whisper().transcribe(
+        audio,
+        language=how.language if model.model.is_multilingual else None,
+        beam_size=how.beam_size,
+        temperature=list(FALLBACK_TEMPERATURES) if how.fallback else 0.0,
+        condition_on_previous_text=False,
+        without_timestamps=False,
+        vad_filter=False,
+    )[0]
+    ids = [t for s in segments for t in s.tokens if t < model.timestamp_begin]
+    return torch.tensor(ids, dtype=torch.long).reshape(1, -1)
+
+
+def long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor:
+    """Token ids (1, T) of a clip longer than 30 s (text tokens only), by the engine's long-form decoding."""
+    from geodistill.evaluate.engines import Ct2Whisper
+
+    how.stats["long_clips"] += int(is_long(audio))
+    if isinstance(model, Ct2Whisper):
+        return _ct2_long_ids(model, audio, how)
+    return _hf_long_ids(model, processor, audio, how)
+
+
+def decode_audios(
+    model,
+    processor,
+    audios: Sequence[np.ndarray],
+    how: Decoding,
+    feature: Timer,
+    compute: Timer,
+    generate: Callable | None = None,
+    featurize: Callable | None = None,
+) -> list[torch.Tensor]:
+    """Ids (1-D, text tokens and padding) of each clip: short ones batched, long ones one by one.
+
+    Feature extraction of the short batch is timed by ``feature``, decoding by ``compute``; a long clip's
+    feature extraction happens inside its generate call and counts as compute. Counts a short clip that
+    reached ``max_new_tokens`` in ``how.stats["hit_token_cap"]``. ``generate`` replaces
+    ``transcribe.generate_ids`` for the short batch (same signature); ``featurize(audios)`` replaces
+    ``features(processor, audios)`` (e.g. to cut the features to an audio context).
+    """
+    from geodistill.evaluate.engines import Ct2Whisper
+    from geodistill.evaluate.transcribe import default_max_new_tokens, features, generate_ids
+
+    out: list[torch.Tensor | None] = [None] * len(audios)
+    via_long = how.fallback and isinstance(model, Ct2Whisper)  # CT2's fallback is faster-whisper's
+    short = [] if via_long else [i for i, a in enumerate(audios) if not is_long(a)]
+    if short:
+        with feature:
+            clips = [audios[i] for i in short]
+            feats = featurize(clips) if featurize is not None else features(processor, clips)
+        with compute:
+            ids = (generate or generate_ids)(
+                model, feats, how.language, how.beam_size, how.max_new_tokens, how.fallback
+            )
+        cap = how.max_new_tokens or default_max_new_tokens(model)
+        eos = processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        for row, i in zip(ids, short, strict=True):
+            out[i] = row
+            how.stats["hit_token_cap"] += int(row.numel() >= cap and bool((row != eos).all()))
+    for i, audio in enumerate(audios):
+        if i not in short:
+            with compute:
+                out[i] = long_ids(model, processor, audio, how)[0]
+    return out  # type: ignore[return-value]
+
+
+def warm_up(
+    model, processor, utts, how: Decoding, long_form: bool, featurize: Callable | None = None
+) -> dict:
+    """Decode ``utts`` once, untimed and uncounted (first-call allocations, lazy init, caches), as the
+    Open ASR leaderboard does before timing; returns what the warm-up decoded and how long it took."""
+    import time
+
+    from geodistill.data import load_audio
+
+    audios = []
+    for utt in utts:
+        try:
+            audio = load_audio(utt)
+        except Exception:  # a bad clip is reported by the timed pass, not here
+            continue
+        if audio.size and (long_form or not is_long(audio)):
+            audios.append(audio)
+    scratch = Decoding(how.language, how.beam_size, how.max_new_tokens, how.fallback)
+    t0 = time.perf_counter()
+    if audios:
+        decode_audios(model, processor, audios, scratch, Timer(), Timer(model.device), featurize=featurize)
+    return {"utterances": len(audios), "seconds": time.perf_counter() - t0}
