@@ -115,7 +115,7 @@ def test_transcribe_files_at_dynamic_context_in_order(tiny_model_dir, tmp_path):
     one_by_one = [transcribe_files((model, processor), [p], audio_context="dynamic")[0] for p in paths]
     assert seen == [50 + 64, 125 + 64, 75 + 64]
     assert transcribe_files((model, processor), paths, batch_size=1, audio_context="dynamic") == one_by_one
-    assert seen[3:] == [125 + 64, 75 + 64, 50 + 64]  # longest first, returned in the order given
+    assert seen[3:] == [50 + 64, 125 + 64, 75 + 64]  # streamed in the order given (memory stays flat)
 
 
 def test_transcribe_refuses_over_30_s_at_dynamic_context(tiny_model_dir, tmp_path):
