@@ -94,9 +94,20 @@ def test_an_ablation_completes_and_its_summary_holds_each_run_folders_numbers(ab
         ablate(changed)
 
 
-def _counts(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db, timeout=30) as conn:
-        return dict(conn.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
+def _training(folder: Path) -> bool:
+    """True once a cell has finished and the next one is training (its run folder has a train.log: the
+    trial's heartbeat is running, so a dead worker's trial will be found stale)."""
+    db = folder / "optuna.db"
+    if not db.is_file():
+        return False
+    try:
+        with sqlite3.connect(db, timeout=30) as conn:
+            rows = conn.execute("SELECT number, state FROM trials").fetchall()
+    except sqlite3.OperationalError:  # Optuna is still creating its tables
+        return False
+    running = [n for n, state in rows if state == "RUNNING"]
+    complete = [n for n, state in rows if state == "COMPLETE"]
+    return bool(complete) and len(running) == 1 and (folder / f"trial-{running[0]}" / "train.log").is_file()
 
 
 @pytest.mark.slow
@@ -114,9 +125,7 @@ def test_a_killed_ablation_resumes_without_rerunning_finished_cells(ablate_confi
     try:  # kill -9 once a cell has finished and the next one is training
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
-            db = folder / "optuna.db"
-            counts = _counts(db) if db.is_file() else {}
-            if counts.get("COMPLETE", 0) >= 1 and counts.get("RUNNING", 0) == 1:
+            if _training(folder):
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read()[-2000:]
