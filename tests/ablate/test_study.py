@@ -155,3 +155,35 @@ def test_a_killed_ablation_resumes_without_rerunning_finished_cells(ablate_confi
     assert len(failed) == 1 and len(trials) == 4  # the killed cell, retried once under a new number
     log = (folder / "tune.log").read_text()
     assert log.count("built once for every cell") == 1 and "reused" in log
+
+
+@pytest.mark.slow
+def test_a_failed_cell_is_recorded_and_run_again_by_the_next_ablate(ablate_cfg, monkeypatch):
+    import torch
+
+    import geodistill.train.loop as loop
+
+    cfg = ablate_cfg("flaky", ablate={"run": ["ce", "ce+kl"], "seeds": 1})
+    real_train = loop.train
+
+    def oom_for_ce(trial_cfg, **kwargs):
+        if trial_cfg.loss.kl_weight == 0:  # the `ce` cell
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_train(trial_cfg, **kwargs)
+
+    monkeypatch.setattr(loop, "train", oom_for_ce)
+    first = ablate(cfg)
+    assert first["cells"] == {"total": 2, "complete": 1}
+    (failed,) = first["failed"]
+    assert failed["variant"] == "ce" and failed["error"].startswith("OutOfMemoryError: CUDA out of memory")
+    md = (Path(cfg.run_dir) / "ablation.md").read_text()
+    assert "## Cells failed" in md and "| ce | 0/1 | n/a |" in md
+    finished = first["variants"]["ce+kl"]["seeds"][0]
+
+    monkeypatch.setattr(loop, "train", real_train)
+    second = ablate(cfg)  # the failed cell runs again, once; the finished one does not
+    assert second["cells"] == {"total": 2, "complete": 2} and second["failed"] == []
+    assert second["variants"]["ce+kl"]["seeds"][0] == finished
+    states = sorted((t.params["variant"], t.state.name) for t in _study(cfg).trials)
+    assert states == [("ce", "COMPLETE"), ("ce", "FAIL"), ("ce+kl", "COMPLETE")]
+    assert ablate(cfg)["cells"]["complete"] == 2 and len(_study(cfg).trials) == 3
