@@ -81,3 +81,21 @@ def test_the_cli_refuses_an_unknown_variant_with_exit_2(ablate_config):
     assert done.returncode == 2
     assert done.stderr.startswith("error: invalid ablation:") and "unknown variant 'ce+foo'" in done.stderr
     assert not (path.parent / "cli-bad").exists()
+    # key=value after --variants is an override, not a variant name (argparse hands it to --variants).
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geodistill.cli",
+            "ablate",
+            "--config",
+            str(path),
+            "--variants",
+            "ce",
+            "tune.steps=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "tune.steps: must be >= 1, got 0" in done.stderr, done.stderr
