@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ class _Grid(optuna.samplers.GridSampler):
     """Optuna's grid sampler without its own stopping rule: the study's budget decides when work ends
     (a re-run failed cell is an extra trial after the grid is exhausted, and must not stop the others)."""
 
-    def after_trial(self, study, trial, state, values) -> None:  # noqa: ANN001 (optuna's signature)
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         return None
 
 
