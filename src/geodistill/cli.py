@@ -37,6 +37,7 @@ EXTRAS = {
     "optuna": "tune",
     "psycopg": "tune",
     "pandas": "tune",
+    "scipy": "tune",
     "matplotlib": "report",
     "sklearn": "report",
     "umap": "report",
@@ -231,7 +232,7 @@ def _tune(a: argparse.Namespace) -> int:
 
 
 def _ablate(a: argparse.Namespace) -> int:
-    for module in ("optuna", "matplotlib"):  # the study writes ablation.png after every cell
+    for module in ("optuna", "matplotlib", "scipy"):  # ablation.png after every cell; t-intervals
         _require(module, "ablate", extra="tune")
     from geodistill.ablate import ablate
     from geodistill.config import load_config

@@ -99,3 +99,17 @@ def test_the_cli_refuses_an_unknown_variant_with_exit_2(ablate_config):
         timeout=120,
     )
     assert done.returncode == 2 and "tune.steps: must be >= 1, got 0" in done.stderr, done.stderr
+
+
+def test_ablate_without_scipy_names_the_extra_before_any_compute(ablate_config, monkeypatch, capsys):
+    from geodistill.cli import main
+
+    monkeypatch.setitem(sys.modules, "scipy", None)  # what `import scipy` sees when it is not installed
+    path = ablate_config("noscipy")
+    assert main(["ablate", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "error: geodistill ablate needs scipy, which is not installed: pip install 'geodistill[tune]'\n"
+    )
+    assert not (path.parent / "noscipy").exists()
