@@ -88,6 +88,7 @@ def test_an_ablation_completes_and_its_summary_holds_each_run_folders_numbers(ab
     # A rerun finds every cell finished and trains nothing.
     again = ablate(cfg)
     assert len(_study(cfg).trials) == 6 and again["variants"] == summary["variants"]
+    assert "every cell has finished: nothing to train" in (folder / "tune.log").read_text()
     # Another grid in the same folder is refused: the cells would not be comparable.
     changed = ablate_cfg("grid", ablate={"run": variants, "seeds": 3, "test": str(tiny_data[1])})
     with pytest.raises(GeodistillError, match=r"this ablation ran variants .* with seeds \[3, 4\]"):

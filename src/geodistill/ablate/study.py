@@ -28,6 +28,7 @@ from geodistill.tune.storage import storage_url as _storage_url
 from geodistill.tune.workers import _claim_folder, _spawn_workers, _study_log, check_tune_args, run_worker
 
 log = logging.getLogger("geodistill.tune")  # tune's logger: _study_log writes it to <folder>/tune.log
+PENDING = (TrialState.RUNNING, TrialState.WAITING)
 GRID_SEED = 0  # every worker and every rerun must shuffle the grid alike: grid ids index the shuffle
 
 
@@ -216,7 +217,10 @@ def ablate(
             cfg.tune.steps or cfg.train.max_steps,
             workers,
         )
-        if workers == 1:
+        trials = study.get_trials(deepcopy=False)
+        if budget_used(trials) >= n_trials and not any(t.state in PENDING for t in trials):
+            log.info("every cell has finished: nothing to train (a new grid needs another run_dir)")
+        elif workers == 1:
             run_worker(
                 cfg, url, name, n_trials, None, heartbeat_s, shared=storage is not None, plan=ablate_plan
             )
