@@ -4,6 +4,7 @@ examples:
   geodistill transcribe tiny.en speech.wav
   geodistill data scan data/manifest.jsonl
   geodistill train --config configs/demo-cpu.yaml train.lr=1e-4
+  geodistill ablate --config configs/demo-cpu.yaml --seeds 3 --test data/test.jsonl
   geodistill evaluate --model runs/demo --data data/test.jsonl --out runs/demo/eval
 
 Errors are one line ("error: ...") with exit status 2; add --debug for the full traceback.
@@ -36,6 +37,7 @@ EXTRAS = {
     "optuna": "tune",
     "psycopg": "tune",
     "pandas": "tune",
+    "scipy": "tune",
     "matplotlib": "report",
     "sklearn": "report",
     "umap": "report",
@@ -281,6 +283,28 @@ def _tune(a: argparse.Namespace) -> int:
     return 0
 
 
+def _ablate(a: argparse.Namespace) -> int:
+    for module in ("optuna", "matplotlib", "scipy"):  # ablation.png after every cell; t-intervals
+        _require(module, "ablate", extra="tune")
+    from geodistill.ablate import ablate
+    from geodistill.config import load_config
+
+    # `--variants a b key=value`: argparse hands the overrides after --variants to it
+    overrides = [*a.overrides, *(v for v in a.variants or [] if "=" in v)]
+    names = [v for v in a.variants or [] if "=" not in v]
+    flags = [f"ablate.run={json.dumps(names)}"] if names else []
+    flags += [f"ablate.seeds={a.seeds}"] if a.seeds is not None else []
+    flags += [f"ablate.test={json.dumps(a.test)}"] if a.test is not None else []
+    cfg = load_config(a.config, [*overrides, *flags])
+    _warn_amp(cfg)
+    summary = ablate(cfg, storage=a.storage, study_name=a.study, workers=a.workers)
+    print(
+        f"{summary['cells']['complete']} of {summary['cells']['total']} cells finished; see "
+        f"{cfg.run_dir}/ablation.md"
+    )
+    return 0
+
+
 def _report(a: argparse.Namespace) -> int:
     _require("matplotlib", "report")
     from geodistill.report import build_report
@@ -456,6 +480,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workers", type=POSITIVE_INT, default=1, help="worker processes sharing the study")
     q.add_argument("overrides", nargs="*")
     q.set_defaults(fn=_tune)
+
+    q = sub.add_parser(
+        "ablate", help="loss ablation: a grid of (variant, seed) training runs, WER mean ± std per variant"
+    )
+    q.add_argument("--config", required=True)
+    q.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help="variant names to run (default: ce ce+kl ce+kl+mse ce+kl+geo ce+kl+geo+taid kl+geo, then "
+        "the config's ablate.variants)",
+    )
+    q.add_argument("--seeds", type=POSITIVE_INT, default=None, help="seeds per variant (default 3)")
+    q.add_argument("--test", default=None, help="data spec: each cell's final student is scored on it")
+    q.add_argument("--storage", default=None, help="Optuna RDB URL, e.g. postgresql://... (default: SQLite)")
+    q.add_argument("--study", default=None)
+    q.add_argument("--workers", type=POSITIVE_INT, default=1, help="worker processes sharing the study")
+    q.add_argument("overrides", nargs="*")
+    q.set_defaults(fn=_ablate)
 
     q = sub.add_parser("report", help="plots, latent-space maps and the teacher/student table of a run")
     q.add_argument("run_dir")

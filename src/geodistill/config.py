@@ -143,6 +143,16 @@ class TuneConfig:
 
 
 @dataclass
+class AblateConfig:
+    """``geodistill ablate``: which loss variants, how many seeds (see geodistill.ablate)."""
+
+    variants: dict[str, Any] | None = None  # the user's own variants: {name: {dotted.key: value}}
+    run: list[str] | None = None  # variant names to run (None = the built-in ones, then the user's)
+    seeds: int = 3  # seeds per variant: train.seed, train.seed + 1, ...
+    test: str | None = None  # data spec scored after each cell's training (test WER)
+
+
+@dataclass
 class Config:
     teacher: str = "tiny.en"  # model spec: embedded name, HF id/dir, or CTranslate2 dir
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -150,6 +160,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    ablate: AblateConfig = field(default_factory=AblateConfig)
     run_dir: str = "runs/default"
     teacher_cache: str | None = None  # a teacher-output cache folder (see `geodistill cache`)
     # Also store the frozen cross-attention keys/values of the decoder layers a copy student keeps (when its

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -85,6 +86,16 @@ def comparison(
     return {"teacher": found.get("teacher"), "student": found.get("student"), "source": source}
 
 
+def _ablation(run_dir: Path, out: Path) -> dict | None:
+    """The ablation this run is a cell of (its ablation.png copied beside the page), or None."""
+    from geodistill.ablate import ablation_of_run
+
+    found = ablation_of_run(run_dir)
+    if found is not None and (run_dir.parent / "ablation.png").is_file():
+        shutil.copyfile(run_dir.parent / "ablation.png", out / "ablation.png")
+    return found
+
+
 def _clear(out: Path) -> None:
     """Remove what an earlier report wrote here, so the page never shows a stale figure."""
     for path in [*out.glob("*.png"), *(out / name for name in OUTPUTS)]:
@@ -132,6 +143,7 @@ def build_report(
         "versions": info.record.get("versions", {}),
         "git_commit": info.record.get("git_commit"),
         "hidden_loss": info.cfg.loss.hidden_loss,
+        "ablation": _ablation(info.run_dir, out),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "report.md").write_text(render_markdown(report, out))

@@ -195,12 +195,35 @@ def hidden_section(report: dict) -> Section:
     return sec
 
 
+def ablation_section(report: dict) -> Section | None:
+    """When the run is one cell of a ``geodistill ablate`` grid: the whole ablation's table and verdicts."""
+    summary = report.get("ablation")
+    if not summary:
+        return None
+    from geodistill.ablate.view import comparison_lines, table_rows
+
+    cell = summary["this_cell"]
+    sec = Section("Ablation", tables=[table_rows(summary)])
+    sec.paragraphs.append(
+        f"This run is the cell {cell['variant']}, seed {cell['seed']} (trial {cell['trial']}) of the"
+        f" ablation in {summary['dir']}: {summary['cells']['complete']} of {summary['cells']['total']} cells"
+        " finished. "
+        "WER normalised, in %; mean ± sample standard deviation over seeds."
+    )
+    sec.paragraphs += comparison_lines(summary)
+    sec.figures.append(("ablation.png", "WER per variant", "Every seed a dot; the bar is mean ± std."))
+    return sec
+
+
 def sections(report: dict, out: Path) -> list[Section]:
     """The report's sections; figures whose file is missing from ``out`` are dropped."""
     config = Section("Configuration", code=yaml.safe_dump(report.get("config", {}), sort_keys=False))
     versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
     config.paragraphs.append(f"Versions: {versions}; git commit {report.get('git_commit') or 'unknown'}.")
     secs = [comparison_section(report), training_section(report), hidden_section(report), config]
+    ablation = ablation_section(report)
+    if ablation is not None:
+        secs.insert(2, ablation)
     for sec in secs:
         sec.figures = [f for f in sec.figures if f[0] and (out / f[0]).is_file()]
     return secs

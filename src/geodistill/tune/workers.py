@@ -78,6 +78,21 @@ def work(
         time.sleep(poll_s if left is None else max(0.0, min(poll_s, left)))
 
 
+# (cfg, masked storage URL, trials already in the study, shared study?) -> (sampler, objective, on_trial)
+StudyPlan = Callable[
+    [Config, str, int, bool],
+    tuple[optuna.samplers.BaseSampler, Objective, Callable[[optuna.Study, FrozenTrial], Any]],
+]
+
+
+def tpe_plan(cfg: Config, label: str, n_existing: int, shared: bool) -> tuple:
+    """The tuning study's trials: TPE over ``search_space(cfg)``, summary files refreshed after each."""
+    study_dir = Path(cfg.run_dir)
+    sampler = optuna.samplers.TPESampler(seed=_sampler_seed(cfg, n_existing, shared), constant_liar=True)
+    objective = Objective(cfg, search_space(cfg), study_dir)
+    return sampler, objective, lambda s, _t: write_outputs(s, study_dir, label)
+
+
 def run_worker(
     cfg: Config,
     url: str,
@@ -86,16 +101,15 @@ def run_worker(
     timeout: float | None = None,
     heartbeat_s: int = HEARTBEAT_S,
     shared: bool = False,
+    plan: StudyPlan | None = None,
 ) -> None:
-    """One worker: open the study and run trials in this process until the study is done."""
-    study_dir = Path(cfg.run_dir)
+    """One worker: open the study and run trials in this process until the study is done.
+
+    plan: what the trials are (default ``tpe_plan``); a module-level function, so spawned workers get it.
+    """
     study = open_study(cfg, url, study_name, n_trials, heartbeat_s)
     trials = study.get_trials(deepcopy=False)
-    study.sampler = optuna.samplers.TPESampler(
-        seed=_sampler_seed(cfg, len(trials), shared), constant_liar=True
-    )
-    label = mask_url(url)
-    objective = Objective(cfg, search_space(cfg), study_dir)
+    study.sampler, objective, on_trial = (plan or tpe_plan)(cfg, mask_url(url), len(trials), shared)
     if budget_used(trials) < n_trials:
         # Teacher and cache before the first trial: a bad one is then one error, not n failed trials.
         objective.teacher_outputs()
@@ -107,7 +121,7 @@ def run_worker(
         n_trials,
         timeout,
         poll_s=min(5.0, heartbeat_s),
-        on_trial=lambda s, _t: write_outputs(s, study_dir, label),
+        on_trial=on_trial,
     )
 
 
@@ -120,6 +134,7 @@ def _worker_main(
     heartbeat_s: int,
     index: int,
     workers: int,
+    plan: StudyPlan | None = None,
 ) -> None:
     """Entry point of a spawned worker process (the URL arrives by pipe, never on a command line)."""
     import torch
@@ -129,7 +144,7 @@ def _worker_main(
     cfg = from_dict(cfg_dict)
     try:
         with _study_log(Path(cfg.run_dir), f"worker {index}"):
-            run_worker(cfg, url, study_name, n_trials, timeout, heartbeat_s, shared=True)
+            run_worker(cfg, url, study_name, n_trials, timeout, heartbeat_s, shared=True, plan=plan)
     except (GeodistillError, ConfigError) as exc:
         print(f"error: tuning worker {index}: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -145,11 +160,12 @@ def _spawn_workers(
     timeout: float | None,
     heartbeat_s: int,
     workers: int,
+    plan: StudyPlan | None = None,
 ) -> None:
     ctx = multiprocessing.get_context("spawn")  # a forked child would inherit live DB connections and threads
     args = (to_dict(cfg), url, study_name, n_trials, timeout, heartbeat_s)
     procs = [
-        ctx.Process(target=_worker_main, args=(*args, i, workers), name=f"geodistill-tune-{i}")
+        ctx.Process(target=_worker_main, args=(*args, i, workers, plan), name=f"geodistill-tune-{i}")
         for i in range(workers)
     ]
     for p in procs:
