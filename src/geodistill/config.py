@@ -76,10 +76,10 @@ class CTCConfig(_Choices):
     downsampling -> a linear CTC head. The defaults cost <= 25 % of tiny.en's encoder per second of audio
     (configs/ctc-cpu.yaml states the count)."""
 
-    d_model: int = 256
+    d_model: int = 192
     layers: int = 4
-    heads: int = 4
-    ffn: int = 1024
+    heads: int = 3
+    ffn: int = 768
     downsample: int = 1  # 1: one output frame per 20 ms | 3: Conv1d(k=3, s=3), one per 60 ms
     vocab: CTCVocab = "chars"
     dropout: float = 0.1  # in the Transformer blocks

@@ -45,10 +45,10 @@ class CTCShape:
     """The architecture, saved as ctc_config.json next to the weights."""
 
     n_mels: int = 80
-    d_model: int = 256
+    d_model: int = 192
     layers: int = 4
-    heads: int = 4
-    ffn: int = 1024
+    heads: int = 3
+    ffn: int = 768
     downsample: int = 1
     dropout: float = 0.1
     vocab: tuple[str, ...] = CHARS
