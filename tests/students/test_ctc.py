@@ -93,7 +93,8 @@ def test_ctc_loss_matches_torch_and_a_hand_count():
     got = CTCLoss()(log_probs, targets, input_lengths, target_lengths)
     p = log_probs[0, :2].exp()  # utterance 0: "a" in 2 frames = paths aa, -a, a-
     nll0 = -torch.log(p[0, 1] * p[1, 1] + p[0, 0] * p[1, 1] + p[0, 1] * p[1, 0])
-    reference = F.ctc_loss(log_probs.transpose(0, 1), targets, input_lengths, target_lengths, reduction="none")
+    frames_first = log_probs.transpose(0, 1)
+    reference = F.ctc_loss(frames_first, targets, input_lengths, target_lengths, reduction="none")
     assert torch.allclose(reference[0], nll0, atol=1e-6)
     assert torch.allclose(got, reference.mean(), atol=1e-6)
     garbage = log_probs.clone()
