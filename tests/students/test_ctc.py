@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -119,7 +120,7 @@ def test_text_is_normalised_and_foreign_characters_are_reported():
     assert dropped == ["中"]
 
 
-def test_clips_too_short_for_their_characters_are_skipped_and_reported(tiny_processor, tmp_path):
+def test_clips_too_short_for_their_characters_are_skipped_and_reported(tiny_processor, tmp_path, caplog):
     tok = tiny_processor.tokenizer
     bad = BadSamples(tmp_path / "bad_samples.jsonl")
     collate = CTCCollator(WhisperCollator([50257, 50362], 50256), tok, 3, bad)
@@ -128,11 +129,14 @@ def test_clips_too_short_for_their_characters_are_skipped_and_reported(tiny_proc
         labels = tok(" " + text, add_special_tokens=False).input_ids + [50256]
         return {"id": i, "labels": labels, "audio_seconds": seconds, "input_features": torch.zeros(80, 3000)}
 
-    out = collate([sample("ok", "hi there", 2.0), sample("short", "a rather long sentence here", 1.0), None])
+    caplog.set_level(logging.WARNING, logger="geodistill")
+    short = sample("short", "a rather long sentence here", 1.0)
+    out = collate([sample("ok", "hi 中 there", 2.0), short, None])
     assert out["ids"] == ["ok"] and out["ctc_label_lengths"].tolist() == [8]
     assert "".join(CHARS[i] for i in out["ctc_labels"][0].tolist()) == "hi there"
     (entry,) = [json.loads(x) for x in (tmp_path / "bad_samples.jsonl").read_text().splitlines()]
     assert entry["item"] == "short" and "clip too short for CTC: 16 output frames" in entry["reason"]
+    assert "'中' is not in the vocabulary; dropped (first in ok)" in caplog.text
 
 
 def test_hidden_loss_pools_the_teacher_3_to_1_over_the_clip():

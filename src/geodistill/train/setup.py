@@ -168,4 +168,16 @@ def _ctc_run(cfg: Config, run_dir: Path, device: torch.device, world: World, sid
     train_set, val, prompt = build_data(cfg, t_proc, teacher, bad)
     base = WhisperCollator(prompt, t_proc.tokenizer.pad_token_id)
     collate = CTCCollator(base, t_proc.tokenizer, cfg.student.ctc.downsample, bad)
-    return Run(cfg, run_dir, device, provider, student, train_set, val, collate, prompt, bad, world)
+    return Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        teacher=provider,
+        student=student,
+        train_set=train_set,
+        val_utts=val,
+        collate=collate,
+        prompt=prompt,
+        bad=bad,
+        world=world,
+    )
