@@ -35,6 +35,7 @@ from geodistill.students.ctc import (
     output_frames,
     whisper_encoder_macs,
 )
+from geodistill.teacher.outputs import OnlineTeacher, OnlineTeacherEncoder
 from geodistill.train import loop
 from geodistill.train.loop import train
 from tests.conftest import make_tiny_whisper
@@ -69,6 +70,14 @@ def test_padding_beyond_a_clip_does_not_reach_its_frames():
     before = s(b, TeacherOutputs(), None).logits[1, :50]
     b["input_features"][1, :, 101:] = 5.0  # beyond the 1-s clip (+ the conv's reach)
     assert torch.equal(s(b, TeacherOutputs(), None).logits[1, :50], before)
+
+
+def test_the_encoder_only_teacher_gives_the_online_teachers_encoder_states():
+    teacher = make_tiny_whisper(d_model=32, layers=2, heads=2, seed=4)
+    b = {**batch([2.0]), "decoder_input_ids": torch.tensor([[50257, 50362, 400]])}
+    full = OnlineTeacher(teacher)(b)
+    only = OnlineTeacherEncoder(teacher)(b)
+    assert only.logits is None and torch.equal(only.encoder_hidden, full.encoder_hidden)
 
 
 def test_init_from_teacher_reproduces_the_teachers_encoder():

@@ -30,6 +30,7 @@ from geodistill.models import resolve_device
 from geodistill.students import WhisperStudent, build_whisper_student
 from geodistill.students.ctc import CTCCollator, CTCStudent, build_ctc_student
 from geodistill.students.sharing import encoder_shared, provided_cross_kv, shared_cross_kv
+from geodistill.teacher.outputs import OnlineTeacherEncoder
 from geodistill.train.distributed import World
 from geodistill.train.teacher import TeacherModel, cache_stands_in, load_teacher, make_teacher
 
@@ -162,7 +163,9 @@ def _ctc_run(cfg: Config, run_dir: Path, device: torch.device, world: World, sid
     """A run with a CTC student: the online (or cached) teacher gives encoder states only to compare."""
     teacher, t_proc, t_config, provider = side
     student = build_ctc_student(cfg, teacher, t_proc, t_config, device)
-    if provider is None:
+    if provider is None and not cfg.teacher_cache:  # no token losses: the teacher's decoder is not run
+        provider = OnlineTeacherEncoder(teacher)
+    elif provider is None:
         provider = make_teacher(cfg, (teacher, t_proc))
     bad = _bad_samples(cfg, run_dir, world)
     train_set, val, prompt = build_data(cfg, t_proc, teacher, bad)
