@@ -199,6 +199,13 @@ def test_train_runs_saves_and_loads(make_config):
     assert processor.feature_extractor.feature_size == 80
 
 
+def test_train_reads_the_teachers_encoder_states_from_a_cache(make_config, tmp_path):
+    sections = ctc_sections(max_steps=2, eval_every=0, save_every=0)
+    cfg = load_config(make_config("ctc_cached", teacher_cache=str(tmp_path / "cache"), **sections))
+    result = train(cfg)
+    assert result.exit_code == 0 and all(math.isfinite(e["hidden"]) for e in result.history["train"])
+
+
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
