@@ -22,6 +22,7 @@ from geodistill.data.bad import BadSamples
 from geodistill.data.collate import WhisperCollator
 from geodistill.errors import GeodistillError
 from geodistill.losses.ctc import CHAR_IDS, CHARS, CTCDistillationLoss, CTCLoss, text_to_labels
+from geodistill.models import load_whisper
 from geodistill.models.context import encode
 from geodistill.students.ctc import (
     CTCCollator,
@@ -197,6 +198,8 @@ def test_train_runs_saves_and_loads(make_config):
     assert json.loads((final / "geodistill.json").read_text())["family"] == "ctc"
     assert torch.equal(model.conv1.weight, load_file(final / "model.safetensors")["conv1.weight"])
     assert processor.feature_extractor.feature_size == 80
+    with pytest.raises(GeodistillError, match="a CTC student, not a Whisper model"):
+        load_whisper(str(cfg.run_dir))  # evaluate / transcribe: a clear refusal, not a confusing one
 
 
 def test_train_reads_the_teachers_encoder_states_from_a_cache(make_config, tmp_path):
