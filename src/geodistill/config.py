@@ -402,6 +402,8 @@ def _check_combinations(cfg: Config, problems: list[str]) -> None:
         problems.append(f"train.amp: {t.amp} needs CUDA but train.device is {t.device!r}; use amp: no")
     if s.init == "ctc":
         _check_ctc(cfg, problems)
+    elif s.ctc != CTCConfig():
+        problems.append(f"student.ctc: only used with student.init: ctc (init is {s.init!r}); drop it")
     if cfg.data.val_limit is not None and cfg.data.val_limit < 1:
         problems.append(f"data.val_limit: must be >= 1 (or null for all), got {cfg.data.val_limit}")
 

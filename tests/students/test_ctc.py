@@ -166,6 +166,8 @@ def test_hidden_loss_pools_the_teacher_3_to_1_over_the_clip():
 def test_config_refuses_a_decoder_side_loss_for_ctc():
     with pytest.raises(ConfigError, match="loss.hidden_on: a ctc student has no decoder"):
         load_config(None, ["student.init=ctc"])
+    with pytest.raises(ConfigError, match="student.ctc: only used with student.init: ctc"):
+        load_config(None, ["student.ctc.layers=2"])
     with pytest.raises(ConfigError, match="student.ctc.downsample: must be 1 or 3"):
         load_config(None, ["student.init=ctc", "loss.hidden_on=encoder", "student.ctc.downsample=2"])
 

@@ -95,7 +95,8 @@ class CTCModel(nn.Module):
         x = nn.functional.gelu(self.conv2(x)).transpose(1, 2)  # (B, P, d)
         p = x.shape[1]
         if p > MAX_POSITIONS or p < self.shape.downsample:
-            raise GeodistillError(f"input_features: {features.shape[-1]} Mel frames; need 6..3000")
+            low = 2 * self.shape.downsample
+            raise GeodistillError(f"input_features: {features.shape[-1]} Mel frames; need {low}..3000")
         x = x + self.positions[:p]
         pad = torch.arange(p, device=x.device)[None] >= positions.to(x.device)[:, None]  # (B, P)
         for layer in self.layers:
