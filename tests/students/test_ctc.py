@@ -73,6 +73,20 @@ def test_padding_beyond_a_clip_does_not_reach_its_frames():
     assert torch.equal(s(b, TeacherOutputs(), None).logits[1, :50], before)
 
 
+def test_a_failed_save_keeps_the_previous_student(tiny_processor, tmp_path, monkeypatch):
+    from geodistill.students import ctc as ctc_mod
+
+    s = student(processor=tiny_processor)
+    s.save(tmp_path / "best", {"step": 1})
+    monkeypatch.setattr(ctc_mod, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(GeodistillError, match="cannot save the student .*disk full.*previous one is intact"):
+        s.save(tmp_path / "best", {"step": 2})
+    assert json.loads((tmp_path / "best" / "geodistill.json").read_text())["step"] == 1
+    assert not (tmp_path / ".best.tmp").exists()
+    model, _ = load_ctc(tmp_path / "best")
+    assert torch.equal(model.head.weight, s.model.head.weight)
+
+
 def test_the_encoder_only_teacher_gives_the_online_teachers_encoder_states():
     teacher = make_tiny_whisper(d_model=32, layers=2, heads=2, seed=4)
     b = {**batch([2.0]), "decoder_input_ids": torch.tensor([[50257, 50362, 400]])}

@@ -212,10 +212,26 @@ class CTCStudent:
 
     def save(self, out: Path, extra: dict | None = None) -> None:
         """model.safetensors + ctc_config.json (shape and vocabulary) + the feature extractor's processor +
-        projector.safetensors + geodistill.json; written to a temp folder and swapped in."""
+        projector.safetensors + geodistill.json; written to a temp folder and swapped in (a failed write
+        removes the temp folder and leaves ``out`` as it was)."""
         out = Path(out)
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self._write(tmp, extra)
+        except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers report a full disk as their own
+            shutil.rmtree(tmp, ignore_errors=True)
+            kept = "the previous one is intact" if out.exists() else "nothing was saved"
+            raise GeodistillError(f"{out}: cannot save the student ({exc}); {kept}") from exc
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _write(self, tmp: Path, extra: dict | None) -> None:
+        """Every file of ``save`` into the new folder ``tmp``."""
         tmp.mkdir(parents=True)
         save_file(_plain(self.model.state_dict()), str(tmp / "model.safetensors"))
         (tmp / "ctc_config.json").write_text(json.dumps(asdict(self.model.shape), indent=2))
@@ -225,12 +241,6 @@ class CTCStudent:
             save_file(_plain(self.projectors.state_dict()), str(tmp / "projector.safetensors"))
         record = {"family": "ctc", "teacher": self.teacher_name, **(extra or {})}
         (tmp / "geodistill.json").write_text(json.dumps(record, indent=2))
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _plain(state: dict[str, Tensor]) -> dict[str, Tensor]:
