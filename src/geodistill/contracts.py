@@ -36,6 +36,8 @@ class Batch(TypedDict):
     audio_seconds: Tensor  # (B,) clip lengths
     input_features: NotRequired[Tensor]  # (B, n_mels, frames) log-Mel; absent when a cache replaces it
     audio: NotRequired[list]  # raw waveforms, when the samples carry them
+    ctc_labels: NotRequired[Tensor]  # (B, U) character ids, zero-padded (CTC students' CTCCollator)
+    ctc_label_lengths: NotRequired[Tensor]  # (B,) characters per utterance
 
 
 @dataclass

@@ -164,6 +164,11 @@ def local_model_dir(folder: Path) -> Path:
     if not folder.is_dir():
         raise ModelLoadError(f"could not load '{folder}': not a folder")
     config = folder / "config.json"
+    if (folder / "ctc_config.json").is_file():
+        raise ModelLoadError(
+            f"could not load '{folder}': a CTC student, not a Whisper model (load it with "
+            "geodistill.students.ctc.load_ctc; evaluate, transcribe and export do not take CTC students yet)"
+        )
     if not config.is_file():
         for sub in RUN_SUBDIRS:
             if (folder / sub).is_dir():

@@ -13,7 +13,14 @@ from transformers import WhisperForConditionalGeneration
 from geodistill.contracts import Batch, CrossKV, ModelStates, TeacherOffer, TeacherOutputs
 from geodistill.models.forward import forward_states
 
-__all__ = ["CrossKV", "ModelStates", "OnlineTeacher", "TeacherOutputs", "forward_states"]
+__all__ = [
+    "CrossKV",
+    "ModelStates",
+    "OnlineTeacher",
+    "OnlineTeacherEncoder",
+    "TeacherOutputs",
+    "forward_states",
+]
 
 
 class OnlineTeacher:
@@ -58,3 +65,22 @@ class OnlineTeacher:
             cross_kv=out.cross_kv or None,
             decoder_layers=out.decoder_layers,
         )
+
+
+class OnlineTeacherEncoder:
+    """The frozen teacher's encoder only, run at every step: its last encoder states and nothing else.
+
+    For students that compare no token outputs (the CTC student): the decoder and its full-vocabulary
+    logits are skipped. The states equal ``OnlineTeacher``'s ``encoder_hidden`` (same model, same input).
+    """
+
+    def __init__(self, model: WhisperForConditionalGeneration):
+        self.model = model.eval().requires_grad_(False)
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.offer = TeacherOffer(reads_features=True, encoder_states=True)
+
+    @torch.no_grad()
+    def __call__(self, batch: Batch) -> TeacherOutputs:
+        feats = batch["input_features"].to(self.device, self.dtype)
+        return TeacherOutputs(encoder_hidden=self.model.model.encoder(feats).last_hidden_state)

@@ -25,6 +25,7 @@ from geodistill.config import Config
 from geodistill.contracts import Batch, TeacherProvider
 from geodistill.errors import GeodistillError
 from geodistill.losses import DistillationLoss
+from geodistill.losses.ctc import CTCDistillationLoss
 from geodistill.losses.kd import valid_mask
 from geodistill.outdir import output_dir
 from geodistill.runlock import hold
@@ -113,6 +114,8 @@ def _autocast(run: Run) -> contextlib.AbstractContextManager:
 
 def compute_loss(run: Run, loss_fn: DistillationLoss, batch: Batch, step: int) -> tuple[torch.Tensor, dict]:
     """Teacher outputs + student forward + weighted loss parts for one micro-batch."""
+    if run.student.family == "ctc":
+        return _ctc_loss(run, loss_fn, batch, step)
     teacher = run.teacher(batch).to(run.device)
     # Only the positions the token losses read (labels != -100): no LM head over prompt and padding.
     labels = batch["labels"].to(run.device)
@@ -121,6 +124,22 @@ def compute_loss(run: Run, loss_fn: DistillationLoss, batch: Batch, step: int) -
     return loss_fn(
         student, teacher.at(keep), labels[keep][None], step=step, total_steps=run.cfg.train.max_steps
     )
+
+
+def _ctc_loss(run: Run, loss_fn: CTCDistillationLoss, batch: Batch, step: int) -> tuple[torch.Tensor, dict]:
+    """CTC family: the student's frames against the characters and the teacher's encoder states."""
+    teacher = run.teacher(batch).to(run.device)
+    student = run.student(batch, teacher, None)
+    targets, lengths = batch["ctc_labels"].to(run.device), batch["ctc_label_lengths"]
+    return loss_fn(student, teacher, targets, lengths, step=step, total_steps=run.cfg.train.max_steps)
+
+
+def make_loss(run: Run) -> DistillationLoss | CTCDistillationLoss:
+    """The objective of the run's student family (the CTC student has no decoder: no KL)."""
+    if run.student.family == "ctc":
+        pool = run.teacher.offer.encoder_pool
+        return CTCDistillationLoss(run.cfg.loss, run.cfg.student.ctc.downsample, pool).to(run.device)
+    return DistillationLoss(run.cfg.loss).to(run.device)
 
 
 def _next_batch(stream: BatchStream) -> Batch:
@@ -278,7 +297,7 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
     opt = make_optimizer(run.student.trainable, t.lr, t.weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, t.warmup_steps, t.max_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=t.amp == "fp16" and run.device.type == "cuda")
-    loss_fn = DistillationLoss(cfg.loss).to(run.device)
+    loss_fn = make_loss(run)
     stream = BatchStream(
         run.train_set,
         run.collate,

@@ -28,7 +28,9 @@ from geodistill.data import (
 from geodistill.errors import DataError, GeodistillError
 from geodistill.models import resolve_device
 from geodistill.students import WhisperStudent, build_whisper_student
+from geodistill.students.ctc import CTCCollator, CTCStudent, build_ctc_student
 from geodistill.students.sharing import encoder_shared, provided_cross_kv, shared_cross_kv
+from geodistill.teacher.outputs import OnlineTeacherEncoder
 from geodistill.train.distributed import World
 from geodistill.train.teacher import TeacherModel, cache_stands_in, load_teacher, make_teacher
 
@@ -41,10 +43,10 @@ class Run:
     run_dir: Path
     device: torch.device
     teacher: TeacherProvider  # batch -> TeacherOutputs (online model or a cache reader)
-    student: WhisperStudent  # the model that trains, its processor, projectors and what it shares
+    student: WhisperStudent | CTCStudent  # the model that trains, its processor, projectors, what it shares
     train_set: SpeechDataset
     val_utts: list
-    collate: WhisperCollator
+    collate: WhisperCollator | CTCCollator
     prompt: list[int]
     bad: BadSamples
     world: World  # data-parallel position (rank 0 of 1 without a launcher)
@@ -108,6 +110,8 @@ def build_run(
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     teacher, t_proc, t_config, provider = _teacher_side(cfg, teacher_model, teacher_provider)
+    if cfg.student.init == "ctc":
+        return _ctc_run(cfg, run_dir, device, world, (teacher, t_proc, t_config, provider))
     student = build_whisper_student(cfg, teacher, t_proc, t_config, device)
     shares = encoder_shared(cfg, teacher, student.whisper)
     cross_kv = shared_cross_kv(cfg, teacher, student.whisper, shares)
@@ -128,9 +132,7 @@ def build_run(
         )
     # Cached encoder states replace the student's encoder input: no log-Mel features to compute per step.
     cached_encoder = shares and offer.encoder_states and not offer.reads_features
-    bad = BadSamples(run_dir / "bad_samples.jsonl" if world.is_main else None, strict=cfg.data.strict)
-    if world.is_main:
-        (run_dir / "bad_samples.jsonl").touch()  # present (possibly empty) in every run folder
+    bad = _bad_samples(cfg, run_dir, world)
     processor = student.processor
     train_set, val, prompt = build_data(
         cfg, processor, student.whisper, bad, with_features=not cached_encoder
@@ -144,6 +146,40 @@ def build_run(
         train_set=train_set,
         val_utts=val,
         collate=WhisperCollator(prompt, processor.tokenizer.pad_token_id),
+        prompt=prompt,
+        bad=bad,
+        world=world,
+    )
+
+
+def _bad_samples(cfg: Config, run_dir: Path, world: World) -> BadSamples:
+    bad = BadSamples(run_dir / "bad_samples.jsonl" if world.is_main else None, strict=cfg.data.strict)
+    if world.is_main:
+        (run_dir / "bad_samples.jsonl").touch()  # present (possibly empty) in every run folder
+    return bad
+
+
+def _ctc_run(cfg: Config, run_dir: Path, device: torch.device, world: World, side: tuple) -> Run:
+    """A run with a CTC student: the online (or cached) teacher gives encoder states only to compare."""
+    teacher, t_proc, t_config, provider = side
+    student = build_ctc_student(cfg, teacher, t_proc, t_config, device)
+    if provider is None and not cfg.teacher_cache:  # no token losses: the teacher's decoder is not run
+        provider = OnlineTeacherEncoder(teacher)
+    elif provider is None:
+        provider = make_teacher(cfg, (teacher, t_proc))
+    bad = _bad_samples(cfg, run_dir, world)
+    train_set, val, prompt = build_data(cfg, t_proc, teacher, bad)
+    base = WhisperCollator(prompt, t_proc.tokenizer.pad_token_id)
+    collate = CTCCollator(base, t_proc.tokenizer, cfg.student.ctc.downsample, bad)
+    return Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        device=device,
+        teacher=provider,
+        student=student,
+        train_set=train_set,
+        val_utts=val,
+        collate=collate,
         prompt=prompt,
         bad=bad,
         world=world,

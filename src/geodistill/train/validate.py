@@ -5,6 +5,7 @@ from __future__ import annotations
 from geodistill.data import BadSamples
 from geodistill.evaluate.run import decode
 from geodistill.evaluate.wer import wer_scores
+from geodistill.students.ctc import transcribe_ctc
 
 # 30 s of speech is ~100 Whisper tokens; the cap stops an untrained student from looping to 448 tokens.
 VAL_MAX_NEW_TOKENS = 128
@@ -22,6 +23,8 @@ def generation_cap(tokenizer, texts: list[str]) -> int:
 def validate(run) -> dict:
     """{"wer", "wer_raw", "cer", "n_utterances"} of the run's student on its validation utterances."""
     cfg = run.cfg
+    if run.student.family == "ctc":
+        return _scores(*transcribe_ctc(run.student, run.val_utts, cfg.train.batch_size), cfg.data.language)
     # A separate, unlogged BadSamples: the loader already reported these files once at scan time.
     decoded = decode(
         run.student.whisper,
@@ -32,8 +35,11 @@ def validate(run) -> dict:
         language=cfg.data.language,
         max_new_tokens=generation_cap(run.student.processor.tokenizer, [u.text for u in run.val_utts]),
     )
-    refs = [u.text for u in decoded.utterances]
-    scores = wer_scores(refs, decoded.hypotheses, language=cfg.data.language or "en")
+    return _scores([u.text for u in decoded.utterances], decoded.hypotheses, cfg.data.language)
+
+
+def _scores(refs: list[str], hyps: list[str], language: str | None) -> dict:
+    scores = wer_scores(refs, hyps, language=language or "en")
     return {
         "wer": scores["wer"],
         "wer_raw": scores["wer_raw"],
