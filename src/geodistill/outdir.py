@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from geodistill.errors import StorageError
@@ -58,3 +60,28 @@ def output_dir(path: str | Path, what: str) -> Path:
     except OSError as exc:
         raise StorageError(f"{path}: cannot create the {what} output folder ({reason(exc)})") from None
     return path
+
+
+def replace_folder(out: str | Path, write: Callable[[Path], None], what: str) -> None:
+    """Write a folder atomically: ``write(tmp)`` fills a new temp folder, which then replaces ``out``.
+
+    A crash never leaves a half-written folder; a failed write (disk full: safetensors and tokenizers
+    report it with their own error types) removes the temp folder and is a one-line StorageError that
+    leaves ``out`` as it was.
+    """
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        write(tmp)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = "the previous one is intact" if out.exists() else "nothing was saved"
+        raise StorageError(f"{out}: cannot save {what} ({reason(exc)}); {kept}") from exc
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

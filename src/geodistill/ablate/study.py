@@ -21,11 +21,20 @@ from geodistill.ablate.variants import ablation_seeds, ablation_variants
 from geodistill.ablate.view import CELL_FILE
 from geodistill.config import Config
 from geodistill.errors import GeodistillError
+from geodistill.outdir import output_dir
+from geodistill.runlock import hold
 from geodistill.teacher.cache import is_complete
 from geodistill.tune.objective import Objective
 from geodistill.tune.storage import HEARTBEAT_S, STORAGE_FILE, _is_sqlite, budget_used, mask_url, open_study
 from geodistill.tune.storage import storage_url as _storage_url
-from geodistill.tune.workers import _claim_folder, _spawn_workers, _study_log, check_tune_args, run_worker
+from geodistill.tune.workers import (
+    _check_claim,
+    _claim_folder,
+    _spawn_workers,
+    _study_log,
+    check_tune_args,
+    run_worker,
+)
 
 log = logging.getLogger("geodistill.tune")  # tune's logger: _study_log writes it to <folder>/tune.log
 PENDING = (TrialState.RUNNING, TrialState.WAITING)
@@ -195,17 +204,18 @@ def ablate(
     teacher cache; a rerun skips finished cells and re-runs failed ones once. Returns ablation.json's content.
     """
     url = check_ablate_args(cfg, workers, heartbeat_s, storage)
-    study_dir = Path(cfg.run_dir)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    study_dir = output_dir(cfg.run_dir, "ablate")
     name = study_name or study_dir.resolve().name
     label = mask_url(url)
-    _claim_folder(study_dir, {"study": name, "storage": label if storage else STORAGE_FILE})
+    claim = {"study": name, "storage": label if storage else STORAGE_FILE}
     if not cfg.teacher_cache:
         cfg = dataclasses.replace(cfg, teacher_cache=str((study_dir / "teacher_cache").resolve()))
     record = _grid_record(cfg)
     n_cells = len(record["variants"]) * len(record["seeds"])
-    with _study_log(study_dir):
+    with hold(study_dir, "geodistill ablate"), _study_log(study_dir):
+        _check_claim(study_dir, claim)  # another study's folder: refused before the storage is touched
         study = open_study(cfg, url, name, n_cells, heartbeat_s)
+        _claim_folder(study_dir, claim)
         _check_grid(study, record, study_dir)
         n_trials = _budget(cfg, url, name, study, n_cells, heartbeat_s)
         log.info(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -35,6 +34,7 @@ from geodistill.errors import GeodistillError
 from geodistill.losses.ctc import BLANK, CHARS, frames_needed, text_to_labels
 from geodistill.models.context import CONV_STRIDE, clip_frames
 from geodistill.models.projector import RiemannianProjector
+from geodistill.outdir import replace_folder
 
 log = logging.getLogger("geodistill")
 MAX_POSITIONS = 1500  # 30 s of 20-ms positions, as Whisper's encoder
@@ -214,25 +214,10 @@ class CTCStudent:
         """model.safetensors + ctc_config.json (shape and vocabulary) + the feature extractor's processor +
         projector.safetensors + geodistill.json; written to a temp folder and swapped in (a failed write
         removes the temp folder and leaves ``out`` as it was)."""
-        out = Path(out)
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            self._write(tmp, extra)
-        except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers report a full disk as their own
-            shutil.rmtree(tmp, ignore_errors=True)
-            kept = "the previous one is intact" if out.exists() else "nothing was saved"
-            raise GeodistillError(f"{out}: cannot save the student ({exc}); {kept}") from exc
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(out, lambda tmp: self._write(tmp, extra), "the student")
 
     def _write(self, tmp: Path, extra: dict | None) -> None:
         """Every file of ``save`` into the new folder ``tmp``."""
-        tmp.mkdir(parents=True)
         save_file(_plain(self.model.state_dict()), str(tmp / "model.safetensors"))
         (tmp / "ctc_config.json").write_text(json.dumps(asdict(self.model.shape), indent=2))
         (tmp / "vocab.json").write_text(json.dumps(list(self.model.shape.vocab)))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import shutil
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +24,14 @@ from transformers import WhisperForConditionalGeneration
 from geodistill.config import Config
 from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutputs
 from geodistill.data.audio import SAMPLE_RATE
-from geodistill.errors import GeodistillError, StorageError
+from geodistill.errors import GeodistillError
 from geodistill.models import load_whisper
 from geodistill.models.context import AudioContext, clip_frames, encode, jittered_frames, set_audio_context
 from geodistill.models.forward import forward_states
 from geodistill.models.lora import add_lora, parameter_counts
 from geodistill.models.projector import RiemannianProjector
 from geodistill.models.student import check_same_tokenizer, copy_layers, freeze, spaced_layers
-from geodistill.outdir import reason
+from geodistill.outdir import replace_folder
 
 log = logging.getLogger("geodistill")
 
@@ -118,25 +117,10 @@ class WhisperStudent:
         Written into a temp folder and swapped in, so a crash never leaves a half-written student; a failed
         write (disk full) removes the temp folder and is a one-line error that leaves ``out`` as it was.
         """
-        out = Path(out)
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            self._write(tmp, extra)
-        except Exception as exc:  # noqa: BLE001 - safetensors and tokenizers report a full disk as their own
-            shutil.rmtree(tmp, ignore_errors=True)
-            kept = "the previous one is intact" if out.exists() else "nothing was saved"
-            raise StorageError(f"{out}: cannot save the student ({reason(exc)}); {kept}") from exc
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(out, lambda tmp: self._write(tmp, extra), "the student")
 
     def _write(self, tmp: Path, extra: dict | None) -> None:
         """Every file of ``save`` into the new folder ``tmp``."""
-        tmp.mkdir(parents=True)
         model = self.model
         if hasattr(model, "merge_and_unload"):  # peft: keep the adapter alone too, then merge a copy
             model.save_pretrained(str(tmp / "adapter"))
