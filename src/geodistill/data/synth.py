@@ -264,6 +264,7 @@ class Builder:
     def __init__(self, out: Path, seed: int, engines: Engines, chain, kill_after: int | None):
         self.out, self.seed, self.engines, self.chain = out, seed, engines, chain
         self.kill_after, self.written, self.synth_seconds = kill_after, 0, 0.0
+        self.started, self.audio_seconds = time.perf_counter(), 0.0
 
     def _write(self, p: Plan, audio: np.ndarray, flac: Path, meta: Path) -> dict:
         audio, applied = augment(self.chain, audio, p.aug_seed)
@@ -277,6 +278,19 @@ class Builder:
         _atomic_write(meta, lambda t: t.write_text(json.dumps(row) + "\n", encoding="utf-8"))
         _atomic_write(flac, lambda t: sf.write(t, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
         self.written += 1
+        self.audio_seconds += row["duration"]
+        if self.written % 50 == 0:
+            wall = time.perf_counter() - self.started
+            log.info(
+                "data synth: %d utterances (%.1f min audio) in %.0f s: %.1f utterances/min, %.1fx real time",
+                *(
+                    self.written,
+                    self.audio_seconds / 60,
+                    wall,
+                    60 * self.written / wall,
+                    self.audio_seconds / wall,
+                ),
+            )
         if self.kill_after is not None and self.written >= self.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection (tests): die like a killed build
         return row
