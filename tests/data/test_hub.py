@@ -127,3 +127,10 @@ def test_stream_batches_state_dict_resumes_the_same_batches(tmp_path):
     assert (
         first[0] == ["u00", "u01", "u02", "u04"] and first[2][:1] == ["u11"] and first[2][1:] == first[0][:3]
     )
+
+
+def test_hub_specs_are_not_listed_like_local_specs():
+    from geodistill.data import load_spec
+
+    with pytest.raises(DataError, match="hub: specs are streamed for training"):
+        load_spec("hub:openslr/librispeech_asr:clean:validation")

@@ -92,3 +92,14 @@ def test_tiny_build_is_reproducible_resumable_and_loadable(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "c" / "train.jsonl").read_text().splitlines()]
     assert all(r["licence"] and r["voice_source"] and isinstance(r["augment"], list) for r in rows)
     assert np.abs(sf.read(train[0].audio)[0]).max() > 0.05
+
+
+@needs_engines
+def test_held_out_val_has_only_unseen_voices_and_styles(tmp_path):
+    val = synth.held_out_val(
+        tmp_path / "v", minutes=0.2, exclude=["House and riches are the inheritance of fathers."]
+    )
+    assert val == tmp_path / "v" / "val.jsonl" and (tmp_path / "v" / "train.jsonl").read_text() == ""
+    rows = [json.loads(x) for x in val.read_text().splitlines()]
+    held_out = {v.name for v in synth.VOICES if v.split == "val"}
+    assert rows and {r["speaker"] for r in rows} <= held_out and sum(r["duration"] for r in rows) >= 12

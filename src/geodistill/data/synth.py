@@ -466,3 +466,15 @@ def write_readme(out: Path, s: dict) -> None:
         "Manifests: `train.jsonl`, `val.jsonl` (NeMo-style; `geodistill data scan OUT/train.jsonl`).", "",
     ]  # fmt: skip
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def held_out_val(out: str | Path, minutes: float = 3.0, exclude: list[str] | None = None) -> Path | None:
+    """A validation-only build (no training speech) under ``out``: held-out voices (flite rms, espeak-ng
+    Scottish and Caribbean), held-out text style (Psalms, Proverbs), augmented. Its ``val.jsonl``, or None
+    (logged) when the voices or packages for it are not installed."""
+    try:
+        build_synth(out, hours=0.0, val_minutes=minutes, exclude=exclude)
+    except (DataError, ImportError) as e:
+        log.warning("no held-out validation split (%s); using a split of the training speakers", e)
+        return None
+    return Path(out) / "val.jsonl"
