@@ -134,3 +134,28 @@ def test_hub_specs_are_not_listed_like_local_specs():
 
     with pytest.raises(DataError, match="hub: specs are streamed for training"):
         load_spec("hub:openslr/librispeech_asr:clean:validation")
+
+
+def test_hub_batches_make_whisper_batches_and_resume(tmp_path, monkeypatch, tiny_processor):
+    from geodistill.data.collate import WhisperCollator
+    from geodistill.data.dataset import SpeechDataset
+
+    files = _parquet(tmp_path)
+    local = [hub.HubSource("parquet", None, "train", {"data_files": {"train": files}})]
+    monkeypatch.setattr(hub, "parse_hub_spec", lambda spec: local)  # the Hub itself is not reachable here
+    bad = BadSamples()
+    train_set = SpeechDataset([], tiny_processor, bad=bad)
+    collate = WhisperCollator([50257], pad_id=50256)
+
+    def make(**pos):
+        return hub.hub_batches("hub:x:train", train_set, collate, 2, 0, bad, shuffle_buffer=4, **pos)
+
+    stream = make()
+    first = next(stream)
+    assert first["input_features"].shape == (2, 80, 3000) and first["labels"].shape[0] == 2
+    state = stream.state_dict()
+    assert set(state) == {"epoch", "offset"} and state["offset"] >= 2  # shuffled: resumes by re-reading
+    later = [next(stream)["ids"] for _ in range(5)]
+    resumed = make(**state)
+    assert [next(resumed)["ids"] for _ in range(5)] == later  # crosses an epoch end too
+    assert {e["reason"].split(" (")[0] for e in bad.items} >= {"unreadable audio", "too long"}

@@ -229,3 +229,36 @@ class StreamBatches:
 
     def state_dict(self) -> dict:
         return self.stream.position()
+
+
+def hub_batches(
+    spec: str,
+    train_set,
+    collate,
+    batch_size: int,
+    seed: int,
+    bad: BadSamples,
+    min_duration: float = 1.0,
+    max_duration: float = 30.0,
+    shuffle_buffer: int = 1000,
+    rank: int = 0,
+    world: int = 1,
+    **position,
+) -> StreamBatches:
+    """The training batch stream of a ``hub:`` spec, a drop-in for ``BatchStream`` (same state_dict keys
+    back into ``**position``). ``train_set.sample(utt, audio)`` makes each sample (a SpeechDataset);
+    with ``world`` > 1 each rank streams its own shards (``datasets.distributed.split_dataset_by_node``)."""
+    sources = parse_hub_spec(spec)
+
+    def open_ds():
+        ds = open_hub(sources, seed)
+        if world > 1:
+            from datasets.distributed import split_dataset_by_node
+
+            ds = split_dataset_by_node(ds, rank=rank, world_size=world)
+        return ds
+
+    def make_stream(epoch: int = 0, offset: int = 0, hf: dict | None = None) -> HubStream:
+        return HubStream(open_ds, bad, min_duration, max_duration, seed, shuffle_buffer, epoch, offset, hf)
+
+    return StreamBatches(make_stream, train_set.sample, collate, batch_size, **position)
