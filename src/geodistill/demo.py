@@ -64,7 +64,9 @@ def run_demo(
     out: str | Path = "runs/demo", overrides: list[str] | None = None, preset: Path = PRESET
 ) -> dict:
     """Build the corpus, distil, evaluate both models on the real recordings, write the report."""
+    from geodistill.data import load_spec
     from geodistill.data.demo import build_demo_corpus
+    from geodistill.data.synth import held_out_val
     from geodistill.train.loop import train
 
     if not preset.is_file():
@@ -79,6 +81,9 @@ def run_demo(
         f"run_dir={out / 'run'}",
         f"teacher_cache={out / 'teacher-cache'}",
     ]
+    # Validation on voices and a sentence style the training never hears (else it saturates at WER 0).
+    val = held_out_val(corpus / "val", exclude=[u.text for u in load_spec(test, min_duration=0.0)])
+    base += [f"data.val={val}"] if val is not None else []
     cfg = load_config(preset, [*base, *(overrides or [])])
     result = train(cfg)
     if result.exit_code:

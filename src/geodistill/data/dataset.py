@@ -65,6 +65,11 @@ class SpeechDataset(torch.utils.data.Dataset):
         except BadSampleError as e:
             self.bad.add(utt if e.item == utt.audio else e.item, e.reason)
             return None
+        return self.sample(utt, audio)
+
+    def sample(self, utt: Utterance, audio: np.ndarray) -> dict | None:
+        """The sample of ``utt`` from its decoded (n_samples,) 16 kHz audio, or None (logged) when unusable;
+        also used for streamed (``hub:``) data, whose audio arrives decoded."""
         text = normalise(utt.text) if self.normalise_text else utt.text
         reason = None
         if audio.size == 0:

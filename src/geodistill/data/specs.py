@@ -51,6 +51,10 @@ class Utterance:
 def parse_spec(spec: str | Path) -> tuple[str, Path]:
     """(kind, path) of a spec; raises DataError when the path is missing or its kind cannot be told."""
     text = str(spec)
+    if text.startswith("hub:"):
+        raise DataError(
+            f"{text}: hub: specs are streamed for training (data.train), not listed; see data/hub.py"
+        )
     kind, sep, rest = text.partition(":")
     if sep and kind in KINDS:
         path = Path(rest).expanduser()

