@@ -23,6 +23,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from geodistill.config import Config
 from geodistill.contracts import Batch, TeacherProvider
+from geodistill.data.hub import StreamBatches, hub_batches, is_hub_spec
 from geodistill.errors import GeodistillError
 from geodistill.losses import DistillationLoss
 from geodistill.losses.ctc import CTCDistillationLoss
@@ -298,17 +299,7 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
     sched = get_cosine_schedule_with_warmup(opt, t.warmup_steps, t.max_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=t.amp == "fp16" and run.device.type == "cuda")
     loss_fn = make_loss(run)
-    stream = BatchStream(
-        run.train_set,
-        run.collate,
-        t.batch_size,
-        t.seed,
-        num_workers=t.num_workers,
-        pin_memory=run.device.type == "cuda",
-        rank=world.rank,
-        world=world.size,
-        **(ckpt["data"] if ckpt is not None else {"epoch": 0, "offset": 0}),
-    )
+    stream = _batch_stream(run, ckpt["data"] if ckpt is not None else {"epoch": 0, "offset": 0})
     session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, NullWriter())
     if ckpt is not None:
         session.restore(ckpt)
@@ -325,6 +316,36 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
         return result
     finally:
         close(world)
+
+
+def _batch_stream(run: Run, position: dict) -> BatchStream | StreamBatches:
+    """The resumable training batches: over the listed utterances, or streamed from a ``hub:`` spec."""
+    t, d, world = run.cfg.train, run.cfg.data, run.world
+    if is_hub_spec(d.train):
+        return hub_batches(
+            d.train,
+            run.train_set,
+            run.collate,
+            t.batch_size,
+            t.seed,
+            run.bad,
+            d.min_duration,
+            d.max_duration,
+            rank=world.rank,
+            world=world.size,
+            **position,
+        )
+    return BatchStream(
+        run.train_set,
+        run.collate,
+        t.batch_size,
+        t.seed,
+        num_workers=t.num_workers,
+        pin_memory=run.device.type == "cuda",
+        rank=world.rank,
+        world=world.size,
+        **position,
+    )
 
 
 def _loop(session: Session, on_eval) -> TrainResult:

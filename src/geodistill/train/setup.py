@@ -25,6 +25,7 @@ from geodistill.data import (
     prompt_ids,
     split_by_speaker,
 )
+from geodistill.data.hub import is_hub_spec
 from geodistill.errors import DataError, GeodistillError
 from geodistill.models import resolve_device
 from geodistill.students import WhisperStudent, build_whisper_student
@@ -62,12 +63,21 @@ def build_data(cfg: Config, processor, model, bad: BadSamples, with_features: bo
     d = cfg.data
     if not d.train:
         raise DataError("data.train: no training data spec given")
-    utts = load_spec(d.train, bad=bad, min_duration=d.min_duration, max_duration=d.max_duration)
+    streamed = is_hub_spec(d.train)  # read as it trains (geodistill.data.hub): nothing to list up front
+    if streamed and not d.val:
+        raise DataError(f"data.val: a streamed data.train ({d.train}) needs its own validation spec")
+    if streamed and cfg.teacher_cache:
+        raise DataError(f"teacher_cache: a cache is built over a listed data.train, not the stream {d.train}")
+    utts = (
+        []
+        if streamed
+        else load_spec(d.train, bad=bad, min_duration=d.min_duration, max_duration=d.max_duration)
+    )
     if d.val:
         val = load_spec(d.val, bad=bad, min_duration=d.min_duration, max_duration=d.max_duration)
     else:
         utts, val = split_by_speaker(utts, d.val_fraction, cfg.train.seed)
-    if not utts:
+    if not utts and not streamed:
         raise DataError(
             f"data.train: {d.train} has no usable utterances ({bad.count} skipped, see bad_samples.jsonl)"
         )
