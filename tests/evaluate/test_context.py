@@ -140,7 +140,8 @@ def test_cli_flags_reach_transcribe(tiny_model_dir, tmp_path):
 
     bad = run("--audio-context", "dynamic", "--context-margin", "-1")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "error: argument --context-margin: must be an integer >= 0, got -1 (see 'geodistill transcribe --help')"
+        "error: argument --context-margin: must be an integer >= 0, got -1 "
+        "(see 'geodistill transcribe --help')"
     ]
     assert run("--audio-context", "dynamic", "--context-margin", "8").returncode == 0
 
