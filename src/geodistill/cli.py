@@ -3,8 +3,8 @@
 examples:
   geodistill transcribe tiny.en speech.wav
   geodistill data scan data/manifest.jsonl
-  geodistill train --config configs/demo-cpu.yaml train.lr=1e-4
-  geodistill ablate --config configs/demo-cpu.yaml --seeds 3 --test data/test.jsonl
+  geodistill train --config configs/layer-drop-cpu.yaml train.lr=1e-4
+  geodistill ablate --config configs/layer-drop-cpu.yaml --seeds 3 --test data/test.jsonl
   geodistill evaluate --model runs/demo --data data/test.jsonl --out runs/demo/eval
 
 Errors are one line ("error: ...") with exit status 2; add --debug for the full traceback.
@@ -541,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("demo", help="the whole pipeline on the offline demo corpus")
     q.add_argument("--out", default="runs/demo")
-    q.add_argument("--config", default=None, help="training preset (default: configs/demo-cpu.yaml)")
+    q.add_argument("--config", default=None, help="training preset (default: configs/dynamic-cpu.yaml)")
     q.add_argument("overrides", nargs="*")
     q.set_defaults(fn=_demo)
     return p

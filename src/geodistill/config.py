@@ -1,6 +1,6 @@
 """Typed run configuration: YAML presets + dotted ``key=value`` overrides + one validation pass.
 
-A config is a tree of dataclasses. ``load_config("configs/demo-cpu.yaml", ["train.lr=1e-4"])``
+A config is a tree of dataclasses. ``load_config("configs/layer-drop-cpu.yaml", ["train.lr=1e-4"])``
 reads the preset, applies overrides (values parsed as YAML, so ``1e-4``, ``true``, ``[0, 3]`` work),
 and ``validate`` reports *every* problem in one ``ConfigError`` before any compute starts.
 """

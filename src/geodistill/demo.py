@@ -1,6 +1,6 @@
 """`make demo`: the whole pipeline on the offline demo corpus, teacher vs student side by side.
 
-corpus (real recordings held out, synthetic speech to train on) -> distil (configs/demo-cpu.yaml)
+corpus (real recordings held out, synthetic speech to train on) -> distil (configs/dynamic-cpu.yaml)
 -> evaluate teacher and student the same way on the real recordings -> report.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from geodistill.config import load_config
 from geodistill.errors import GeodistillError
 
-PRESET = Path(__file__).resolve().parents[2] / "configs" / "demo-cpu.yaml"
+PRESET = Path(__file__).resolve().parents[2] / "configs" / "dynamic-cpu.yaml"
 COLUMNS = (
     ("params", "parameters", "{:,}"),
     ("disk_mb", "disk MB", "{:.1f}"),

@@ -13,6 +13,8 @@ to however many positions it is given). Clips are decoded longest first so each 
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -37,6 +39,8 @@ CHUNK_SECONDS = 30  # Whisper's window; longer audio would be silently truncated
 # Whisper vocabularies: 51864 tokens for English-only checkpoints, 51865 (51866 for large-v3) multilingual
 ENGLISH_ONLY_VOCAB = 51864
 
+log = logging.getLogger("geodistill")
+
 
 def is_multilingual(model) -> bool:
     """Whether ``model`` takes language/task tokens (its generation config says so, else its vocabulary)."""
@@ -54,6 +58,11 @@ def default_max_new_tokens(model) -> int:
 
 
 @torch.inference_mode()
+@functools.cache
+def _warn_once(message: str) -> None:
+    log.warning(message)
+
+
 def generate_ids(
     model,
     input_features: torch.Tensor,
@@ -82,12 +91,15 @@ def generate_ids(
     }
     if is_multilingual(model):
         kwargs.update(task="transcribe", language=language)
-    if fallback:  # Whisper's temperature fallback (geodistill.evaluate.longform)
+    feats = input_features.to(device=model.device, dtype=model.dtype)
+    short = feats.shape[-1] != MEL_FRAMES and hasattr(model, "get_encoder")
+    if fallback and short:  # transformers' fallback path re-reads 30-s input_features: greedy here
+        _warn_once("temperature fallback is not applied at dynamic audio context (greedy decoding)")
+    elif fallback:  # Whisper's temperature fallback (geodistill.evaluate.longform)
         from geodistill.evaluate.longform import fallback_kwargs
 
         kwargs.update(fallback_kwargs())
-    feats = input_features.to(device=model.device, dtype=model.dtype)
-    if feats.shape[-1] == MEL_FRAMES or not hasattr(model, "get_encoder"):  # CTranslate2 takes short input
+    if not short:  # 30 s, or CTranslate2 (which takes short input itself)
         return model.generate(feats, **kwargs)
     return model.generate(encoder_outputs=encode(model.get_encoder(), feats), **kwargs)
 
