@@ -11,7 +11,9 @@ from geodistill.config import ConfigError, load_config, parse_overrides, to_dict
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["layer-drop-cpu.yaml", "dynamic-cpu.yaml", "thesis.yaml", "distil-large-v2.yaml"])
+@pytest.mark.parametrize(
+    "name", ["layer-drop-cpu.yaml", "dynamic-cpu.yaml", "thesis.yaml", "distil-large-v2.yaml"]
+)
 def test_presets_load_and_validate(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.student.init in ("copy", "pretrained")
@@ -44,7 +46,9 @@ def test_overrides_are_parsed_as_yaml():
         "student": {"decoder_layers": [0, 3]},
         "loss": {"taid": "adaptive"},
     }
-    cfg = load_config(CONFIGS / "layer-drop-cpu.yaml", ["train.max_steps=7", "student.lora.r=4", "train.lr=1e-4"])
+    cfg = load_config(
+        CONFIGS / "layer-drop-cpu.yaml", ["train.max_steps=7", "student.lora.r=4", "train.lr=1e-4"]
+    )
     assert cfg.train.max_steps == 7 and cfg.student.lora.r == 4 and cfg.train.lr == 1e-4
 
 
