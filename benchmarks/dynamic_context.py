@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from geodistill.evaluate.transcribe import features, generate_ids
+from geodistill.markdown import replace_section as write_section
 from geodistill.models import load_whisper
 from geodistill.models.context import AudioContext, encode
 
@@ -210,15 +211,8 @@ def markdown(args, synth: list[dict], real: list[dict], loads: list[str], real_d
 
 
 def replace_section(path: Path, text: str) -> None:
-    """Put ``text`` between this benchmark's markers in ``path`` (appending them if absent)."""
-    old = path.read_text() if path.is_file() else ""
-    block = f"{MARK_START}\n{text}\n{MARK_END}"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        new = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        new = old.rstrip() + ("\n\n" if old else "") + block + "\n"
-    path.write_text(new)
+    """Put ``text`` between this benchmark's markers in ``path``."""
+    write_section(path, text, MARK_START, MARK_END)
 
 
 def main() -> None:

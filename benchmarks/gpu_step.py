@@ -40,6 +40,8 @@ import soundfile as sf
 import torch
 import yaml
 
+from geodistill.markdown import replace_section as write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "tests" / "fixtures" / "tiny_en" / "tokenizer.json"  # the real tiny.en tokenizer, vendored
 MARK_START, MARK_END = "<!-- gpu_step:start -->", "<!-- gpu_step:end -->"
@@ -355,16 +357,14 @@ def markdown(report: dict) -> str:
 
 
 def replace_section(path: Path, text: str) -> None:
-    """Put ``text`` between the gpu_step markers of ``path`` (appending a "GPU step" section if absent)."""
-    old = path.read_text() if path.is_file() else ""
-    block = f"{MARK_START}\n{text}\n{MARK_END}"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        new = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        intro = "## GPU step: memory and time of one distillation step (`benchmarks/gpu_step.py`)\n\n"
-        new = old.rstrip() + ("\n\n" if old else "") + intro + block + "\n"
-    path.write_text(new)
+    """Put ``text`` between this benchmark's markers in ``path``."""
+    write_section(
+        path,
+        text,
+        MARK_START,
+        MARK_END,
+        intro="## GPU step: memory and time of one distillation step (`benchmarks/gpu_step.py`)\n\n",
+    )
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

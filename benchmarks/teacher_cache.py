@@ -38,6 +38,8 @@ import soundfile as sf
 import torch
 import yaml
 
+from geodistill.markdown import replace_section as write_section
+
 ALSA = Path("/usr/share/sounds/alsa")
 CLIPS = {
     "Front_Center": "Front center",
@@ -460,15 +462,8 @@ def _loads(res: dict) -> str:
 
 
 def replace_section(path: Path, text: str) -> None:
-    """Put ``text`` between the teacher-cache markers of ``path`` (appending them if absent)."""
-    old = path.read_text() if path.is_file() else ""
-    block = f"{MARK_START}\n{text}\n{MARK_END}"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        new = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        new = old.rstrip() + ("\n\n" if old else "") + block + "\n"
-    path.write_text(new)
+    """Put ``text`` between this benchmark's markers in ``path``."""
+    write_section(path, text, MARK_START, MARK_END)
 
 
 if __name__ == "__main__":
