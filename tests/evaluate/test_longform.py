@@ -82,3 +82,19 @@ def test_transcribe_cli_handles_long_audio_and_fallback_keeps_clean_speech(tmp_p
     clips = [r["audio_filepath"] for r in librivox_rows(3)]
     plain = transcribe_files("tiny.en", clips, device="cpu")
     assert transcribe_files("tiny.en", clips, device="cpu", fallback=True) == plain
+
+
+@pytest.mark.integration
+def test_a_dynamic_context_student_transcribes_long_audio_whole(tmp_path, capsys):
+    # A student saved with dynamic audio context: over 30 s, long-form decoding takes 30-s windows as usual.
+    from geodistill.models import load_whisper
+    from geodistill.models.context import AudioContext, set_audio_context
+
+    model, processor = load_whisper("tiny.en")
+    set_audio_context(model, AudioContext("dynamic", 64))
+    model.save_pretrained(tmp_path / "student")
+    processor.save_pretrained(tmp_path / "student")
+    path, _ = _long_recording(tmp_path)
+    assert main(["transcribe", str(tmp_path / "student"), str(path), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.lower()
+    assert out.count("dashwood") == 2 and out.count("amiable himself") == 2
