@@ -261,37 +261,10 @@ def iter_transcripts(
         yield from zip(batch, [t.strip() for t in texts], strict=True)
 
 
-def transcribe_files(
-    model_spec,
-    paths: Sequence[str | Path],
-    language: str | None = None,
-    beam_size: int = 1,
-    device: str = "auto",
-    batch_size: int = 8,
-    audio_context: str | None = None,
-    context_margin: int | None = None,
-    engine: str = "hf",
-    assistant: str | None = None,
-    long_form: bool = False,
-    fallback: bool = False,
-) -> list[str]:
+def transcribe_files(model_spec, paths: Sequence[str | Path], **options) -> list[str]:
     """Transcripts of audio files (any format soundfile reads; resampled to 16 kHz mono), in order.
 
-    ``model_spec`` is anything ``geodistill.models.load_whisper`` accepts, or a loaded (model, processor).
-    See ``iter_transcripts`` (an unreadable file fails fast with a DataError naming it).
+    ``model_spec`` is anything ``geodistill.models.load_whisper`` accepts, or a loaded (model, processor);
+    ``options`` are ``iter_transcripts``' keywords (an unreadable file fails fast with a DataError naming it).
     """
-    texts = iter_transcripts(
-        model_spec,
-        paths,
-        language,
-        beam_size,
-        device,
-        batch_size,
-        audio_context,
-        context_margin,
-        engine,
-        assistant,
-        long_form,
-        fallback,
-    )
-    return [text for _, text in texts]
+    return [text for _, text in iter_transcripts(model_spec, paths, **options)]
