@@ -136,7 +136,7 @@ def _transcribe(a: argparse.Namespace) -> int:
         engine=a.engine,
         assistant=a.assistant,
         long_form=True,
-        fallback=not a.no_fallback,
+        fallback=False if a.no_fallback else None,  # None: the model's own (Whisper's; CTC has none)
         audio_context=a.audio_context,
         context_margin=a.context_margin,
     ):
@@ -373,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     q = sub.add_parser("transcribe", help="transcribe audio files with any model spec")
-    q.add_argument("model", help="embedded name (tiny.en, base), HF id/dir, CTranslate2 dir, or run folder")
+    q.add_argument(
+        "model", help="embedded name (tiny.en, base), HF id/dir, CTranslate2 dir, CTC student, or run folder"
+    )
     q.add_argument("audio", nargs="+")
     q.add_argument(
         "--batch-size",

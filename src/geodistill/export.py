@@ -21,7 +21,7 @@ from typing import Literal
 import yaml
 
 from geodistill.errors import GeodistillError
-from geodistill.models.loading import EMBEDDED, RUN_SUBDIRS
+from geodistill.models.loading import EMBEDDED, RUN_SUBDIRS, saved_student
 from geodistill.optional import require
 
 Format = Literal["hf", "ct2"]
@@ -44,15 +44,15 @@ def _is_run(folder: Path) -> bool:
 def run_student_dir(run_dir: Path) -> Path:
     """The finished student of a run folder: ``best/`` if it holds a model, else ``adapter_final/``.
 
-    Raises GeodistillError (one line) when neither holds a ``config.json``.
+    Raises GeodistillError (one line) when neither holds a model (``config.json`` or ``ctc_config.json``).
     """
-    for sub in RUN_SUBDIRS:
-        if (run_dir / sub / "config.json").is_file():
-            return run_dir / sub
-    raise GeodistillError(
-        f"{run_dir}: no finished student (neither {' nor '.join(f'{s}/' for s in RUN_SUBDIRS)} holds a "
-        "model); let the run finish or point at a checkpointed student folder"
-    )
+    found = saved_student(run_dir)
+    if found is None:
+        raise GeodistillError(
+            f"{run_dir}: no finished student (neither {' nor '.join(f'{s}/' for s in RUN_SUBDIRS)} holds a "
+            "model); let the run finish or point at a checkpointed student folder"
+        )
+    return found
 
 
 def _check_choices(fmt: str, quantization: str | None) -> None:

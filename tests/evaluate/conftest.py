@@ -1,4 +1,5 @@
-"""A tiny random Whisper saved as an HF folder, and manifests of generated clips (plus one broken file)."""
+"""A tiny random Whisper saved as an HF folder, tiny CTC students, and manifests of generated clips (plus one
+broken file)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 
 from tests.conftest import make_tiny_whisper
 from tests.evaluate.clips import write_clips, write_manifest
+from tests.students.ctc_runs import random_ctc_dir, tiny_ctc_run  # noqa: F401  (fixtures)
+from tests.train.conftest import tiny_data, tiny_teacher_dir  # noqa: F401  (the CTC run's fixtures)
 
 
 @pytest.fixture

@@ -152,27 +152,3 @@ def decode_audios(
             with compute:
                 out[i] = long_ids(model, processor, audio, how)[0]
     return out  # type: ignore[return-value]
-
-
-def warm_up(
-    model, processor, utts, how: Decoding, long_form: bool, featurize: Callable | None = None
-) -> dict:
-    """Decode ``utts`` once, untimed and uncounted (first-call allocations, lazy init, caches), as the
-    Open ASR leaderboard does before timing; returns what the warm-up decoded and how long it took."""
-    import time
-
-    from geodistill.data import load_audio
-
-    audios = []
-    for utt in utts:
-        try:
-            audio = load_audio(utt)
-        except Exception:  # a bad clip is reported by the timed pass, not here
-            continue
-        if audio.size and (long_form or not is_long(audio)):
-            audios.append(audio)
-    scratch = Decoding(how.language, how.beam_size, how.max_new_tokens, how.fallback)
-    t0 = time.perf_counter()
-    if audios:
-        decode_audios(model, processor, audios, scratch, Timer(), Timer(model.device), featurize=featurize)
-    return {"utterances": len(audios), "seconds": time.perf_counter() - t0}

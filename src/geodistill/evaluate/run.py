@@ -13,33 +13,34 @@ RTF, so the RTF compares models rather than audio pipelines.
 Utterances are decoded longest first (by their listed duration) so each batch pads little, and reported in
 input order. The audio context (full 30 s, or the clip + a margin: ``geodistill.models.context``) is the
 model's stored one unless ``audio_context`` / ``context_margin`` override it; eval.json records it.
+
+A CTC student (``family: ctc`` in eval.json) is decoded by ``geodistill.evaluate.ctc``: the same files,
+scores and cost numbers; compute covers its forward + greedy best path, each clip at its own length.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from geodistill.data import BadSamples, Utterance, load_audio, load_spec
+from geodistill.data import BadSamples, Utterance, load_spec
 from geodistill.errors import DataError
+from geodistill.evaluate import ctc
+from geodistill.evaluate.batches import Decoded, decode_batches
 from geodistill.evaluate.engines import engine_fields
-from geodistill.evaluate.longform import Decoding, decode_audios, warm_up
+from geodistill.evaluate.longform import Decoding, decode_audios
 from geodistill.evaluate.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
 from geodistill.evaluate.transcribe import (
     CHUNK_SECONDS,
-    SAMPLE_RATE,
     default_max_new_tokens,
     features,
     generate_ids,
     load_model,
-    longest_first,
 )
 from geodistill.evaluate.wer import wer_scores
 from geodistill.models.context import AudioContext, check_override, get_audio_context, resolve_audio_context
@@ -50,56 +51,6 @@ TIMING = (
     "model.generate only (encoder + KV-cached decoding), device-synchronised; audio decoding and "
     "log-Mel extraction excluded (feature_seconds)"
 )
-
-
-@dataclass
-class Decoded:
-    """Transcripts of the usable utterances of a data set, with what it cost to make them."""
-
-    utterances: list[Utterance] = field(default_factory=list)  # decoded utterances, in input order
-    hypotheses: list[str] = field(default_factory=list)  # transcript of each, stripped
-    audio_seconds: list[float] = field(default_factory=list)  # length of each clip
-    compute: Timer = field(default_factory=Timer)  # time inside model.generate
-    feature: Timer = field(default_factory=Timer)  # time decoding audio and extracting log-Mel features
-    n_tokens: int = 0  # generated text tokens (special tokens and padding excluded)
-    stats: dict = field(default_factory=dict)  # long clips decoded, short clips that hit the token cap
-    warmup: dict | None = None  # the untimed warm-up batch (utterances, seconds), when one ran
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Dropout off for decoding; a model that was training (the loop's student) is put back afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _read_batch(
-    utts: Sequence[Utterance], bad: BadSamples, long_form: bool = False
-) -> tuple[list[int], list[np.ndarray]]:
-    """Positions in ``utts`` of the clips that decode, and the clips; the others go to ``bad`` (which
-    raises in strict mode). Clips over 30 s are skipped unless ``long_form``."""
-    kept, audios = [], []
-    for i, utt in enumerate(utts):
-        try:
-            audio = load_audio(utt)
-        except DataError as e:
-            bad.add(utt, getattr(e, "reason", str(e)))  # BadSampleError's message already names the file
-            continue
-        if audio.size == 0:
-            bad.add(utt, "empty audio")
-            continue
-        if not long_form and audio.size > CHUNK_SECONDS * SAMPLE_RATE:  # would be cut at 30 s
-            bad.add(
-                utt, f"{audio.size / SAMPLE_RATE:.1f} s is longer than Whisper's {CHUNK_SECONDS} s window"
-            )
-            continue
-        kept.append(i)
-        audios.append(audio)
-    return kept, audios
 
 
 def decode(
@@ -116,54 +67,45 @@ def decode(
     fallback: bool = False,
     warmup: bool = False,
 ) -> Decoded:
-    """Transcribe ``utts`` in batches of ``batch_size``, skipping (and recording) unreadable audio.
+    """Transcribe ``utts`` with a Whisper model in batches of ``batch_size``, skipping (and recording)
+    unreadable audio (``geodistill.evaluate.batches.decode_batches``: longest first, input order out).
 
-    Batches are formed longest first (listed durations); the results are in input order. ``context``
-    None means the model's stored audio context. ``long_form`` decodes clips over 30 s (see
+    ``context`` None means the model's stored audio context. ``long_form`` decodes clips over 30 s (see
     geodistill.evaluate.longform), ``fallback`` adds the temperature fallback, ``warmup`` decodes the
     first batch once untimed before timing starts.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     context = context or get_audio_context(model)
     special = torch.tensor(processor.tokenizer.all_special_ids)
-    out = Decoded(compute=Timer(model.device), feature=Timer())
-    rows: dict[int, tuple[str, float]] = {}  # input position -> (hypothesis, seconds)
-    order = longest_first([u.duration or 0.0 for u in utts])
     how = Decoding(language, beam_size, max_new_tokens, fallback)
-    with eval_mode(model):
-        if warmup:
-            first = [utts[i] for i in order[:batch_size]]
-            out.warmup = warm_up(
-                model, processor, first, how, long_form, lambda clips: features(processor, clips, context)
-            )
-        for start in range(0, len(order), batch_size):
-            with out.feature:
-                batch = order[start : start + batch_size]
-                positions, audios = _read_batch([utts[i] for i in batch], bad, long_form)
-                kept = [batch[p] for p in positions]
-                if not kept:
-                    continue
-            names = [utts[i].id for i in kept]
-            ids = decode_audios(
-                model,
-                processor,
-                audios,
-                how,
-                out.feature,
-                out.compute,
-                generate_ids,
-                featurize=lambda clips, names=names: features(processor, clips, context, names),
-            )
-            out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
-            texts = processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
-            rows.update(
-                {i: (t.strip(), len(a) / SAMPLE_RATE) for i, t, a in zip(kept, texts, audios, strict=True)}
-            )
-    for i in sorted(rows):
-        out.utterances.append(utts[i])
-        out.hypotheses.append(rows[i][0])
-        out.audio_seconds.append(rows[i][1])
+
+    def texts(audios: list[np.ndarray], names: list[str], out: Decoded) -> list[str]:
+        ids = decode_audios(
+            model,
+            processor,
+            audios,
+            how,
+            out.feature,
+            out.compute,
+            generate_ids,
+            featurize=lambda clips: features(processor, clips, context, names),
+        )
+        out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
+        return processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
+
+    def warm(audios: list[np.ndarray]) -> None:  # a scratch Decoding: the warm-up counts no statistics
+        scratch = Decoding(language, beam_size, max_new_tokens, fallback)
+        decode_audios(
+            model,
+            processor,
+            audios,
+            scratch,
+            Timer(),
+            Timer(model.device),
+            featurize=lambda clips: features(processor, clips, context),
+        )
+
+    out = Decoded(compute=Timer(model.device), feature=Timer())
+    decode_batches(model, utts, bad, batch_size, texts, out, long_form, warm=warm if warmup else None)
     out.stats = how.stats
     return out
 
@@ -172,17 +114,18 @@ def _describe(spec, fallback: str) -> str:
     return str(spec) if isinstance(spec, str | Path) else fallback
 
 
-def _cost(model, device: torch.device, decoded: Decoded, peak_mb: float) -> dict:
-    """Speed, memory and size numbers of one decoding run."""
+def _cost(model, device: torch.device, decoded: Decoded, peak_mb: float, timing: str) -> dict:
+    """Speed, memory and size numbers of one decoding run (``timing``: what the compute time covers)."""
     audio_s, compute_s = sum(decoded.audio_seconds), decoded.compute.seconds
     cuda = device.type == "cuda"
+    tokens = decoded.n_tokens
     return {
         "rtf": real_time_factor(compute_s, audio_s),
         "audio_seconds": audio_s,
         "compute_seconds": compute_s,
         "feature_seconds": decoded.feature.seconds,
-        "timing": TIMING,
-        "tokens_per_second": decoded.n_tokens / compute_s if compute_s > 0 else 0.0,
+        "timing": timing,
+        "tokens_per_second": None if tokens is None else tokens / compute_s if compute_s > 0 else 0.0,
         "peak_memory_mb": peak_mb,
         "peak_memory_kind": "torch.cuda.max_memory_allocated"
         if cuda
@@ -192,6 +135,17 @@ def _cost(model, device: torch.device, decoded: Decoded, peak_mb: float) -> dict
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": str(device),
         "threads": torch.get_num_threads(),
+    }
+
+
+def _whisper_fields(model, beam_size: int, max_new_tokens: int | None, context: AudioContext) -> dict:
+    """eval.json fields of a Whisper decoding: beam, token cap, audio context, engine (CT2's sizes)."""
+    return {
+        "beam_size": beam_size,
+        "max_new_tokens": max_new_tokens or default_max_new_tokens(model),
+        "audio_context": context.mode,
+        "context_margin": context.margin if context.dynamic else None,
+        **engine_fields(model),
     }
 
 
@@ -236,29 +190,41 @@ def evaluate(
     Raises DataError when no utterance is usable (or at the first bad one with ``strict``).
     """
     check_override(audio_context, context_margin)
+    family = "ctc" if ctc.is_ctc(model) else "seq2seq"
+    if family == "ctc":  # Whisper's decoding options, refused before anything loads
+        ctc.check_options(
+            engine, assistant, beam_size, fallback, audio_context, context_margin, max_new_tokens
+        )
     out_dir = output_dir(out, "evaluate") if out is not None else None
     if out_dir is not None:  # this run's skips only, as eval.json counts them (not a rerun's doubled list)
         (out_dir / "bad_samples.jsonl").unlink(missing_ok=True)
     bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
     loaded, processor, dev = load_model(model, device, engine, assistant)
+    long_form = long_form and family != "ctc"  # a CTC student takes up to 30 s: longer clips are skipped
     utts = load_utterances(data, bad, limit, long_form=long_form)
-    context = resolve_audio_context(loaded, audio_context, context_margin)
     meter = MemoryMeter(torch.device(dev))
     meter.start()
-    decoded = decode(
-        loaded,
-        processor,
-        utts,
-        bad,
-        batch_size,
-        language,
-        beam_size,
-        max_new_tokens,
-        context,
-        long_form,
-        fallback,
-        warmup,
-    )
+    if family == "ctc":
+        decoded = ctc.decode_ctc(loaded, processor, utts, bad, batch_size, warmup)
+        decoding, timing = ctc.eval_fields(), ctc.TIMING
+    else:
+        context = resolve_audio_context(loaded, audio_context, context_margin)
+        decoded = decode(
+            loaded,
+            processor,
+            utts,
+            bad,
+            batch_size,
+            language,
+            beam_size,
+            max_new_tokens,
+            context,
+            long_form,
+            fallback,
+            warmup,
+        )
+        decoding, timing = _whisper_fields(loaded, beam_size, max_new_tokens, context), TIMING
+        decoding.update(long_form=long_form, temperature_fallback=fallback)
     peak_mb = meter.peak_mb()
     if not decoded.utterances:
         raise DataError(f"{_describe(data, 'data')}: no usable utterances ({bad.count} skipped)")
@@ -267,22 +233,17 @@ def evaluate(
     result = {
         "model": _describe(model, type(loaded).__name__ + " (in memory)"),
         "data": _describe(data, f"{len(utts)} utterances (in memory)"),
+        "family": family,
         **{k: scores[k] for k in ("wer", "wer_raw", "cer", "n_ref_words")},
-        **_cost(loaded, torch.device(dev), decoded, peak_mb),
+        **_cost(loaded, torch.device(dev), decoded, peak_mb, timing),
         "n_utterances": len(decoded.utterances),
         "n_skipped": bad.count,
         "batch_size": batch_size,
-        "beam_size": beam_size,
-        "max_new_tokens": max_new_tokens or default_max_new_tokens(loaded),
-        "audio_context": context.mode,
-        "context_margin": context.margin if context.dynamic else None,
         "language": language,
         "limit": limit,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
-        **engine_fields(loaded),
-        "long_form": long_form,
-        "temperature_fallback": fallback,
+        **decoding,
         **decoded.stats,
         "warmup": decoded.warmup,
     }
@@ -314,10 +275,20 @@ def _write_outputs(
 
 
 def _context_text(r: dict) -> str:
-    """ "full (30 s)" or "dynamic (clip + N positions)"; eval.json files from before the option say full."""
-    if r.get("audio_context", "full") == "full":
+    """ "full (30 s)", "dynamic (clip + N positions)" or a CTC student's "each clip at its own length";
+    eval.json files from before the option say full."""
+    mode = r.get("audio_context", "full")
+    if mode == "full":
         return "full (30 s)"
+    if mode == ctc.AUDIO_CONTEXT:
+        return "each clip at its own length (no 30-s padding)"
     return f"dynamic (clip + {r['context_margin']} encoder positions)"
+
+
+def _decoding_text(r: dict) -> str:
+    if r.get("family") == "ctc":
+        return f"{r['decoding']}, batch {r['batch_size']}; hit_token_cap: {r['hit_token_cap_note']}"
+    return f"batch {r['batch_size']}, beam {r['beam_size']}, language {r['language'] or 'default'}"
 
 
 def eval_markdown(r: dict) -> str:
@@ -327,7 +298,7 @@ def eval_markdown(r: dict) -> str:
         ("WER (raw)", f"{100 * r['wer_raw']:.2f} %"),
         ("CER (normalised)", f"{100 * r['cer']:.2f} %"),
         ("real-time factor", f"{r['rtf']:.4f}"),
-        ("tokens / s", f"{r['tokens_per_second']:.1f}"),
+        ("tokens / s", ctc.NO_TOKENS if r["tokens_per_second"] is None else f"{r['tokens_per_second']:.1f}"),
         ("peak memory", f"{r['peak_memory_mb']:.0f} MB ({r['peak_memory_kind']})"),
         ("parameters", f"{r['params'] / 1e6:.2f} M ({r['disk_mb']:.1f} MB {r['dtype']})"),
         (
@@ -335,10 +306,7 @@ def eval_markdown(r: dict) -> str:
             f"{r['n_utterances']} ({r['n_skipped']} skipped), {r['audio_seconds']:.1f} s of audio",
         ),
         ("compute", f"{r['compute_seconds']:.2f} s on {r['device']}, {r['threads']} threads"),
-        (
-            "decoding",
-            f"batch {r['batch_size']}, beam {r['beam_size']}, language {r['language'] or 'default'}",
-        ),
+        ("decoding", _decoding_text(r)),
         ("audio context", _context_text(r)),
     ]
     lines = [f"# Evaluation of `{r['model']}` on `{r['data']}`", "", "| metric | value |", "|---|---|"]

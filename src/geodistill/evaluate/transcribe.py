@@ -35,6 +35,7 @@ from geodistill.models.context import (
 
 SAMPLE_RATE = 16000  # Hz, Whisper's input rate
 CHUNK_SECONDS = 30  # Whisper's window; longer audio would be silently truncated by the feature extractor
+WHISPER_WINDOW = f"Whisper's {CHUNK_SECONDS} s window"  # what a clip over 30 s is "longer than"
 
 # Whisper vocabularies: 51864 tokens for English-only checkpoints, 51865 (51866 for large-v3) multilingual
 ENGLISH_ONLY_VOCAB = 51864
@@ -164,14 +165,25 @@ def load_model(
     A loaded (model, processor) pair is used where it already is (the training loop evaluates its student
     in place), so ``device`` only applies to specs. ``engine`` "ct2" loads a CTranslate2 model with the same
     generate interface (see geodistill.evaluate.engines); ``assistant`` (a student spec) makes the teacher
-    draft with it (speculative decoding, see geodistill.evaluate.assistant).
+    draft with it (speculative decoding, see geodistill.evaluate.assistant). A saved CTC student (its
+    folder, run folder or export) loads with ``geodistill.students.ctc.load_ctc``; it takes neither option.
     """
+    from geodistill.evaluate import ctc
+
+    family_ctc = ctc.is_ctc(model)
+    if family_ctc:
+        ctc.check_options(engine, assistant)
     if engine != "hf" or assistant is not None:
         from geodistill.evaluate.engines import load_engine
 
         return load_engine(model, str(device), engine, assistant=assistant)
     if isinstance(model, tuple | list):
         loaded, processor = model
+        return loaded, processor, loaded.device
+    if family_ctc:
+        from geodistill.students.ctc import load_ctc
+
+        loaded, processor = load_ctc(model, device=str(device))
         return loaded, processor, loaded.device
     from geodistill.models import load_whisper
 
@@ -192,25 +204,21 @@ def _read(path: str | Path) -> np.ndarray:
     return audio
 
 
-def _window(path: str | Path, audio: np.ndarray, long_form: bool) -> np.ndarray:
-    """``audio``, refused with a DataError when it is over 30 s and ``long_form`` is off."""
+def _window(path: str | Path, audio: np.ndarray, long_form: bool, window: str = WHISPER_WINDOW) -> np.ndarray:
+    """``audio``, refused with a DataError ("longer than ``window``") when it is over 30 s and ``long_form``
+    is off."""
     if not long_form and len(audio) > CHUNK_SECONDS * SAMPLE_RATE:
-        raise DataError(
-            f"{path}: {len(audio) / SAMPLE_RATE:.1f} s is longer than Whisper's "
-            f"{CHUNK_SECONDS} s window; split it first"
-        )
+        raise DataError(f"{path}: {len(audio) / SAMPLE_RATE:.1f} s is longer than {window}; split it first")
     return audio
 
 
-def _check(path: str | Path, long_form: bool = False) -> None:
+def _check(path: str | Path, long_form: bool = False, window: str = WHISPER_WINDOW) -> None:
     """Fail before the model loads on a missing, empty, corrupt or over-long file (header read only)."""
     from geodistill.data.audio import probe
 
     seconds = probe(path)
     if not long_form and seconds > CHUNK_SECONDS:
-        raise DataError(
-            f"{path}: {seconds:.1f} s is longer than Whisper's {CHUNK_SECONDS} s window; split it first"
-        )
+        raise DataError(f"{path}: {seconds:.1f} s is longer than {window}; split it first")
 
 
 def iter_transcripts(
@@ -225,7 +233,7 @@ def iter_transcripts(
     engine: str = "hf",
     assistant: str | None = None,
     long_form: bool = False,
-    fallback: bool = False,
+    fallback: bool | None = False,
 ) -> Iterator[tuple[str | Path, str]]:
     """(path, transcript) of each audio file, in order, decoded ``batch_size`` files at a time.
 
@@ -233,21 +241,48 @@ def iter_transcripts(
     DataError naming it; the audio itself is decoded one batch at a time, so memory does not grow with
     the number of files. ``audio_context`` (full | dynamic) and ``context_margin`` override what the
     model's config stores; at dynamic context a batch is padded to its longest clip + the margin.
+    ``fallback`` None: the model's own safeguard (Whisper's temperature fallback; a CTC student has none).
+    A CTC student (``geodistill.evaluate.ctc``) decodes greedily, refuses Whisper's options and files
+    over 30 s.
     """
     if beam_size < 1 or batch_size < 1:
         raise ValueError(f"beam_size and batch_size must be >= 1, got {beam_size} and {batch_size}")
     check_override(audio_context, context_margin)
+    from geodistill.evaluate import ctc
+
+    family_ctc = ctc.is_ctc(model_spec)
+    if family_ctc:
+        ctc.check_options(engine, assistant, beam_size, fallback, audio_context, context_margin)
+        long_form = False
+    window = ctc.WINDOW if family_ctc else WHISPER_WINDOW
     for p in paths:
-        _check(p, long_form)
+        _check(p, long_form, window)
     model, processor, _ = load_model(model_spec, device, engine, assistant)
-    context = resolve_audio_context(model, audio_context, context_margin)
+    if family_ctc:
+
+        def texts_of(audios: list[np.ndarray], names: Sequence) -> list[str]:
+            return ctc.transcribe_clips(model, processor, audios)
+
+    else:
+        texts_of = _whisper_texts(
+            model, processor, language, beam_size, audio_context, context_margin, fallback
+        )
+    for i in range(0, len(paths), batch_size):
+        batch = paths[i : i + batch_size]
+        audios = [_window(p, _read(p), long_form, window) for p in batch]
+        yield from zip(batch, texts_of(audios, batch), strict=True)
+
+
+def _whisper_texts(model, processor, language, beam_size, audio_context, context_margin, fallback):
+    """(audios, names) -> stripped transcripts by Whisper's decoding (``decode_audios``: short clips
+    batched, long ones by long-form generate) at the resolved audio context; ``fallback`` None means on."""
     from geodistill.evaluate.longform import Decoding, decode_audios
     from geodistill.evaluate.speed import Timer
 
-    how = Decoding(language, beam_size, None, fallback)
-    for i in range(0, len(paths), batch_size):
-        batch = paths[i : i + batch_size]
-        audios = [_window(p, _read(p), long_form) for p in batch]
+    context = resolve_audio_context(model, audio_context, context_margin)
+    how = Decoding(language, beam_size, None, True if fallback is None else fallback)
+
+    def texts(audios: list[np.ndarray], names: Sequence) -> list[str]:
         ids = decode_audios(
             model,
             processor,
@@ -255,10 +290,12 @@ def iter_transcripts(
             how,
             Timer(),
             Timer(),
-            featurize=lambda clips, names=batch: features(processor, clips, context, names),
+            featurize=lambda clips: features(processor, clips, context, names),
         )
         texts = processor.tokenizer.batch_decode([x.tolist() for x in ids], skip_special_tokens=True)
-        yield from zip(batch, [t.strip() for t in texts], strict=True)
+        return [t.strip() for t in texts]
+
+    return texts
 
 
 def transcribe_files(model_spec, paths: Sequence[str | Path], **options) -> list[str]:

@@ -36,6 +36,8 @@ CONVERTER_REVISION = 1  # bump when convert_ct2's output changes so stale cache 
 INSTALL_HINT = "pip install 'geodistill[models]'"
 REINSTALL_HINT = "pip install --force-reinstall 'geodistill[models]'"
 RUN_SUBDIRS = ("best", "adapter_final")  # what a geodistill run folder holds, in order of preference
+CTC_CONFIG = "ctc_config.json"  # what a saved CTC student holds instead of config.json
+MODEL_CONFIGS = ("config.json", CTC_CONFIG)  # a folder holding one of these holds a model
 
 
 @dataclass(frozen=True)
@@ -159,23 +161,62 @@ def _read_config(path: Path) -> dict:
     return data
 
 
-def local_model_dir(folder: Path) -> Path:
-    """The HF Whisper folder behind a local path: itself, its CT2 conversion, or a run's best/adapter."""
+def holds_model(folder: Path) -> bool:
+    """Whether ``folder`` itself holds a model: an HF or CT2 ``config.json``, or a CTC ``ctc_config.json``."""
+    return any((folder / name).is_file() for name in MODEL_CONFIGS)
+
+
+def is_ctc_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a saved CTC student (``geodistill.students.ctc``)."""
+    return (folder / CTC_CONFIG).is_file()
+
+
+def saved_student(run_dir: Path) -> Path | None:
+    """The student of a run folder: the first of ``best/``, ``adapter_final/`` holding a model, or None."""
+    for sub in RUN_SUBDIRS:
+        if holds_model(run_dir / sub):
+            return run_dir / sub
+    return None
+
+
+def model_dir(folder: Path) -> Path:
+    """The folder holding the model behind a local path: itself, or a run folder's ``saved_student``.
+
+    Raises a one-line ModelLoadError when the path is not a folder or holds no model.
+    """
     if not folder.is_dir():
         raise ModelLoadError(f"could not load '{folder}': not a folder")
-    config = folder / "config.json"
-    if (folder / "ctc_config.json").is_file():
-        raise ModelLoadError(
-            f"could not load '{folder}': a CTC student, not a Whisper model (load it with "
-            "geodistill.students.ctc.load_ctc; evaluate, transcribe and export do not take CTC students yet)"
-        )
-    if not config.is_file():
-        for sub in RUN_SUBDIRS:
-            if (folder / sub).is_dir():
-                return local_model_dir(folder / sub)
+    if holds_model(folder):
+        return folder
+    found = saved_student(folder)
+    if found is None:
         raise ModelLoadError(
             f"could not load '{folder}': no config.json and no {' or '.join(f'{s}/' for s in RUN_SUBDIRS)} "
-            "(not a Whisper model or geodistill run folder)"
+            "holding a model (not a Whisper model, CTC student or geodistill run folder)"
+        )
+    return found
+
+
+def is_ctc_spec(spec: object) -> bool:
+    """Whether a model spec names a saved CTC student: its folder, a run folder holding one, or an export.
+    Reads no weights; embedded names, hub ids and loaded models are not CTC specs."""
+    if not isinstance(spec, str | Path) or str(spec) in EMBEDDED:
+        return False
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return False
+    found = path if holds_model(path) else saved_student(path)
+    return found is not None and is_ctc_folder(found)
+
+
+def local_model_dir(folder: Path) -> Path:
+    """The HF Whisper folder behind a local path: itself, its CT2 conversion, or a run's best/adapter."""
+    folder = model_dir(folder)
+    config = folder / "config.json"
+    if is_ctc_folder(folder):
+        raise ModelLoadError(
+            f"could not load '{folder}': a CTC student, not a Whisper model (load it with "
+            "geodistill.students.ctc.load_ctc)"
         )
     model_type = _read_config(config).get("model_type")
     if model_type == "whisper":
@@ -213,7 +254,7 @@ def _hub_unreachable() -> str | None:
     return None
 
 
-def _weights_errors() -> tuple[type[BaseException], ...]:
+def weights_errors() -> tuple[type[BaseException], ...]:
     """What a corrupt or unsafe weights file raises: safetensors' header errors, torch.load's weights_only
     refusal (UnpicklingError), and the OSError/ValueError/RuntimeError of truncated or mismatched tensors."""
     from safetensors import SafetensorError
@@ -221,7 +262,7 @@ def _weights_errors() -> tuple[type[BaseException], ...]:
     return (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)
 
 
-def _load_reason(exc: BaseException) -> str:
+def load_reason(exc: BaseException) -> str:
     """One short line saying why loading failed (torch's weights_only refusal is a page of advice)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     if isinstance(exc, pickle.UnpicklingError):
@@ -244,14 +285,14 @@ def _load_hub(spec: str, dtype: torch.dtype) -> Loaded:
     prefix = f"could not load '{spec}': not an embedded name ({', '.join(EMBEDDED)}), not a local folder, and"
     try:  # the HF cache first: works offline and costs no network round trip
         return _from_pretrained(spec, dtype, local_only=True)
-    except _weights_errors():
+    except weights_errors():
         pass
     reason = _hub_unreachable()
     if reason is None:
         try:
             return _from_pretrained(spec, dtype, local_only=False)
-        except _weights_errors() as exc:
-            reason = _load_reason(exc)
+        except weights_errors() as exc:
+            reason = load_reason(exc)
     raise ModelLoadError(f"{prefix} the Hugging Face hub is unreachable or has no such model ({reason})")
 
 
@@ -263,10 +304,10 @@ def _load_local(spec: str, dtype: torch.dtype) -> Loaded:
         where = str(local_model_dir(Path(spec).expanduser()))
     try:
         return _from_pretrained(where, dtype, local_only=True)
-    except _weights_errors() as exc:
+    except weights_errors() as exc:
         hint = " (delete it to reconvert)" if spec in EMBEDDED else ""
         raise ModelLoadError(
-            f"could not load '{spec}': {where} is not a loadable HF Whisper{hint} ({_load_reason(exc)})"
+            f"could not load '{spec}': {where} is not a loadable HF Whisper{hint} ({load_reason(exc)})"
         ) from exc
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from geodistill.config import Config, ConfigError, from_dict
 from geodistill.errors import GeodistillError
-from geodistill.models.loading import RUN_SUBDIRS
+from geodistill.models.loading import RUN_SUBDIRS, saved_student
 
 EVAL_DIRS = {"teacher": "eval-teacher", "student": "eval-student"}  # written by `geodistill evaluate --out`
 
@@ -19,7 +19,7 @@ class RunInfo:
     record: dict  # training_config.json: {"config", "versions", "git_commit"}
     cfg: Config  # record["config"] as dataclasses
     history: dict  # training_history.json: {"train": [...], "val": [...], "skipped": [...]}
-    student_dir: Path  # best/ if present, else adapter_final/ (the student a run-folder spec loads)
+    student_dir: Path  # best/ if it holds a model, else adapter_final/ (the student a run-folder spec loads)
     bad_samples: int  # lines of bad_samples.jsonl (0 when the file is absent)
 
 
@@ -45,12 +45,12 @@ def count_lines(path: Path) -> int:
 
 
 def _student_dir(run_dir: Path) -> Path:
-    for sub in RUN_SUBDIRS:
-        if (run_dir / sub / "config.json").is_file():
-            return run_dir / sub
-    raise GeodistillError(
-        f"{run_dir}: no saved student ({' or '.join(f'{s}/' for s in RUN_SUBDIRS)} with config.json)"
-    )
+    found = saved_student(run_dir)
+    if found is None:
+        raise GeodistillError(
+            f"{run_dir}: no saved student ({' or '.join(f'{s}/' for s in RUN_SUBDIRS)} holding a model)"
+        )
+    return found
 
 
 def read_run(run_dir: str | Path) -> RunInfo:

@@ -29,10 +29,17 @@ from geodistill.config import Config
 from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutputs
 from geodistill.data.audio import SAMPLE_RATE
 from geodistill.data.bad import BadSamples
-from geodistill.data.dataset import SpeechDataset
-from geodistill.errors import GeodistillError
+from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.losses.ctc import BLANK, CHARS, frames_needed, text_to_labels
 from geodistill.models.context import CONV_STRIDE, clip_frames
+from geodistill.models.loading import (
+    CTC_CONFIG,
+    is_ctc_folder,
+    load_reason,
+    model_dir,
+    resolve_device,
+    weights_errors,
+)
 from geodistill.models.projector import RiemannianProjector
 from geodistill.outdir import replace_folder
 
@@ -62,10 +69,14 @@ def sinusoids(length: int, channels: int) -> Tensor:
     return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
 
 
+def clip_positions(n_samples: int) -> int:
+    """Encoder positions (20 ms) of a clip of ``n_samples`` 16-kHz samples: ceil(Mel frames / 2)."""
+    return math.ceil(clip_frames(n_samples) / CONV_STRIDE)
+
+
 def output_frames(seconds: float, downsample: int) -> int:
-    """Output frames of a clip of ``seconds``: ceil(mel frames / 2) positions, // downsample (at least 1)."""
-    positions = math.ceil(clip_frames(round(float(seconds) * SAMPLE_RATE)) / CONV_STRIDE)
-    return max(positions // downsample, 1)
+    """Output frames of a clip of ``seconds``: its ``clip_positions``, // downsample (at least 1)."""
+    return max(clip_positions(round(float(seconds) * SAMPLE_RATE)) // downsample, 1)
 
 
 class CTCModel(nn.Module):
@@ -87,6 +98,14 @@ class CTCModel(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.down = nn.Conv1d(d, d, 3, stride=3) if s.downsample == 3 else None
         self.head = nn.Linear(d, len(s.vocab))
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.head.weight.dtype
 
     def forward(self, features: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """features (B, n_mels, F) with F even (<= 3000); positions (B,) each clip's conv2 positions.
@@ -172,6 +191,13 @@ def whisper_encoder_macs(n_mels: int, d: int, layers: int, ffn: int) -> int:
     return encoder_macs(shape, 30.0)
 
 
+def encode_clips(model: CTCModel, features: Tensor, seconds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``model`` over 30-s features (B, n_mels, 3000) cut to the longest of the clips of ``seconds`` (B,)."""
+    positions = torch.tensor([clip_positions(round(float(s) * SAMPLE_RATE)) for s in seconds])
+    cut = min(CONV_STRIDE * int(positions.max()), features.shape[-1])
+    return model(features[..., :cut].to(model.device, model.dtype), positions)
+
+
 @dataclass
 class CTCStudent:
     """A CTC student ready to train: ``model`` is saved, ``projectors["encoder"]`` maps its width to the
@@ -193,10 +219,7 @@ class CTCStudent:
 
     def encode(self, features: Tensor, seconds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """features (B, n_mels, 3000) cut to the longest clip of ``seconds`` (B,) -> ``CTCModel`` outputs."""
-        frames = [clip_frames(round(float(s) * SAMPLE_RATE)) for s in seconds]
-        positions = torch.tensor([math.ceil(f / CONV_STRIDE) for f in frames])
-        cut = min(CONV_STRIDE * int(positions.max()), features.shape[-1])
-        return self.model(features[..., :cut].to(self.device), positions)
+        return encode_clips(self.model, features, seconds)
 
     def __call__(self, batch: Batch, teacher: TeacherOutputs, positions: Tensor | None = None) -> ModelStates:
         """log-probs (B, T, V) as logits, projected states (B, T, D_t), encoder_mask (B, T) on real frames.
@@ -218,10 +241,7 @@ class CTCStudent:
 
     def _write(self, tmp: Path, extra: dict | None) -> None:
         """Every file of ``save`` into the new folder ``tmp``."""
-        save_file(_plain(self.model.state_dict()), str(tmp / "model.safetensors"))
-        (tmp / "ctc_config.json").write_text(json.dumps(asdict(self.model.shape), indent=2))
-        (tmp / "vocab.json").write_text(json.dumps(list(self.model.shape.vocab)))
-        self.processor.save_pretrained(str(tmp))
+        write_ctc(self.model, self.processor, tmp)
         if len(self.projectors):
             save_file(_plain(self.projectors.state_dict()), str(tmp / "projector.safetensors"))
         record = {"family": "ctc", "teacher": self.teacher_name, **(extra or {})}
@@ -232,16 +252,39 @@ def _plain(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
-def load_ctc(folder: str | Path, device: str = "cpu") -> tuple[CTCModel, WhisperProcessor]:
-    """(model in eval mode, processor) from a folder ``CTCStudent.save`` wrote."""
-    folder = Path(folder)
-    config = folder / "ctc_config.json"
-    if not config.is_file():
-        raise GeodistillError(f"{folder}: no ctc_config.json (not a saved CTC student)")
-    raw = json.loads(config.read_text())
-    model = CTCModel(CTCShape(**{**raw, "vocab": tuple(raw["vocab"])}))
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return model.to(device).eval(), WhisperProcessor.from_pretrained(str(folder))
+def write_ctc(model: CTCModel, processor, folder: Path) -> None:
+    """model.safetensors, ctc_config.json (shape and vocabulary), vocab.json and the processor's files
+    (preprocessor_config.json included) into the existing folder ``folder``: what ``load_ctc`` reads."""
+    save_file(_plain(model.state_dict()), str(folder / "model.safetensors"))
+    (folder / CTC_CONFIG).write_text(json.dumps(asdict(model.shape), indent=2))
+    (folder / "vocab.json").write_text(json.dumps(list(model.shape.vocab)))
+    processor.save_pretrained(str(folder))
+    processor.feature_extractor.save_pretrained(str(folder))  # transformers 5 folds it into processor_config
+
+
+def load_ctc(spec: str | Path, device: str = "cpu") -> tuple[CTCModel, WhisperProcessor]:
+    """(model in eval mode on ``device``, processor) of a saved CTC student: the folder ``CTCStudent.save``
+    or ``geodistill export`` wrote, or a run folder (its ``best/``, else ``adapter_final/``).
+
+    ``device``: cpu, cuda, cuda:N, mps or auto. Raises a one-line ModelLoadError naming the folder when it
+    holds no CTC student or its files do not load.
+    """
+    folder = model_dir(Path(spec).expanduser())
+    if not is_ctc_folder(folder):
+        raise ModelLoadError(
+            f"could not load '{spec}': no {CTC_CONFIG} in {folder} (not a saved CTC student)"
+        )
+    dev = resolve_device(device)
+    try:
+        raw = json.loads((folder / CTC_CONFIG).read_text(encoding="utf-8"))
+        model = CTCModel(CTCShape(**{**raw, "vocab": tuple(raw["vocab"])}))
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        processor = WhisperProcessor.from_pretrained(str(folder), local_files_only=True)
+    except (*weights_errors(), TypeError, KeyError) as exc:
+        raise ModelLoadError(
+            f"could not load '{spec}': {folder} is not a loadable CTC student ({load_reason(exc)})"
+        ) from exc
+    return model.to(dev).eval(), processor
 
 
 class CTCCollator:
@@ -291,28 +334,17 @@ class CTCCollator:
         return batch
 
 
-@torch.no_grad()
-def transcribe_ctc(student: CTCStudent, utts: list, batch_size: int) -> tuple[list[str], list[str]]:
-    """(references, greedy CTC hypotheses) of the utterances that load, in order, in eval mode."""
-    data = SpeechDataset(utts, student.processor, BadSamples(None))
-    refs: list[str] = []
-    hyps: list[str] = []
-    was_training = student.model.training
-    student.model.eval()
-    try:
-        for start in range(0, len(utts), batch_size):
-            pairs = [(utts[i], data[i]) for i in range(start, min(start + batch_size, len(utts)))]
-            pairs = [(u, s) for u, s in pairs if s is not None]
-            if not pairs:
-                continue
-            feats = torch.stack([s["input_features"] for _, s in pairs])
-            seconds = torch.tensor([s["audio_seconds"] for _, s in pairs])
-            log_probs, _, lengths = student.encode(feats, seconds)
-            hyps += ctc_greedy(log_probs, lengths, student.model.shape.vocab)
-            refs += [u.text for u, _ in pairs]
-    finally:
-        student.model.train(was_training)
-    return refs, hyps
+def ctc_model(cfg: Config, teacher, n_mels: int) -> CTCModel:
+    """The CTC model ``student.ctc`` describes, as training starts: random (from torch's generator), or with
+    ``teacher``'s convs, positions, first blocks and final norm when ``init_from_teacher``."""
+    c = cfg.student.ctc
+    shape = CTCShape(n_mels, c.d_model, c.layers, c.heads, c.ffn, c.downsample, c.dropout)
+    model = CTCModel(shape)
+    if c.init_from_teacher:
+        if teacher is None:
+            raise GeodistillError("student.ctc.init_from_teacher: needs the teacher's weights (none loaded)")
+        copy_from_teacher(model, teacher.model.encoder)
+    return model
 
 
 def build_ctc_student(
@@ -320,20 +352,7 @@ def build_ctc_student(
 ) -> CTCStudent:
     """The configured CTC student on ``device``: random, or initialised from ``teacher``'s encoder."""
     c, lo = cfg.student.ctc, cfg.loss
-    shape = CTCShape(
-        n_mels=teacher_config["num_mel_bins"],
-        d_model=c.d_model,
-        layers=c.layers,
-        heads=c.heads,
-        ffn=c.ffn,
-        downsample=c.downsample,
-        dropout=c.dropout,
-    )
-    model = CTCModel(shape)
-    if c.init_from_teacher:
-        if teacher is None:
-            raise GeodistillError("student.ctc.init_from_teacher: needs the teacher's weights (none loaded)")
-        copy_from_teacher(model, teacher.model.encoder)
+    model = ctc_model(cfg, teacher, teacher_config["num_mel_bins"])
     projectors = nn.ModuleDict()
     if lo.hidden_loss != "none" and lo.geo_weight > 0:
         projectors["encoder"] = RiemannianProjector(c.d_model, teacher_config["d_model"])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from geodistill.data import BadSamples
+from geodistill.evaluate.ctc import decode_ctc
 from geodistill.evaluate.run import decode
 from geodistill.evaluate.wer import wer_scores
-from geodistill.students.ctc import transcribe_ctc
 
 # 30 s of speech is ~100 Whisper tokens; the cap stops an untrained student from looping to 448 tokens.
 VAL_MAX_NEW_TOKENS = 128
@@ -23,18 +23,21 @@ def generation_cap(tokenizer, texts: list[str]) -> int:
 def validate(run) -> dict:
     """{"wer", "wer_raw", "cer", "n_utterances"} of the run's student on its validation utterances."""
     cfg = run.cfg
-    if run.student.family == "ctc":
-        return _scores(*transcribe_ctc(run.student, run.val_utts, cfg.train.batch_size), cfg.data.language)
     # A separate, unlogged BadSamples: the loader already reported these files once at scan time.
-    decoded = decode(
-        run.student.whisper,
-        run.student.processor,
-        run.val_utts,
-        BadSamples(None),
-        batch_size=cfg.train.batch_size,
-        language=cfg.data.language,
-        max_new_tokens=generation_cap(run.student.processor.tokenizer, [u.text for u in run.val_utts]),
-    )
+    if run.student.family == "ctc":  # greedy best path, exactly as `geodistill evaluate` decodes it
+        decoded = decode_ctc(
+            run.student.model, run.student.processor, run.val_utts, BadSamples(None), cfg.train.batch_size
+        )
+    else:
+        decoded = decode(
+            run.student.whisper,
+            run.student.processor,
+            run.val_utts,
+            BadSamples(None),
+            batch_size=cfg.train.batch_size,
+            language=cfg.data.language,
+            max_new_tokens=generation_cap(run.student.processor.tokenizer, [u.text for u in run.val_utts]),
+        )
     return _scores([u.text for u in decoded.utterances], decoded.hypotheses, cfg.data.language)
 
 

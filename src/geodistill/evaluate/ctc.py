@@ -1,0 +1,164 @@
+"""CTC students in ``evaluate``, ``transcribe`` and validation: greedy decoding, each clip at its own length.
+
+A CTC student (``geodistill.students.ctc``) has no decoder: one forward over the log-Mel features gives a
+character distribution per 20-ms frame (60 ms at downsample 3), and the transcript is its best path
+(``ctc_greedy``: argmax per frame, repeats collapsed, blanks dropped). A batch's features are padded to its
+longest clip only (no 30-s window): each clip's frames beyond its own length are masked as attention keys
+and not decoded, so a clip's transcript does not depend on its batch.
+
+Whisper's decoding options do not apply and are refused with one line each (``check_options``): the
+CTranslate2 engine, an assistant, beams, the temperature fallback, the audio context, a token cap. The
+model's 1500 positions cover 30 s and there is no long-form decoding: ``transcribe`` refuses a longer file
+and ``evaluate`` skips a longer clip into bad_samples.jsonl.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from geodistill.data import BadSamples, Utterance
+from geodistill.errors import GeodistillError
+from geodistill.evaluate.batches import Decoded, decode_batches
+from geodistill.evaluate.speed import Timer
+from geodistill.evaluate.transcribe import SAMPLE_RATE
+from geodistill.models.context import CONV_STRIDE, HOP
+from geodistill.models.loading import is_ctc_spec
+from geodistill.students.ctc import MAX_POSITIONS, CTCModel, clip_positions, ctc_greedy
+
+WINDOW = f"the CTC student's 30 s ({MAX_POSITIONS} positions; it has no long-form decoding)"
+TIMING = (
+    "CTC forward + greedy best path, device-synchronised; audio decoding and log-Mel extraction "
+    "excluded (feature_seconds)"
+)
+DECODING = "greedy CTC best path (argmax per frame, repeats collapsed, blanks dropped)"
+EDGE_FRAMES = 2  # >= half the STFT window (200 samples) in 10-ms frames: the last kept frame sees zeros
+AUDIO_CONTEXT = "clip"  # eval.json's audio_context of a CTC student: each clip at its own length
+NO_TOKENS = "n/a (a CTC student emits characters, not tokens)"
+NO_TOKEN_CAP = "0, not applicable: a CTC student emits one label per frame, there is no token cap"
+
+
+def is_ctc(model) -> bool:
+    """Whether ``model`` (a spec, or a loaded (model, processor) pair) is a CTC student."""
+    if isinstance(model, tuple | list):
+        return isinstance(model[0], CTCModel)
+    return is_ctc_spec(model)
+
+
+def check_options(
+    engine: str = "hf",
+    assistant: str | None = None,
+    beam_size: int = 1,
+    fallback: bool | None = False,
+    audio_context: str | None = None,
+    context_margin: int | None = None,
+    max_new_tokens: int | None = None,
+) -> None:
+    """Raise a one-line GeodistillError naming the first Whisper decoding option given for a CTC student."""
+    refusals = (
+        (
+            engine != "hf",
+            f"--engine {engine}: a CTC student runs in PyTorch only (CTranslate2 has no "
+            "CTC model); use --engine hf",
+        ),
+        (
+            assistant is not None,
+            "--assistant: speculative decoding drafts decoder tokens, and a CTC student has no decoder",
+        ),
+        (beam_size != 1, f"--beam-size {beam_size}: a CTC student decodes greedily (best path); use 1"),
+        (
+            bool(fallback),
+            "--fallback: the temperature fallback re-samples a decoder, and a CTC student has "
+            "none (it decodes its best path)",
+        ),
+        (
+            audio_context is not None,
+            f"--audio-context {audio_context}: a CTC student always runs over each clip's own length",
+        ),
+        (
+            context_margin is not None,
+            f"--context-margin {context_margin}: a CTC student always runs over "
+            "each clip's own length (no margin)",
+        ),
+        (
+            max_new_tokens is not None,
+            f"max_new_tokens {max_new_tokens}: a CTC student emits one label "
+            "per frame; there is no token cap",
+        ),
+    )
+    for refused, message in refusals:
+        if refused:
+            raise GeodistillError(message)
+
+
+def clip_features(processor, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-Mel features (B, n_mels, F), positions (B,)) of 16-kHz clips; F: 2 x the longest one's positions.
+
+    Each clip's features equal the first F frames of its 30-s features, what training cut them to (a clip
+    within 12.5 ms of 30 s aside): the extractor pads with zeros, whose log-Mel lies below any clip's
+    maximum, and is asked for EDGE_FRAMES more frames than kept, so the STFT's reflection at the end of the
+    padded audio reaches no kept frame.
+    """
+    positions = torch.tensor([clip_positions(len(a)) for a in audios])
+    frames = CONV_STRIDE * int(positions.max())
+    feats = processor.feature_extractor(
+        list(audios), sampling_rate=SAMPLE_RATE, max_length=(frames + EDGE_FRAMES) * HOP, return_tensors="pt"
+    ).input_features
+    return feats[..., :frames], positions
+
+
+@torch.no_grad()
+def transcribe_clips(
+    model: CTCModel,
+    processor,
+    audios: Sequence[np.ndarray],
+    feature: Timer | None = None,
+    compute: Timer | None = None,
+) -> list[str]:
+    """Greedy transcripts of 16-kHz clips (each up to 30 s); ``feature`` / ``compute`` time the two parts."""
+    with feature or contextlib.nullcontext():
+        feats, positions = clip_features(processor, audios)
+    with compute or contextlib.nullcontext():
+        log_probs, _, lengths = model(feats.to(model.device, model.dtype), positions)
+        return ctc_greedy(log_probs, lengths, model.shape.vocab)
+
+
+def decode_ctc(
+    model: CTCModel,
+    processor,
+    utts: Sequence[Utterance],
+    bad: BadSamples,
+    batch_size: int = 8,
+    warmup: bool = False,
+) -> Decoded:
+    """Greedy transcripts of ``utts`` (``decode_batches``: longest first, bad and over-30-s clips skipped
+    into ``bad``, input order out); ``warmup`` decodes the first batch once, untimed, before timing."""
+
+    def texts(audios: list[np.ndarray], names: list[str], out: Decoded) -> list[str]:
+        return transcribe_clips(model, processor, audios, out.feature, out.compute)
+
+    def warm(audios: list[np.ndarray]) -> None:
+        transcribe_clips(model, processor, audios)
+
+    out = Decoded(compute=Timer(model.device), feature=Timer(), n_tokens=None)
+    decode_batches(model, utts, bad, batch_size, texts, out, window=WINDOW, warm=warm if warmup else None)
+    out.stats = {"long_clips": 0, "hit_token_cap": 0}
+    return out
+
+
+def eval_fields() -> dict:
+    """eval.json fields of a CTC decoding, in place of Whisper's beam, token cap, context and engine."""
+    return {
+        "decoding": DECODING,
+        "beam_size": 1,
+        "max_new_tokens": None,
+        "hit_token_cap_note": NO_TOKEN_CAP,
+        "audio_context": AUDIO_CONTEXT,
+        "context_margin": None,
+        "engine": "torch",
+        "long_form": False,
+        "temperature_fallback": False,
+    }
