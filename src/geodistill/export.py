@@ -8,7 +8,8 @@
   ``preprocessor_config.json`` faster-whisper reads; loads in ``faster_whisper.WhisperModel(DIR)``.
 
 The source is a run folder (``best/`` if present, else ``adapter_final/``) or any model spec
-``geodistill.models.load_whisper`` accepts.
+``geodistill.models.load_whisper`` accepts. A CTC student (its run folder or its folder) exports to ``hf``
+only, as its own safetensors folder (``geodistill.export_ctc``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Literal
 import yaml
 
 from geodistill.errors import GeodistillError
-from geodistill.models.loading import EMBEDDED, RUN_SUBDIRS, saved_student
+from geodistill.models.loading import EMBEDDED, RUN_SUBDIRS, is_ctc_spec, saved_student
 from geodistill.optional import require
 
 Format = Literal["hf", "ct2"]
@@ -113,6 +114,17 @@ def export(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise GeodistillError(f"--out {out}: folder exists and is not empty")
+    if is_ctc_spec(source):
+        from geodistill.export_ctc import export_ctc
+
+        if fmt == "ct2":
+            raise GeodistillError(
+                f"--format ct2: {source} is a CTC student, and CTranslate2 has no such model (no CTC "
+                "encoder-only model type); use --format hf"
+            )
+        path = Path(source).expanduser()
+        run_dir = path if _is_run(path) else None
+        return export_ctc(path, out, find_eval(run_dir, eval_json), training_record(run_dir), license)
     if fmt == "ct2":
         require("ctranslate2", "deploy", "exporting to CTranslate2")
     with tempfile.TemporaryDirectory(prefix="geodistill-export-") as tmp:
@@ -120,7 +132,7 @@ def export(
         hf_dir = out if fmt == "hf" else Path(tmp) / "hf"
         hf_dir.mkdir(parents=True, exist_ok=True)
         _write_hf(model_dir, hf_dir)
-        evaluation = _find_eval(run_dir, eval_json)
+        evaluation = find_eval(run_dir, eval_json)
         card = model_card(hf_dir, str(source), run_dir, evaluation, license, fmt)
         if fmt == "ct2":
             convert_to_ct2(hf_dir, out, quantization or "float32")
@@ -151,7 +163,7 @@ def _record_context(hf_dir: Path, out: Path) -> None:
         (out / CONTEXT_FILE).write_text(json.dumps(rule, indent=2) + "\n", encoding="utf-8")
 
 
-def _find_eval(run_dir: Path | None, eval_json: str | Path | None) -> dict | None:
+def find_eval(run_dir: Path | None, eval_json: str | Path | None) -> dict | None:
     """The evaluation the card quotes: ``eval_json`` if given, else the run's newest eval.json, else None."""
     if eval_json is not None:
         path = Path(eval_json)
@@ -170,7 +182,23 @@ def _find_eval(run_dir: Path | None, eval_json: str | Path | None) -> dict | Non
     return None
 
 
-def _training_record(run_dir: Path | None) -> dict:
+def evaluation_lines(evaluation: dict | None) -> list[str]:
+    """The card's "Evaluation" section (none without an evaluation)."""
+    if not evaluation or "wer" not in evaluation:
+        return []
+    return [
+        "## Evaluation",
+        "",
+        f"WER {100 * evaluation['wer']:.2f} % (normalised), "
+        f"RTF {evaluation.get('rtf', float('nan')):.4f} "
+        f"on `{evaluation.get('data')}` ({evaluation.get('n_utterances')} utterances, "
+        f"{evaluation.get('device')}, batch {evaluation.get('batch_size')}), measured by "
+        "`geodistill evaluate`.",
+        "",
+    ]
+
+
+def training_record(run_dir: Path | None) -> dict:
     if run_dir is None or not (run_dir / "training_config.json").is_file():
         return {}
     try:
@@ -190,14 +218,16 @@ def _hub_id(spec: str | None) -> str | None:
     return None
 
 
-def _front_matter(config: dict, name: str, cfg: dict, evaluation: dict | None, license: str) -> dict:
-    multilingual = config.get("vocab_size", 51864) > 51864
+def front_matter(
+    multilingual: bool, name: str, cfg: dict, evaluation: dict | None, license: str, family: str = "whisper"
+) -> dict:
+    """The Hub's YAML front matter: task, license, tags, language, base model (the teacher), evaluation."""
     language = cfg.get("data", {}).get("language") or ("en" if not multilingual else None)
     meta: dict = {
         "library_name": "transformers",
         "pipeline_tag": "automatic-speech-recognition",
         "license": license,
-        "tags": ["whisper", "distillation", "geodistill"],
+        "tags": [family, "distillation", "geodistill"],
     }
     if language:
         meta["language"] = [language]
@@ -254,25 +284,15 @@ def model_card(
 ) -> str:
     """README.md text: Hub YAML front matter, evaluation, how the model was distilled, how to load it."""
     config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
-    cfg = _training_record(run_dir)
+    cfg = training_record(run_dir)
     name = Path(source).name or str(source)
-    meta = _front_matter(config, name, cfg, evaluation, license)
+    meta = front_matter(config.get("vocab_size", 51864) > 51864, name, cfg, evaluation, license)
     if fmt == "ct2":  # the Hub lists CTranslate2 Whisper models under ctranslate2 + faster-whisper
         meta["library_name"] = "ctranslate2"
         meta["tags"] += ["ctranslate2", "faster-whisper"]
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
     lines += [f"A Whisper student distilled with geodistill from `{cfg.get('teacher', source)}`.", ""]
-    if evaluation and "wer" in evaluation:
-        lines += [
-            "## Evaluation",
-            "",
-            f"WER {100 * evaluation['wer']:.2f} % (normalised), "
-            f"RTF {evaluation.get('rtf', float('nan')):.4f} "
-            f"on `{evaluation.get('data')}` ({evaluation.get('n_utterances')} utterances, "
-            f"{evaluation.get('device')}, batch {evaluation.get('batch_size')}), measured by "
-            "`geodistill evaluate`.",
-            "",
-        ]
+    lines += evaluation_lines(evaluation)
     lines += ["## How it was distilled", "", *_distillation_lines(cfg, config), ""]
     lines += [
         "## How to use",
