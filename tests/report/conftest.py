@@ -9,6 +9,7 @@ import pytest
 from geodistill.config import load_config
 from geodistill.evaluate.run import evaluate
 from geodistill.train.loop import train
+from tests.students.ctc_runs import tiny_ctc_run  # noqa: F401  (fixture)
 from tests.train.conftest import tiny_data, tiny_teacher_dir, write_manifest  # noqa: F401  (fixtures)
 
 N_REPORT = 6  # utterances in the hidden-state views: enough for t-SNE/UMAP, small enough to be quick

@@ -16,6 +16,7 @@ import torch
 
 from geodistill.errors import GeodistillError
 from geodistill.models import resolve_device
+from geodistill.models.loading import is_ctc_folder
 from geodistill.report.html import render_html, render_markdown
 from geodistill.report.plots import training_curves
 from geodistill.report.runinfo import EVAL_DIRS, RunInfo, read_evals, read_run
@@ -69,6 +70,9 @@ def comparison(
         from geodistill.evaluate.run import evaluate
 
         specs = {"teacher": info.cfg.teacher, "student": str(info.run_dir)}
+        caps = {"teacher": max_new_tokens, "student": max_new_tokens}
+        if is_ctc_folder(info.student_dir):  # one label per frame: no token cap to give
+            caps["student"] = None
         for role in missing:
             log.info("report: evaluating the %s on the %d report utterances", role, len(utts))
             found[role] = evaluate(
@@ -78,7 +82,7 @@ def comparison(
                 batch_size=EVAL_BATCH,
                 device=str(device),
                 language=info.cfg.data.language,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=caps[role],
             )
             source[role] = (
                 f"run by the report on its {len(utts)} utterances ({out.name}/{EVAL_DIRS[role]}/eval.json)"

@@ -112,6 +112,10 @@ def _initial_student(config: dict) -> str:
     s = config.get("student", {})
     if s.get("init") == "pretrained":
         return f"the pretrained student {s.get('from')} as loaded, before training"
+    if s.get("init") == "ctc":
+        copy = s.get("ctc", {}).get("init_from_teacher")
+        start = "the teacher's convs and first blocks copied" if copy else "random"
+        return f"the CTC student as its config builds it ({start}; seed train.seed, maybe not the run's draw)"
     return (
         f"the layer copy of the teacher before training (encoder_layers={s.get('encoder_layers')}, "
         f"decoder_layers={s.get('decoder_layers')}; LoRA adapters start at zero)"
@@ -141,8 +145,9 @@ def training_section(report: dict) -> Section:
         (
             report.get("training_image"),
             "Training curves",
-            "Per logged step: cross-entropy on the reference labels, KL·T² to the teacher's soft "
-            f"labels (or TAID), the hidden-state loss ({hidden}) per side, the weighted total; "
+            "Per logged step: cross-entropy on the reference labels (CTC on their characters for a CTC "
+            f"student), KL·T² to the teacher's soft labels (or TAID), the hidden-state loss ({hidden}) per "
+            "side, the weighted total; "
             "learning rate, KL weight, TAID t, gradient norm before clipping (red dotted: the "
             "clip), and validation WER / CER in %.",
         )

@@ -18,6 +18,7 @@ from torch import nn
 
 from geodistill.config import Config
 from geodistill.models import load_whisper
+from geodistill.models.loading import is_ctc_folder
 from geodistill.report.plots import MapPanel, distance_histograms, latent_map
 from geodistill.report.runinfo import RunInfo
 from geodistill.report.states import (
@@ -48,11 +49,13 @@ class SidePlan:
     note: str  # one sentence for the caption
 
 
-def plan_sides(cfg: Config, trained: nn.ModuleDict, d_student: int, d_teacher: int) -> tuple[dict, list[str]]:
-    """{side: SidePlan} for the sides that can be compared, and notes on those that cannot."""
+def plan_sides(
+    cfg: Config, trained: nn.ModuleDict, d_student: int, d_teacher: int, sides: tuple[str, ...] = SIDES
+) -> tuple[dict, list[str]]:
+    """{side: SidePlan} for those of ``sides`` that can be compared, and notes on those that cannot."""
     initial = initial_projectors(trained, d_student, cfg.train.seed)
     plans, notes = {}, []
-    for side in SIDES:
+    for side in sides:
         if side in trained:
             start = "identity" if d_student == d_teacher else "a fresh random init (not the run's exact draw)"
             note = (
@@ -179,19 +182,23 @@ def _student_provenance(student_dir: Path) -> dict:
         return {}
 
 
-def latent_section(
-    info: RunInfo, data: str | None, n: int, device: torch.device, out_dir: Path, seed: int = 0
-) -> tuple[dict, list]:
-    """Collect states of teacher, initial and trained student on ``n`` utterances; draw maps + histograms.
+@dataclass(frozen=True)
+class Compared:
+    """One side's unit-norm states, rows paired: the teacher's, the student's before and after training."""
 
-    Returns (the numbers and file names the report shows, the utterances used).
-    """
+    note: str  # how the student's states reach the teacher's space (one sentence for the caption)
+    teacher: SideStates
+    before: SideStates
+    after: SideStates
+
+
+def whisper_sides(
+    info: RunInfo, teacher, processor, batches: list[dict], device: torch.device
+) -> tuple[dict[str, Compared], list[str]]:
+    """The comparable sides of a Whisper student (trained, and as training started) with the teacher."""
     from geodistill.students.whisper import base_student
 
     cfg = info.cfg
-    teacher, processor = load_whisper(cfg.teacher, device=str(device))
-    utts, described = report_utterances(cfg, data)
-    batches, used = make_batches(cfg, utts, processor, teacher, n)
     student, _ = load_whisper(str(info.student_dir), device=str(device))
     trained = load_projectors(info.student_dir)
     plans, notes = plan_sides(cfg, trained, student.config.d_model, teacher.config.d_model)
@@ -201,22 +208,43 @@ def latent_section(
     initial, _ = base_student(cfg, teacher, processor, device)
     before = collect_states(initial, batches, {s: p.before for s, p in plans.items()}, device)
     del initial
-    for side in list(plans):
-        if not after[side].states.shape == before[side].states.shape == t_states[side].states.shape:
+    return {s: Compared(p.note, t_states[s], before[s], after[s]) for s, p in plans.items()}, notes
+
+
+def latent_section(
+    info: RunInfo, data: str | None, n: int, device: torch.device, out_dir: Path, seed: int = 0
+) -> tuple[dict, list]:
+    """Collect states of teacher, initial and trained student on ``n`` utterances; draw maps + histograms.
+
+    A CTC student's frames are compared with the teacher's encoder states (``geodistill.report.ctc``).
+    Returns (the numbers and file names the report shows, the utterances used).
+    """
+    from geodistill.report.ctc import ctc_sides
+
+    cfg = info.cfg
+    teacher, processor = load_whisper(cfg.teacher, device=str(device))
+    utts, described = report_utterances(cfg, data)
+    batches, used = make_batches(cfg, utts, processor, teacher, n)
+    compare = ctc_sides if is_ctc_folder(info.student_dir) else whisper_sides
+    sides, notes = compare(info, teacher, processor, batches, device)
+    for side, c in list(sides.items()):
+        if not c.after.states.shape == c.before.states.shape == c.teacher.states.shape:
             notes.append(f"{side}: student and teacher give different position counts; side skipped")
-            plans.pop(side)
+            sides.pop(side)
     distances = {
         side: {
-            "before": geodesic_distances(before[side].states, t_states[side].states),
-            "after": geodesic_distances(after[side].states, t_states[side].states),
+            "before": geodesic_distances(c.before.states, c.teacher.states),
+            "after": geodesic_distances(c.after.states, c.teacher.states),
         }
-        for side in plans
+        for side, c in sides.items()
     }
     notes += _identical_sides(distances)
     hist = distance_histograms(distances, out_dir / "geodesic_distances.png") if distances else None
     maps = (
-        draw_maps({s: t_states[s] for s in plans}, {s: after[s] for s in plans}, out_dir, seed)
-        if plans
+        draw_maps(
+            {s: c.teacher for s, c in sides.items()}, {s: c.after for s, c in sides.items()}, out_dir, seed
+        )
+        if sides
         else {}
     )
     section = {
@@ -224,7 +252,7 @@ def latent_section(
         "utterances": [u.id for u in used],
         "student_dir": str(info.student_dir),
         "student_provenance": _student_provenance(info.student_dir),
-        "sides": {side: plan.note for side, plan in plans.items()},
+        "sides": {side: c.note for side, c in sides.items()},
         "notes": notes,
         "distances": {side: {k: _distance_summary(v) for k, v in d.items()} for side, d in distances.items()},
         "distance_image": hist.name if hist is not None else None,

@@ -34,6 +34,7 @@ def _curve_panels(hidden_loss: str) -> list[tuple[str, list[tuple[str, str]]]]:
     return [
         ("total loss", [("total", "total")]),
         ("cross-entropy (reference labels)", [("ce", "CE")]),
+        ("CTC (reference characters)", [("ctc", "CTC")]),
         ("KL·T² (teacher soft labels)", [("kl", "KL")]),
         ("TAID loss", [("taid", "TAID")]),
         (hidden, [("hidden_dec", "decoder"), ("hidden_enc", "encoder")]),

@@ -125,10 +125,14 @@ def initial_projectors(trained: nn.ModuleDict, student_width: int, seed: int) ->
     ).eval()
 
 
+def spaced_frames(valid: int) -> torch.Tensor:
+    """Evenly spaced indices of the first ``valid`` (>= 1) frames, at most MAX_FRAMES_PER_UTT of them."""
+    return torch.linspace(0, valid - 1, min(valid, MAX_FRAMES_PER_UTT)).round().long()
+
+
 def _frame_index(seconds: float, n_frames: int) -> torch.Tensor:
     """Evenly spaced indices of encoder frames that cover audio (not the 30 s padding)."""
-    valid = max(1, min(n_frames, math.ceil(seconds * n_frames / ENCODER_SECONDS)))
-    return torch.linspace(0, valid - 1, min(valid, MAX_FRAMES_PER_UTT)).round().long()
+    return spaced_frames(max(1, min(n_frames, math.ceil(seconds * n_frames / ENCODER_SECONDS))))
 
 
 def _side_rows(hidden: torch.Tensor, batch: dict, side: str) -> list[torch.Tensor]:
