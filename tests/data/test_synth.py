@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -49,6 +50,37 @@ def test_plans_are_a_pure_function_of_seed_split_and_index():
     assert a == b[::-1] and a[0] != synth.plan(5, "train", 8, voices, texts)
     val = synth.Texts("val", [], [("Psa", "The Lord is my shepherd; I shall not want.")] * 50)
     assert val.grammar == [] and "shepherd" in val.draw(np.random.default_rng(0)) + " shepherd"
+
+
+class _Tone:
+    """A stand-in synthesiser: 0.5 s of tone per call, counted."""
+
+    calls = 0
+
+    def __call__(self, p):
+        self.calls += 1
+        return 0.3 * np.sin(np.arange(8000, dtype=np.float32) / 3).astype(np.float32)
+
+
+class _NoAugment:
+    transforms = ()
+
+    def __call__(self, samples, sample_rate):
+        return samples
+
+
+def test_a_stored_file_of_another_plan_is_redone(tmp_path):
+    engine, rms = _Tone(), next(v for v in synth.VOICES if v.name == "flite-rms")
+    b = synth.Builder(tmp_path, 0, engine, _NoAugment(), None)
+    p = synth.Plan(1, "val", "Praise ye him, all his angels.", rms, 1.0, 0.5, 0.5, 7)
+    (row,) = b.block([p], "val", 1e9)
+    assert b.block([p], "val", 1e9) == [row] and engine.calls == 1  # same plan: the file is kept
+    slt = next(v for v in synth.VOICES if v.name == "flite-slt")
+    for other in (replace(p, text="Save us."), replace(p, voice=slt), replace(p, length_scale=1.1)):
+        (again,) = b.block([other], "val", 1e9)  # e.g. an older corpus version's file at this index
+        assert (again["text"], again["speaker"], again["length_scale"]) == (other.text, other.voice.name,
+                                                                             other.length_scale)  # fmt: skip
+    assert engine.calls == 4
 
 
 def _digest(out):

@@ -16,9 +16,11 @@ build time, seeded per utterance: the teacher cache runs the teacher once over t
 saw must be the audio the student trains on; augmenting on the fly would invalidate it each epoch.
 
 Reproducible and resumable: utterance ``i``'s text, voice, settings and augmentation come from an RNG seeded
-by (seed, i); files are written atomically (tmp + rename) and a rerun keeps every usable file. Piper samples
-noise in its ONNX graph from a per-session generator, so its session is re-seeded per block of ``BLOCK``
-utterances and a block with a missing Piper file re-synthesises that block's Piper utterances in order.
+by (seed, i); files are written atomically (tmp + rename) and a rerun keeps every usable file whose stored
+text, voice and rate are the ones planned (a file of another plan, e.g. an older version's, is redone).
+Piper samples noise in its ONNX graph from a per-session generator, so its session is re-seeded per block of
+``BLOCK`` utterances and a block with a missing Piper file re-synthesises that block's Piper utterances in
+order.
 
 Layout: ``OUT/{train,val}/NNN/<id>.flac`` (16 kHz mono FLAC) + ``OUT/{train,val}.jsonl`` manifests (text,
 duration, speaker = voice, voice source and licence, augmentations) + ``OUT/corpus.json`` + ``OUT/README.md``.
@@ -253,12 +255,15 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def _usable(flac: Path, meta: Path) -> dict | None:
-    """The stored row of an utterance whose audio and metadata are both complete, else None."""
+def _usable(flac: Path, meta: Path, p: Plan) -> dict | None:
+    """The stored row of plan ``p`` when its audio and metadata are both complete and the row is of that
+    plan (text, voice, rate: not a file of an older corpus version or another seed), else None."""
     try:
-        return json.loads(meta.read_text(encoding="utf-8")) if probe(flac) > 0 else None
+        row = json.loads(meta.read_text(encoding="utf-8")) if probe(flac) > 0 else None
     except (OSError, ValueError, BadSampleError):
         return None
+    mine = (p.text, p.voice.name, round(p.length_scale, 3))
+    return row if row and (row.get("text"), row.get("speaker"), row.get("length_scale")) == mine else None
 
 
 class Builder:
@@ -307,7 +312,7 @@ class Builder:
             if total >= budget:
                 break
             flac, meta = self.paths(split, p.index)
-            row = _usable(flac, meta)
+            row = _usable(flac, meta, p)
             if row is None:
                 if p.voice.engine == "piper":
                     done = self._replay(plans, p, split, done)
