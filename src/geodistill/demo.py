@@ -81,7 +81,8 @@ def run_demo(
         f"run_dir={out / 'run'}",
         f"teacher_cache={out / 'teacher-cache'}",
     ]
-    # Validation on voices and a sentence style the training never hears (else it saturates at WER 0).
+    # Validation on voices and a sentence style the training never hears (else it saturates at WER 0),
+    # a third of it short phrases (a student that loops on short clips must show it here).
     val = held_out_val(corpus / "val", exclude=[u.text for u in load_spec(test, min_duration=0.0)])
     base += [f"data.val={val}"] if val is not None else []
     cfg = load_config(preset, [*base, *(overrides or [])])

