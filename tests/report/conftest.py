@@ -10,37 +10,16 @@ from geodistill.config import load_config
 from geodistill.evaluate.run import evaluate
 from geodistill.train.loop import train
 from tests.students.ctc_runs import tiny_ctc_run  # noqa: F401  (fixture)
-from tests.train.conftest import tiny_data, tiny_teacher_dir, write_manifest  # noqa: F401  (fixtures)
+from tests.train.conftest import four_step_config, tiny_data, tiny_teacher_dir, write_manifest  # noqa: F401  (fixtures)
 
 N_REPORT = 6  # utterances in the hidden-state views: enough for t-SNE/UMAP, small enough to be quick
 
 
 def tiny_run_config(run_dir: Path, teacher: Path, train_spec: Path, val_spec: Path, **loss) -> Path:
     """A 4-step run with decoder and encoder projectors (hidden_on=both) and two validations."""
-    import yaml
-
-    cfg = {
-        "teacher": str(teacher),
-        "student": {"init": "copy", "decoder_layers": 1, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
-        "loss": {"kl_weight": 0.5, "kl_warmup_steps": 2, "geo_weight": 0.5, "hidden_on": "both", **loss},
-        "data": {"train": str(train_spec), "val": str(val_spec), "val_limit": 2},
-        "train": {
-            "max_steps": 4,
-            "warmup_steps": 1,
-            "lr": 3e-3,
-            "batch_size": 2,
-            "eval_every": 2,
-            "save_every": 2,
-            "log_every": 1,
-            "num_workers": 0,
-            "seed": 3,
-            "device": "cpu",
-        },
-        "run_dir": str(run_dir),
-    }
-    path = run_dir.parent / f"{run_dir.name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    student = {"init": "copy", "decoder_layers": 1, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}
+    base = {"kl_weight": 0.5, "kl_warmup_steps": 2, "geo_weight": 0.5, "hidden_on": "both"}
+    return four_step_config(run_dir, teacher, train_spec, val_spec, student, {**base, **loss})
 
 
 @pytest.fixture(scope="session")

@@ -13,39 +13,20 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from geodistill.config import load_config
 from geodistill.students.ctc import CTCModel, CTCShape, CTCStudent
 from geodistill.train.loop import train
+from tests.train.conftest import four_step_config
 
 SHAPE = CTCShape(n_mels=80, d_model=24, layers=2, heads=2, ffn=48, dropout=0.0)
 
 
 def ctc_run_config(run_dir: Path, teacher: Path, train_spec: Path, val_spec: Path, **ctc) -> Path:
     """A 4-step CTC run, 2 validations: d 24 (the teacher has 32, so a projector 24 -> 32 trains)."""
-    cfg = {
-        "teacher": str(teacher),
-        "student": {"init": "ctc", "ctc": {"d_model": 24, "layers": 2, "heads": 2, "ffn": 48, **ctc}},
-        "loss": {"kl_weight": 0.0, "geo_weight": 0.5, "hidden_on": "encoder"},
-        "data": {"train": str(train_spec), "val": str(val_spec), "val_limit": 2},
-        "train": {
-            "max_steps": 4,
-            "warmup_steps": 1,
-            "lr": 3e-3,
-            "batch_size": 2,
-            "eval_every": 2,
-            "save_every": 2,
-            "log_every": 1,
-            "num_workers": 0,
-            "seed": 3,
-            "device": "cpu",
-        },
-        "run_dir": str(run_dir),
-    }
-    path = run_dir.parent / f"{run_dir.name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    student = {"init": "ctc", "ctc": {"d_model": 24, "layers": 2, "heads": 2, "ffn": 48, **ctc}}
+    loss = {"kl_weight": 0.0, "geo_weight": 0.5, "hidden_on": "encoder"}
+    return four_step_config(run_dir, teacher, train_spec, val_spec, student, loss)
 
 
 @pytest.fixture(scope="session")

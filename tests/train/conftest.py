@@ -47,6 +47,34 @@ def tiny_data(tmp_path_factory) -> tuple[Path, Path]:
     return write_manifest(folder, 8, 0, "tr"), write_manifest(folder, 2, 1, "va")
 
 
+def four_step_config(
+    run_dir: Path, teacher: Path, train_spec: Path, val_spec: Path, student: dict, loss: dict
+) -> Path:
+    """``<run_dir>.yaml`` for a 4-step run (batch 2, lr 3e-3, two validations, seed 3)."""
+    cfg = {
+        "teacher": str(teacher),
+        "student": student,
+        "loss": loss,
+        "data": {"train": str(train_spec), "val": str(val_spec), "val_limit": 2},
+        "train": {
+            "max_steps": 4,
+            "warmup_steps": 1,
+            "lr": 3e-3,
+            "batch_size": 2,
+            "eval_every": 2,
+            "save_every": 2,
+            "log_every": 1,
+            "num_workers": 0,
+            "seed": 3,
+            "device": "cpu",
+        },
+        "run_dir": str(run_dir),
+    }
+    path = run_dir.parent / f"{run_dir.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 @pytest.fixture
 def make_config(tmp_path, tiny_teacher_dir, tiny_data):
     """Write a tiny config YAML; keyword overrides are nested dicts merged into the defaults below."""
