@@ -86,6 +86,10 @@ class CTCConfig(_Choices):
     # copy the teacher's conv front end and first `layers` encoder blocks (needs d_model, heads and ffn
     # equal to the teacher's)
     init_from_teacher: bool = False
+    # with init_from_teacher: keep the copied conv front end and first `frozen_layers` blocks frozen (no
+    # gradient, no dropout): the teacher's acoustic layers, which a few hours of synthetic speech would
+    # otherwise overwrite. 0 trains every weight.
+    frozen_layers: int = 0
 
 
 @dataclass
@@ -431,6 +435,15 @@ def _check_ctc(cfg: Config, problems: list[str]) -> None:
         problems.append(f"student.ctc.dropout: must be in [0, 1), got {c.dropout}")
     if c.downsample not in (1, 3):
         problems.append(f"student.ctc.downsample: must be 1 or 3, got {c.downsample}")
+    if not 0 <= c.frozen_layers <= max(c.layers, 0):
+        problems.append(
+            f"student.ctc.frozen_layers: must be in [0, layers={c.layers}], got {c.frozen_layers}"
+        )
+    elif c.frozen_layers and not c.init_from_teacher:
+        problems.append(
+            "student.ctc.frozen_layers: freezes copied teacher blocks; needs init_from_teacher: true "
+            "(random blocks would stay random)"
+        )
     if lo.hidden_loss != "none" and lo.geo_weight > 0 and lo.hidden_on != "encoder":
         problems.append(
             f"loss.hidden_on: a ctc student has no decoder, only encoder states to compare; got "

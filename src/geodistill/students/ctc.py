@@ -98,6 +98,20 @@ class CTCModel(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.down = nn.Conv1d(d, d, 3, stride=3) if s.downsample == 3 else None
         self.head = nn.Linear(d, len(s.vocab))
+        self.frozen: list[nn.Module] = []
+
+    def freeze(self, n_layers: int) -> None:
+        """Freeze the conv front end and the first ``n_layers`` blocks: no gradient, and kept in eval mode
+        (no dropout) by ``train()``. The positions are a fixed buffer already."""
+        self.frozen = [self.conv1, self.conv2, *self.layers[:n_layers]]
+        for module in self.frozen:
+            module.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> CTCModel:
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -344,6 +358,8 @@ def ctc_model(cfg: Config, teacher, n_mels: int) -> CTCModel:
         if teacher is None:
             raise GeodistillError("student.ctc.init_from_teacher: needs the teacher's weights (none loaded)")
         copy_from_teacher(model, teacher.model.encoder)
+        if c.frozen_layers:
+            model.freeze(c.frozen_layers)
     return model
 
 
@@ -359,5 +375,11 @@ def build_ctc_student(
     if lo.kl_weight > 0:
         log.info("loss.kl_weight: not used by a ctc student (no decoder distribution to compare)")
     n = sum(p.numel() for p in model.parameters())
-    log.info("ctc student: %s parameters, %d output frames per second", f"{n:,}", 50 // c.downsample)
+    k = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info(
+        "ctc student: %s parameters (%s trained), %d output frames per second",
+        f"{n:,}",
+        f"{k:,}",
+        50 // c.downsample,
+    )
     return CTCStudent(model.to(device), processor, projectors.to(device), cfg.teacher)

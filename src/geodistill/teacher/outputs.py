@@ -18,6 +18,7 @@ __all__ = [
     "ModelStates",
     "OnlineTeacher",
     "OnlineTeacherEncoder",
+    "NoTeacherSignal",
     "TeacherOutputs",
     "forward_states",
 ]
@@ -84,3 +85,13 @@ class OnlineTeacherEncoder:
     def __call__(self, batch: Batch) -> TeacherOutputs:
         feats = batch["input_features"].to(self.device, self.dtype)
         return TeacherOutputs(encoder_hidden=self.model.model.encoder(feats).last_hidden_state)
+
+
+class NoTeacherSignal:
+    """For a run none of whose losses reads the teacher's outputs (a CTC student with no hidden loss: its
+    teacher gives the initial weights only): empty outputs, and the teacher is not run at all."""
+
+    offer = TeacherOffer(reads_features=False, encoder_states=False)
+
+    def __call__(self, batch: Batch) -> TeacherOutputs:
+        return TeacherOutputs()

@@ -31,7 +31,7 @@ from geodistill.models import resolve_device
 from geodistill.students import WhisperStudent, build_whisper_student
 from geodistill.students.ctc import CTCCollator, CTCStudent, build_ctc_student
 from geodistill.students.sharing import encoder_shared, provided_cross_kv, shared_cross_kv
-from geodistill.teacher.outputs import OnlineTeacherEncoder
+from geodistill.teacher.outputs import NoTeacherSignal, OnlineTeacherEncoder
 from geodistill.train.distributed import World
 from geodistill.train.teacher import TeacherModel, cache_stands_in, load_teacher, make_teacher
 
@@ -173,7 +173,9 @@ def _ctc_run(cfg: Config, run_dir: Path, device: torch.device, world: World, sid
     """A run with a CTC student: the online (or cached) teacher gives encoder states only to compare."""
     teacher, t_proc, t_config, provider = side
     student = build_ctc_student(cfg, teacher, t_proc, t_config, device)
-    if provider is None and not cfg.teacher_cache:  # no token losses: the teacher's decoder is not run
+    if provider is None and (cfg.loss.hidden_loss == "none" or cfg.loss.geo_weight == 0):
+        provider = NoTeacherSignal()  # CTC on the transcripts only: nothing to take from the teacher per step
+    elif provider is None and not cfg.teacher_cache:  # no token losses: the teacher's decoder is not run
         provider = OnlineTeacherEncoder(teacher)
     elif provider is None:
         provider = make_teacher(cfg, (teacher, t_proc))
