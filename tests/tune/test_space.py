@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from geodistill.config import Config, ConfigError
+from geodistill.config import Config, ConfigError, load_config
 from geodistill.errors import GeodistillError
 from geodistill.tune import DEFAULT_SPACE, mask_url, search_space, trial_config, tune, write_plots
 
@@ -27,6 +27,8 @@ def test_default_space_leaves_out_parameters_that_cannot_act():
     cfg.student.lora.r = 0  # no adapters: their dropout does nothing
     cfg.loss.hidden_loss = "none"  # no hidden loss: its weight does nothing
     assert set(search_space(cfg)) == set(DEFAULT_SPACE) - {"student.lora.dropout", "loss.geo_weight"}
+    ctc = load_config(None, ["student.init=ctc", "loss.hidden_on=encoder"])  # no decoder, no adapters
+    assert set(search_space(ctc)) == {"loss.geo_weight", "train.lr", "train.batch_size"}
 
 
 def test_yaml_space_entries_become_distributions():

@@ -19,7 +19,8 @@ from geodistill.tune.outputs import _write_atomic
 GRID_ATTR = "ablation_grid"  # the study's user attribute recording its variants and seeds
 FILES = ("ablation.json", "ablation.md", "ablation.png")
 # (A, B): is A's WER lower than B's, seed by seed? The question the ablation exists to answer.
-COMPARISONS = (("ce+kl+geo", "ce+kl+mse"), ("ce+kl+geo", "ce+kl"))
+# the thesis' comparisons: geodesic vs MSE at the same weight, and vs no hidden loss (Whisper; CTC students)
+COMPARISONS = (("ce+kl+geo", "ce+kl+mse"), ("ce+kl+geo", "ce+kl"), ("ce+geo", "ce+mse"), ("ce+geo", "ce"))
 
 
 def cell_key(params: dict[str, Any]) -> tuple[str, int]:

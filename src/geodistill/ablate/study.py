@@ -114,7 +114,8 @@ class AblateObjective(Objective):
             batch_size=self.cfg.train.batch_size,
             device=self.cfg.train.device,
             language=self.cfg.data.language,
-            max_new_tokens=VAL_MAX_NEW_TOKENS,
+            # a CTC student emits one label per frame: no token cap to set
+            max_new_tokens=None if self.cfg.student.init == "ctc" else VAL_MAX_NEW_TOKENS,
         )
         if not math.isfinite(result["wer"]):
             raise GeodistillError(f"trial {run_dir.name}: test WER is not finite ({result['wer']})")

@@ -12,6 +12,8 @@ from geodistill.config import Config, ConfigError, LossConfig, to_dict
 from geodistill.tune.space import _config_leaf, trial_config
 
 DEFAULT_NAMES = ("ce", "ce+kl", "ce+kl+mse", "ce+kl+geo", "ce+kl+geo+taid", "kl+geo")
+# A CTC student has no decoder: no KL or TAID; "ce" is its CTC loss (loss.ce_weight) on the transcripts.
+CTC_DEFAULT_NAMES = ("ce", "ce+mse", "ce+geo")
 # Prefixes a variant may not set, with the reason shown in the error.
 FORBIDDEN = {
     "teacher": "the teacher is shared by every cell",
@@ -35,13 +37,26 @@ def _weight(value: float, field_name: str) -> float:
     return value if value > 0 else getattr(LossConfig(), field_name)
 
 
+def default_names(cfg: Config) -> tuple[str, ...]:
+    """The built-in variants an ablation of ``cfg``'s student runs when ``ablate.run`` is not set."""
+    return CTC_DEFAULT_NAMES if cfg.student.init == "ctc" else DEFAULT_NAMES
+
+
 def default_variants(cfg: Config) -> dict[str, dict[str, Any]]:
-    """The six built-in variants, using the base config's KL and hidden-loss weights (seed values if 0)."""
+    """The built-in variants, using the base config's KL and hidden-loss weights (seed values if 0): six for a
+    Whisper student, three for a CTC student (CTC alone, + MSE, + geodesic on the encoder states)."""
     lo = cfg.loss
     kl, geo = _weight(lo.kl_weight, "kl_weight"), _weight(lo.geo_weight, "geo_weight")
     ce = _weight(lo.ce_weight, "ce_weight")
     off = {"loss.taid": "off"}
     no_hidden = {"loss.hidden_loss": "none", "loss.geo_weight": 0.0}
+    if cfg.student.init == "ctc":
+        ctc = {"loss.ce_weight": ce, "loss.kl_weight": 0.0, **off}
+        return {
+            "ce": {**ctc, **no_hidden},
+            "ce+mse": {**ctc, "loss.hidden_loss": "mse", "loss.geo_weight": geo},
+            "ce+geo": {**ctc, "loss.hidden_loss": "geodesic", "loss.geo_weight": geo},
+        }
     return {
         "ce": {"loss.ce_weight": ce, "loss.kl_weight": 0.0, **no_hidden, **off},
         "ce+kl": {"loss.ce_weight": ce, "loss.kl_weight": kl, **no_hidden, **off},
@@ -114,7 +129,8 @@ def ablation_variants(cfg: Config) -> dict[str, dict[str, Any]]:
     unknown name, unknown or forbidden key, and override that makes an invalid config."""
     a = cfg.ablate
     known = {**default_variants(cfg), **(a.variants or {})}
-    names = list(a.run) if a.run is not None else list(dict.fromkeys([*DEFAULT_NAMES, *(a.variants or {})]))
+    defaults = default_names(cfg)
+    names = list(a.run) if a.run is not None else list(dict.fromkeys([*defaults, *(a.variants or {})]))
     problems: list[str] = []
     if not names:
         problems.append("ablate.run: no variant to run")

@@ -41,6 +41,9 @@ def default_space(cfg: Config) -> dict[str, dict[str, Any]]:
         space.pop("student.lora.dropout")
     if cfg.loss.hidden_loss == "none":
         space.pop("loss.geo_weight")
+    if cfg.student.init == "ctc":  # no decoder distribution (KL, its temperature) and no LoRA adapters
+        for name in ("loss.kl_weight", "loss.temperature", "student.lora.dropout"):
+            space.pop(name, None)
     return space
 
 
