@@ -278,8 +278,10 @@ def cli_train(config: Path, env: dict | None = None) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
-def test_resume_after_kill9_is_bit_identical(make_config):
+@pytest.mark.parametrize("frozen", [0, 1], ids=["all-trained", "frozen-block"])
+def test_resume_after_kill9_is_bit_identical(make_config, frozen):
     sections = ctc_sections(num_workers=1)  # the collator runs in a worker process
+    sections["student"]["ctc"]["frozen_layers"] = frozen  # frozen blocks are re-copied, not checkpointed
     straight = make_config("straight", **sections)
     assert cli_train(straight).returncode == 0
     crashed = make_config("crashed", **sections)
