@@ -129,6 +129,11 @@ class LossConfig(_Choices):
     taid_alpha: float = 5e-4  # adaptive: step size of the momentum update
     taid_beta: float = 0.99  # adaptive: momentum of the relative loss change
 
+    @property
+    def hidden_active(self) -> bool:
+        """A hidden-state loss is on: a kind is chosen and its weight is above 0."""
+        return self.hidden_loss != "none" and self.geo_weight > 0
+
 
 @dataclass
 class DataConfig:
@@ -435,7 +440,7 @@ def _check_ctc(cfg: Config, problems: list[str]) -> None:
         problems.append(f"student.ctc.dropout: must be in [0, 1), got {c.dropout}")
     if c.downsample not in (1, 3):
         problems.append(f"student.ctc.downsample: must be 1 or 3, got {c.downsample}")
-    if not 0 <= c.frozen_layers <= max(c.layers, 0):
+    if not 0 <= c.frozen_layers <= c.layers:
         problems.append(
             f"student.ctc.frozen_layers: must be in [0, layers={c.layers}], got {c.frozen_layers}"
         )
@@ -444,7 +449,7 @@ def _check_ctc(cfg: Config, problems: list[str]) -> None:
             "student.ctc.frozen_layers: freezes copied teacher blocks; needs init_from_teacher: true "
             "(random blocks would stay random)"
         )
-    if lo.hidden_loss != "none" and lo.geo_weight > 0 and lo.hidden_on != "encoder":
+    if lo.hidden_active and lo.hidden_on != "encoder":
         problems.append(
             f"loss.hidden_on: a ctc student has no decoder, only encoder states to compare; got "
             f"{lo.hidden_on!r} (use encoder, or hidden_loss: none)"

@@ -125,7 +125,7 @@ class CTCDistillationLoss(nn.Module):
         self.cfg, self.downsample, self.teacher_pool = cfg, downsample, teacher_pool
         self.ctc = CTCLoss()
         self.hidden: GeodesicLoss | MSEHiddenLoss | None = None
-        if cfg.hidden_loss != "none" and cfg.geo_weight > 0:
+        if cfg.hidden_active:
             self.hidden = GeodesicLoss() if cfg.hidden_loss == "geodesic" else MSEHiddenLoss(normalize=True)
 
     def forward(

@@ -370,7 +370,7 @@ def build_ctc_student(
     c, lo = cfg.student.ctc, cfg.loss
     model = ctc_model(cfg, teacher, teacher_config["num_mel_bins"])
     projectors = nn.ModuleDict()
-    if lo.hidden_loss != "none" and lo.geo_weight > 0:
+    if lo.hidden_active:
         projectors["encoder"] = RiemannianProjector(c.d_model, teacher_config["d_model"])
     if lo.kl_weight > 0:
         log.info("loss.kl_weight: not used by a ctc student (no decoder distribution to compare)")

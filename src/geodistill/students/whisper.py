@@ -173,7 +173,7 @@ def build_projectors(
     """One RiemannianProjector (student width -> teacher width) per side the hidden loss compares; with
     ``loss.hidden_layers: all`` one per student decoder layer ("decoder_0", ...) for the decoder side."""
     projectors = nn.ModuleDict()
-    if cfg.loss.hidden_loss != "none" and cfg.loss.geo_weight > 0:
+    if cfg.loss.hidden_active:
         sides = ["decoder", "encoder"] if cfg.loss.hidden_on == "both" else [cfg.loss.hidden_on]
         if "decoder" in sides and cfg.loss.hidden_layers == "all":
             sides = [f"decoder_{i}" for i in range(decoder_layers)] + [s for s in sides if s != "decoder"]
@@ -187,12 +187,7 @@ def layer_map(cfg: Config, teacher_layers: int, student_layers: int) -> dict[int
     a copy's kept layers map to the layers they came from, another Whisper's evenly spaced (last to last).
     Empty when only the last layer is compared."""
     lo = cfg.loss
-    if (
-        lo.hidden_layers != "all"
-        or lo.hidden_loss == "none"
-        or lo.geo_weight == 0
-        or lo.hidden_on == "encoder"
-    ):
+    if lo.hidden_layers != "all" or not lo.hidden_active or lo.hidden_on == "encoder":
         return {}
     s = cfg.student
     if s.init != "copy" and student_layers > teacher_layers:
@@ -206,7 +201,7 @@ def layer_map(cfg: Config, teacher_layers: int, student_layers: int) -> dict[int
 
 def _warn_inert_hidden_loss(cfg: Config, student: WhisperForConditionalGeneration) -> None:
     lo = cfg.loss
-    if lo.hidden_loss == "none" or lo.geo_weight == 0 or lo.hidden_on == "decoder":
+    if not lo.hidden_active or lo.hidden_on == "decoder":
         return
     if not any(p.requires_grad for p in student.model.encoder.parameters()):
         log.warning(

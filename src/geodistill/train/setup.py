@@ -173,7 +173,7 @@ def _ctc_run(cfg: Config, run_dir: Path, device: torch.device, world: World, sid
     """A run with a CTC student: the online (or cached) teacher gives encoder states only to compare."""
     teacher, t_proc, t_config, provider = side
     student = build_ctc_student(cfg, teacher, t_proc, t_config, device)
-    if provider is None and (cfg.loss.hidden_loss == "none" or cfg.loss.geo_weight == 0):
+    if provider is None and not cfg.loss.hidden_active:
         provider = NoTeacherSignal()  # CTC on the transcripts only: nothing to take from the teacher per step
     elif provider is None and not cfg.teacher_cache:  # no token losses: the teacher's decoder is not run
         provider = OnlineTeacherEncoder(teacher)
