@@ -50,15 +50,15 @@ def default_variants(cfg: Config) -> dict[str, dict[str, Any]]:
     ce = _weight(lo.ce_weight, "ce_weight")
     off = {"loss.taid": "off"}
     no_hidden = {"loss.hidden_loss": "none", "loss.geo_weight": 0.0}
+    labels_only = {"loss.ce_weight": ce, "loss.kl_weight": 0.0, **off}  # CE, or CTC for a CTC student
     if cfg.student.init == "ctc":
-        ctc = {"loss.ce_weight": ce, "loss.kl_weight": 0.0, **off}
         return {
-            "ce": {**ctc, **no_hidden},
-            "ce+mse": {**ctc, "loss.hidden_loss": "mse", "loss.geo_weight": geo},
-            "ce+geo": {**ctc, "loss.hidden_loss": "geodesic", "loss.geo_weight": geo},
+            "ce": {**labels_only, **no_hidden},
+            "ce+mse": {**labels_only, "loss.hidden_loss": "mse", "loss.geo_weight": geo},
+            "ce+geo": {**labels_only, "loss.hidden_loss": "geodesic", "loss.geo_weight": geo},
         }
     return {
-        "ce": {"loss.ce_weight": ce, "loss.kl_weight": 0.0, **no_hidden, **off},
+        "ce": {**labels_only, **no_hidden},
         "ce+kl": {"loss.ce_weight": ce, "loss.kl_weight": kl, **no_hidden, **off},
         "ce+kl+mse": {
             "loss.ce_weight": ce,
