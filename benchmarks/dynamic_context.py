@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geodistill.evaluate.transcribe import features, generate_ids
+from geodistill.decoding.whisper import features, generate_ids
 from geodistill.markdown import replace_section as write_section
 from geodistill.models import load_whisper
 from geodistill.models.context import AudioContext, encode
@@ -161,7 +161,7 @@ def synthetic_table(rounds: list[dict], lengths, args) -> list[str]:
 
 
 def real_table(rounds: list[dict], utts, audios, spec: str) -> list[str]:
-    from geodistill.evaluate.wer import wer_scores
+    from geodistill.decoding.wer import wer_scores
 
     audio_s = sum(len(a) for a in audios) / 16000
     refs = [u.text or "" for u in utts]

@@ -214,7 +214,7 @@ class Memory:
                 Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
 
     def peaks(self) -> dict:
-        from geodistill.evaluate.speed import process_peak_rss_mb
+        from geodistill.decoding.speed import process_peak_rss_mb
 
         if self.cuda:
             torch.cuda.synchronize()

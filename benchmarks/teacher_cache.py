@@ -156,7 +156,7 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
     from transformers import get_cosine_schedule_with_warmup
 
     from geodistill.config import load_config
-    from geodistill.evaluate.speed import process_peak_rss_mb
+    from geodistill.decoding.speed import process_peak_rss_mb
     from geodistill.losses import DistillationLoss
     from geodistill.teacher.cache import CachedTeacher
     from geodistill.train.batches import BatchStream
@@ -365,7 +365,7 @@ def main() -> None:
         return
     from geodistill.config import load_config
     from geodistill.models import load_whisper
-    from geodistill.students.sharing import cross_kv_plan
+    from geodistill.students.seq2seq.sharing import cross_kv_plan
     from geodistill.teacher.cache import BuildOptions, CacheOptions, build_cache
 
     work = Path(a.work).resolve()

@@ -13,8 +13,8 @@ import argparse
 import statistics
 
 from geodistill.data import load_spec
-from geodistill.losses.ctc import frames_needed, text_to_labels
-from geodistill.students.ctc import output_frames
+from geodistill.students.ctc.loss import frames_needed, text_to_labels
+from geodistill.students.ctc.model import output_frames
 
 
 def main() -> None:

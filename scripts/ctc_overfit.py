@@ -17,10 +17,10 @@ import time
 import torch
 
 from geodistill.data import load_audio, load_spec
-from geodistill.evaluate.ctc import clip_features
-from geodistill.losses.ctc import CTCLoss, text_to_labels
 from geodistill.models.loading import load_whisper
-from geodistill.students.ctc import CTCModel, CTCShape, ctc_greedy
+from geodistill.students.ctc.decode import clip_features
+from geodistill.students.ctc.loss import CTCLoss, text_to_labels
+from geodistill.students.ctc.model import CTCModel, CTCShape, ctc_greedy
 
 
 def main() -> None:

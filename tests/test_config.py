@@ -31,7 +31,7 @@ def test_thesis_preset_holds_the_seed_numbers():
 def test_distil_preset_shares_the_encoder_and_both_kept_layers_cross_attention_keys_values():
     from transformers import WhisperConfig
 
-    from geodistill.students.sharing import cross_kv_plan
+    from geodistill.students.seq2seq.sharing import cross_kv_plan
 
     cfg = load_config(CONFIGS / "distil-large-v2.yaml")
     large_v2 = WhisperConfig(encoder_layers=32, decoder_layers=32, d_model=1280)

@@ -14,9 +14,9 @@ import yaml
 
 from geodistill.cli import main
 from geodistill.errors import GeodistillError
-from geodistill.evaluate.ctc import clip_features, transcribe_clips
 from geodistill.export import export
-from geodistill.students.ctc import CTCModel, CTCShape, CTCStudent, load_ctc
+from geodistill.students.ctc.decode import clip_features, transcribe_clips
+from geodistill.students.ctc.model import CTCModel, CTCShape, CTCStudent, load_ctc
 from tests.students.ctc_runs import SHAPE, random_ctc_dir, tiny_ctc_run  # noqa: F401  (fixtures)
 from tests.train.conftest import tiny_data, tiny_teacher_dir  # noqa: F401  (the CTC run's fixtures)
 

@@ -123,7 +123,7 @@ def _batch_size(a: argparse.Namespace) -> int:
 
 
 def _transcribe(a: argparse.Namespace) -> int:
-    from geodistill.evaluate.transcribe import iter_transcripts
+    from geodistill.decoding.whisper import iter_transcripts
 
     many = len(a.audio) > 1
     for path, text in iter_transcripts(
@@ -230,7 +230,7 @@ def _data_synth(a: argparse.Namespace) -> int:
 
 
 def _data_pseudo_label(a: argparse.Namespace) -> int:
-    from geodistill.data.pseudo import pseudo_label
+    from geodistill.evaluate.pseudo import pseudo_label
 
     summary = pseudo_label(
         a.teacher,

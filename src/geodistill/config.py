@@ -29,7 +29,7 @@ AmpMode = Literal["no", "fp16", "bf16"]
 StudentInit = Literal["copy", "pretrained", "ctc"]
 HiddenLayers = Literal["last", "all"]
 AudioContext = Literal["full", "dynamic"]  # as geodistill.models.context.AUDIO_CONTEXTS
-CTCVocab = Literal["chars"]  # blank, space, apostrophe, a-z (see geodistill.students.ctc.CHARS)
+CTCVocab = Literal["chars"]  # blank, space, apostrophe, a-z (see geodistill.students.ctc.model.CHARS)
 
 
 class ConfigError(GeodistillError, ValueError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NotRequired, Protocol, TypedDict, runtime_checkable
+from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +24,7 @@ IGNORE_INDEX = -100  # label value of positions that carry no loss (prompt token
 # of the encoder states (its ``encoder_attn.k_proj`` / ``v_proj`` outputs, split into heads).
 CrossKV = dict[int, tuple[Tensor, Tensor]]
 
-StudentFamily = Literal["seq2seq", "ctc"]  # decoder over tokens (Whisper) | frame classifier (CTC)
+StudentFamily = str  # a key of geodistill.students.FAMILIES ("seq2seq", "ctc", ...)
 
 
 class Batch(TypedDict):
@@ -122,14 +122,25 @@ class TeacherProvider(Protocol):
 
 @runtime_checkable
 class Student(Protocol):
-    """A trainable student: one forward per batch, the losses that apply to it, and how it is saved.
+    """A trainable student: one forward per batch, its loss on a micro-batch, and how it is saved.
 
     ``trainable`` holds every parameter the optimiser and the checkpoint see (adapters, projectors).
+    ``family`` names its entry in ``geodistill.students.FAMILIES``.
     """
 
     family: StudentFamily
-    trainable: nn.Module
+    processor: Any  # its WhisperProcessor (feature extractor + tokenizer)
+
+    @property
+    def trainable(self) -> nn.Module: ...
+
+    @property
+    def decoding_model(self) -> nn.Module: ...  # what validation decodes with
 
     def __call__(self, batch: Batch, teacher: TeacherOutputs, positions: Tensor) -> ModelStates: ...
 
-    def save(self, folder: Path, extra: dict) -> None: ...
+    def loss(
+        self, loss_fn: nn.Module, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
+    ) -> tuple[Tensor, dict]: ...  # (total, {part: value}) of ``loss_fn`` (its family's objective)
+
+    def save(self, out: Path, extra: dict | None = None) -> None: ...

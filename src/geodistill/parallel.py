@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import torch.distributed as dist
 
-from geodistill.train.distributed import World, barrier, init_world
+from geodistill.distributed import World, barrier, init_world
 
 CRASH_ENV = "GEODISTILL_CRASH_AFTER_PART"  # fault injection for tests: "RANK:N" (see part_written)
 # Ranks wait for the slowest one at the end of a teacher pass over a whole corpus: far longer than the

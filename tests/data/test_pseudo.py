@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from geodistill.data.pseudo import pseudo_label
+from geodistill.evaluate.pseudo import pseudo_label
 from tests.conftest import make_tiny_whisper
 from tests.evaluate.clips import write_clips, write_manifest
 
@@ -62,7 +62,7 @@ def test_negative_threshold_is_refused(teacher, tmp_path):
 
 
 def test_empty_teacher_transcripts_are_not_written(teacher, tmp_path, monkeypatch):
-    import geodistill.evaluate.run as run
+    import geodistill.students.seq2seq.decode as run
 
     real = run.generate_ids
 
@@ -82,7 +82,7 @@ def test_empty_teacher_transcripts_are_not_written(teacher, tmp_path, monkeypatc
 
 
 def test_an_interrupted_run_resumes_keeping_finished_parts(teacher, tmp_path, monkeypatch):
-    import geodistill.evaluate.run as run
+    import geodistill.students.seq2seq.decode as run
 
     manifest = write_manifest(tmp_path, write_clips(tmp_path, 5))
     args = {"batch_size": 1, "max_new_tokens": 3, "part_size": 2}

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from geodistill.cli import main
+from geodistill.decoding.assistant import decoder_only, shares_encoder, with_assistant
+from geodistill.decoding.whisper import features, generate_ids
 from geodistill.errors import GeodistillError
-from geodistill.evaluate.assistant import decoder_only, shares_encoder, with_assistant
 from geodistill.evaluate.run import evaluate
-from geodistill.evaluate.transcribe import features, generate_ids
 from geodistill.models.student import copy_layers
 from tests.conftest import make_tiny_whisper
 from tests.evaluate.test_integration import librivox_rows

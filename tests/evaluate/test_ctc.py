@@ -12,11 +12,11 @@ import torch
 
 from geodistill.cli import main
 from geodistill.data import Utterance, load_audio
+from geodistill.decoding.whisper import iter_transcripts
 from geodistill.errors import DataError, GeodistillError
-from geodistill.evaluate.ctc import clip_features
 from geodistill.evaluate.run import evaluate
-from geodistill.evaluate.transcribe import iter_transcripts
-from geodistill.students.ctc import ctc_greedy, encode_clips, load_ctc
+from geodistill.students.ctc.decode import clip_features
+from geodistill.students.ctc.model import ctc_greedy, encode_clips, load_ctc
 
 
 def training_path_text(folder, path) -> str:

@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from geodistill.evaluate.speed import (
+from geodistill.decoding.speed import (
     MemoryMeter,
     Timer,
     count_params,
@@ -61,11 +61,11 @@ def test_peak_rss_of_a_child_process_is_its_own():
     import subprocess
     import sys
 
-    from geodistill.evaluate.speed import process_peak_rss_mb
+    from geodistill.decoding.speed import process_peak_rss_mb
 
     ballast = bytearray(600 * 1024 * 1024)  # the parent touches 600 MiB
     ballast[::4096] = b"x" * len(ballast[::4096])
-    code = "from geodistill.evaluate.speed import process_peak_rss_mb as p; print(p())"
+    code = "from geodistill.decoding.speed import process_peak_rss_mb as p; print(p())"
     child = float(
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     )

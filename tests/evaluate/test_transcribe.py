@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from geodistill.evaluate.transcribe import features, generate_ids, is_multilingual, transcribe_batch
+from geodistill.decoding.whisper import features, generate_ids, is_multilingual, transcribe_batch
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_bad_beam_size(tiny_whisper, tiny_processor, feats):
 
 
 def test_transcribe_files_in_order(tiny_model_dir, tmp_path):
-    from geodistill.evaluate.transcribe import transcribe_files
+    from geodistill.decoding.whisper import transcribe_files
 
     for i, rate in enumerate((16000, 44100, 8000)):  # resampled to 16 kHz whatever the file's rate
         n = int(1.5 * rate)
@@ -72,8 +72,8 @@ def test_transcribe_files_in_order(tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"RIFF\x10\x00\x00\x00WAVEjunk" * 3, None])
 def test_transcribe_files_names_an_unreadable_file(tiny_model_dir, tmp_path, content):
+    from geodistill.decoding.whisper import transcribe_files
     from geodistill.errors import DataError
-    from geodistill.evaluate.transcribe import transcribe_files
 
     path = tmp_path / "bad.wav"
     if content is not None:
@@ -84,8 +84,8 @@ def test_transcribe_files_names_an_unreadable_file(tiny_model_dir, tmp_path, con
 
 
 def test_transcribe_files_refuses_audio_longer_than_the_window(tiny_model_dir, tmp_path):
+    from geodistill.decoding.whisper import transcribe_files
     from geodistill.errors import DataError
-    from geodistill.evaluate.transcribe import transcribe_files
 
     sf.write(tmp_path / "long.wav", np.zeros(31 * 16000, dtype=np.float32), 16000)
     with pytest.raises(DataError, match="long.wav: 31.0 s is longer than"):
@@ -93,7 +93,7 @@ def test_transcribe_files_refuses_audio_longer_than_the_window(tiny_model_dir, t
 
 
 def test_default_token_cap_is_half_the_decoder_context(tiny_whisper, feats):
-    from geodistill.evaluate.transcribe import default_max_new_tokens
+    from geodistill.decoding.whisper import default_max_new_tokens
 
     assert default_max_new_tokens(tiny_whisper) == 224  # openai/whisper's sample_len for a 448-token context
     tiny_whisper.config.max_target_positions = (

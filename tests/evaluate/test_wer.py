@@ -1,6 +1,6 @@
 import pytest
 
-from geodistill.evaluate.wer import normalise, wer_scores
+from geodistill.decoding.wer import normalise, wer_scores
 
 
 def test_punctuation_and_case_only_count_in_raw_wer():

@@ -16,7 +16,7 @@ from geodistill.errors import ModelLoadError
 from geodistill.models.projector import RiemannianProjector
 from geodistill.report.latent import embed_pairs, plan_sides
 from geodistill.report.plots import training_curves
-from geodistill.report.states import SideStates, geodesic_distances, load_projectors
+from geodistill.students.states import SideStates, geodesic_distances, load_projectors
 
 
 def test_geodesic_distances_are_angles_in_radians():

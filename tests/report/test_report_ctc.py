@@ -11,10 +11,10 @@ import torch
 
 from geodistill.data import load_audio, load_spec
 from geodistill.report import build_report
-from geodistill.report.ctc import collect_ctc_states
 from geodistill.report.plots import _curve_panels
-from geodistill.report.states import geodesic_distances
-from geodistill.students.ctc import CTCModel, CTCShape, clip_positions, copy_from_teacher
+from geodistill.students.ctc.model import CTCModel, CTCShape, clip_positions, copy_from_teacher
+from geodistill.students.ctc.report import collect_ctc_states
+from geodistill.students.states import geodesic_distances
 from tests.conftest import make_tiny_whisper
 from tests.report.conftest import N_REPORT
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from geodistill.config import load_config
-from geodistill.students.ctc import CTCModel, CTCShape, CTCStudent
+from geodistill.students.ctc.model import CTCModel, CTCShape, CTCStudent
 from geodistill.train.loop import train
 from tests.train.conftest import four_step_config
 

@@ -21,10 +21,10 @@ from geodistill.contracts import ModelStates, Student, TeacherOutputs
 from geodistill.data.bad import BadSamples
 from geodistill.data.collate import WhisperCollator
 from geodistill.errors import GeodistillError
-from geodistill.losses.ctc import CHAR_IDS, CHARS, CTCDistillationLoss, CTCLoss, text_to_labels
 from geodistill.models import load_whisper
 from geodistill.models.context import encode
-from geodistill.students.ctc import (
+from geodistill.students.ctc.loss import CHAR_IDS, CHARS, CTCDistillationLoss, CTCLoss, text_to_labels
+from geodistill.students.ctc.model import (
     CTCCollator,
     CTCModel,
     CTCShape,

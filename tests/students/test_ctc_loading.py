@@ -12,7 +12,7 @@ from geodistill.errors import ModelLoadError
 from geodistill.export import run_student_dir
 from geodistill.models.loading import is_ctc_spec
 from geodistill.report.runinfo import read_run
-from geodistill.students.ctc import load_ctc
+from geodistill.students.ctc.model import load_ctc
 
 
 def test_a_run_folder_loads_its_best_student(tiny_ctc_run, random_ctc_dir, tmp_path):

@@ -22,8 +22,8 @@ from geodistill.teacher.cache import (
     build_cache,
     teacher_fingerprint,
 )
+from geodistill.teacher.factory import cached_teacher_for
 from geodistill.train.loop import train
-from geodistill.train.teacher import cached_teacher_for
 from tests.teacher.conftest import collated_batches
 
 TOP_K = 16

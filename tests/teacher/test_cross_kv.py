@@ -14,7 +14,7 @@ from geodistill.config import load_config
 from geodistill.errors import GeodistillError
 from geodistill.losses import DistillationLoss
 from geodistill.models.student import copy_layers
-from geodistill.students.sharing import cross_kv_plan
+from geodistill.students.seq2seq.sharing import cross_kv_plan
 from geodistill.teacher import OnlineTeacher
 from geodistill.teacher.cache import BuildOptions, CachedTeacher, CacheOptions, build_cache
 from geodistill.teacher.outputs import forward_states

@@ -16,8 +16,8 @@ import torch
 from safetensors import safe_open
 
 from geodistill.cli import main
+from geodistill.distributed import World
 from geodistill.parallel import CRASH_ENV, owned_parts
-from geodistill.train.distributed import World
 
 pytestmark = pytest.mark.slow
 

@@ -105,6 +105,7 @@ class AblateObjective(Objective):
         if not self.cfg.ablate.test:
             return None
         from geodistill.evaluate.run import evaluate
+        from geodistill.students import family_for_init
         from geodistill.train.validate import VAL_MAX_NEW_TOKENS
 
         result = evaluate(
@@ -114,8 +115,8 @@ class AblateObjective(Objective):
             batch_size=self.cfg.train.batch_size,
             device=self.cfg.train.device,
             language=self.cfg.data.language,
-            # a CTC student emits one label per frame: no token cap to set
-            max_new_tokens=None if self.cfg.student.init == "ctc" else VAL_MAX_NEW_TOKENS,
+            # a family without decoder tokens (a CTC student: one label per frame) takes no token cap
+            max_new_tokens=VAL_MAX_NEW_TOKENS if family_for_init(self.cfg.student.init).token_cap else None,
         )
         if not math.isfinite(result["wer"]):
             raise GeodistillError(f"trial {run_dir.name}: test WER is not finite ({result['wer']})")

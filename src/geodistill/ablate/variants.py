@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from geodistill.config import Config, ConfigError, LossConfig, to_dict
+from geodistill.students import DEFAULT, family_for_init
 from geodistill.tune.space import _config_leaf, trial_config
 
-DEFAULT_NAMES = ("ce", "ce+kl", "ce+kl+mse", "ce+kl+geo", "ce+kl+geo+taid", "kl+geo")
-# A CTC student has no decoder: no KL or TAID; "ce" is its CTC loss (loss.ce_weight) on the transcripts.
-CTC_DEFAULT_NAMES = ("ce", "ce+mse", "ce+geo")
+# A Whisper student's six; each family names its own (a CTC student: "ce" is its CTC loss, no KL or TAID).
+DEFAULT_NAMES = DEFAULT.ablation_variants
 # Prefixes a variant may not set, with the reason shown in the error.
 FORBIDDEN = {
     "teacher": "the teacher is shared by every cell",
@@ -39,26 +39,23 @@ def _weight(value: float, field_name: str) -> float:
 
 def default_names(cfg: Config) -> tuple[str, ...]:
     """The built-in variants an ablation of ``cfg``'s student runs when ``ablate.run`` is not set."""
-    return CTC_DEFAULT_NAMES if cfg.student.init == "ctc" else DEFAULT_NAMES
+    return family_for_init(cfg.student.init).ablation_variants
 
 
 def default_variants(cfg: Config) -> dict[str, dict[str, Any]]:
-    """The built-in variants, using the base config's KL and hidden-loss weights (seed values if 0): six for a
-    Whisper student, three for a CTC student (CTC alone, + MSE, + geodesic on the encoder states)."""
+    """The built-in variants its student family names (``default_names``), using the base config's KL and
+    hidden-loss weights (seed values if 0): six for a Whisper student, three for a CTC student (CTC alone,
+    + MSE, + geodesic on the encoder states)."""
     lo = cfg.loss
     kl, geo = _weight(lo.kl_weight, "kl_weight"), _weight(lo.geo_weight, "geo_weight")
     ce = _weight(lo.ce_weight, "ce_weight")
     off = {"loss.taid": "off"}
     no_hidden = {"loss.hidden_loss": "none", "loss.geo_weight": 0.0}
     labels_only = {"loss.ce_weight": ce, "loss.kl_weight": 0.0, **off}  # CE, or CTC for a CTC student
-    if cfg.student.init == "ctc":
-        return {
-            "ce": {**labels_only, **no_hidden},
-            "ce+mse": {**labels_only, "loss.hidden_loss": "mse", "loss.geo_weight": geo},
-            "ce+geo": {**labels_only, "loss.hidden_loss": "geodesic", "loss.geo_weight": geo},
-        }
-    return {
+    known = {
         "ce": {**labels_only, **no_hidden},
+        "ce+mse": {**labels_only, "loss.hidden_loss": "mse", "loss.geo_weight": geo},
+        "ce+geo": {**labels_only, "loss.hidden_loss": "geodesic", "loss.geo_weight": geo},
         "ce+kl": {"loss.ce_weight": ce, "loss.kl_weight": kl, **no_hidden, **off},
         "ce+kl+mse": {
             "loss.ce_weight": ce,
@@ -89,6 +86,7 @@ def default_variants(cfg: Config) -> dict[str, dict[str, Any]]:
             **off,
         },
     }
+    return {name: known[name] for name in default_names(cfg)}
 
 
 def _flatten(overrides: Any, prefix: str = "") -> dict[str, Any]:

@@ -1,13 +1,14 @@
-"""Evaluation: WER/CER on raw and normalised text, real-time factor, peak memory, batched transcription."""
+"""Evaluation and transcription by any model's student family: WER/CER on raw and normalised text,
+real-time factor, peak memory, eval.json; ``pseudo`` writes a teacher's transcripts as a manifest."""
 
-from geodistill.evaluate.run import decode, evaluate
-from geodistill.evaluate.speed import count_params, model_disk_mb, real_time_factor
-from geodistill.evaluate.transcribe import iter_transcripts, load_model, transcribe_batch, transcribe_files
-from geodistill.evaluate.wer import normalise, wer_scores
+from geodistill.decoding.speed import count_params, model_disk_mb, real_time_factor
+from geodistill.decoding.wer import normalise, wer_scores
+from geodistill.decoding.whisper import transcribe_batch
+from geodistill.evaluate.run import evaluate
+from geodistill.evaluate.transcribe import iter_transcripts, load_model, transcribe_files
 
 __all__ = [
     "count_params",
-    "decode",
     "evaluate",
     "iter_transcripts",
     "load_model",

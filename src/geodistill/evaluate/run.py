@@ -14,100 +14,29 @@ Utterances are decoded longest first (by their listed duration) so each batch pa
 input order. The audio context (full 30 s, or the clip + a margin: ``geodistill.models.context``) is the
 model's stored one unless ``audio_context`` / ``context_margin`` override it; eval.json records it.
 
-A CTC student (``family: ctc`` in eval.json) is decoded by ``geodistill.evaluate.ctc``: the same files,
-scores and cost numbers; compute covers its forward + greedy best path, each clip at its own length.
+Decoding belongs to the model's student family (``geodistill.students``; ``family`` in eval.json): a
+Whisper model's is ``geodistill.students.seq2seq.decode``, a CTC student's ``geodistill.students.ctc.decode``.
+The same files, scores and cost numbers come out of each; ``timing`` says what each one's compute covers.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from geodistill.data import BadSamples, Utterance, load_spec
+from geodistill.decoding.batches import Decoded
+from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.speed import MemoryMeter, count_params, model_disk_mb, real_time_factor
+from geodistill.decoding.wer import wer_scores
+from geodistill.decoding.whisper import CHUNK_SECONDS
 from geodistill.errors import DataError
-from geodistill.evaluate import ctc
-from geodistill.evaluate.batches import Decoded, decode_batches
-from geodistill.evaluate.engines import engine_fields
-from geodistill.evaluate.longform import Decoding, decode_audios
-from geodistill.evaluate.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
-from geodistill.evaluate.transcribe import (
-    CHUNK_SECONDS,
-    default_max_new_tokens,
-    features,
-    generate_ids,
-    load_model,
-)
-from geodistill.evaluate.wer import wer_scores
-from geodistill.models.context import AudioContext, check_override, get_audio_context, resolve_audio_context
 from geodistill.outdir import output_dir
+from geodistill.students import DEFAULT, FAMILIES, family_of
 from geodistill.versions import package_versions
-
-TIMING = (
-    "model.generate only (encoder + KV-cached decoding), device-synchronised; audio decoding and "
-    "log-Mel extraction excluded (feature_seconds)"
-)
-
-
-def decode(
-    model,
-    processor,
-    utts: Sequence[Utterance],
-    bad: BadSamples,
-    batch_size: int = 8,
-    language: str | None = None,
-    beam_size: int = 1,
-    max_new_tokens: int | None = None,
-    context: AudioContext | None = None,
-    long_form: bool = False,
-    fallback: bool = False,
-    warmup: bool = False,
-) -> Decoded:
-    """Transcribe ``utts`` with a Whisper model in batches of ``batch_size``, skipping (and recording)
-    unreadable audio (``geodistill.evaluate.batches.decode_batches``: longest first, input order out).
-
-    ``context`` None means the model's stored audio context. ``long_form`` decodes clips over 30 s (see
-    geodistill.evaluate.longform), ``fallback`` adds the temperature fallback, ``warmup`` decodes the
-    first batch once untimed before timing starts.
-    """
-    context = context or get_audio_context(model)
-    special = torch.tensor(processor.tokenizer.all_special_ids)
-    how = Decoding(language, beam_size, max_new_tokens, fallback)
-
-    def texts(audios: list[np.ndarray], names: list[str], out: Decoded) -> list[str]:
-        ids = decode_audios(
-            model,
-            processor,
-            audios,
-            how,
-            out.feature,
-            out.compute,
-            generate_ids,
-            featurize=lambda clips: features(processor, clips, context, names),
-        )
-        out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
-        return processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
-
-    def warm(audios: list[np.ndarray]) -> None:  # a scratch Decoding: the warm-up counts no statistics
-        scratch = Decoding(language, beam_size, max_new_tokens, fallback)
-        decode_audios(
-            model,
-            processor,
-            audios,
-            scratch,
-            Timer(),
-            Timer(model.device),
-            featurize=lambda clips: features(processor, clips, context),
-        )
-
-    out = Decoded(compute=Timer(model.device), feature=Timer())
-    decode_batches(model, utts, bad, batch_size, texts, out, long_form, warm=warm if warmup else None)
-    out.stats = how.stats
-    return out
 
 
 def _describe(spec, fallback: str) -> str:
@@ -138,17 +67,6 @@ def _cost(model, device: torch.device, decoded: Decoded, peak_mb: float, timing:
     }
 
 
-def _whisper_fields(model, beam_size: int, max_new_tokens: int | None, context: AudioContext) -> dict:
-    """eval.json fields of a Whisper decoding: beam, token cap, audio context, engine (CT2's sizes)."""
-    return {
-        "beam_size": beam_size,
-        "max_new_tokens": max_new_tokens or default_max_new_tokens(model),
-        "audio_context": context.mode,
-        "context_margin": context.margin if context.dynamic else None,
-        **engine_fields(model),
-    }
-
-
 def load_utterances(
     data, bad: BadSamples, limit: int | None = None, require_text: bool = True, long_form: bool = False
 ) -> list[Utterance]:
@@ -169,77 +87,44 @@ def evaluate(
     data,
     out: str | Path | None = None,
     limit: int | None = None,
-    batch_size: int = 8,
     device: str = "auto",
-    language: str | None = None,
-    beam_size: int = 1,
     strict: bool = False,
-    max_new_tokens: int | None = None,
-    audio_context: str | None = None,
-    context_margin: int | None = None,
-    engine: str = "hf",
-    assistant: str | None = None,
-    long_form: bool = False,
-    fallback: bool = False,
-    warmup: bool = False,
+    **options,
 ) -> dict:
     """Score ``model`` (a spec or a loaded (model, processor)) on ``data`` (a spec or a list of Utterance).
 
-    Returns the eval.json dict (see the module docstring); writes the files under ``out`` when given.
-    ``audio_context`` (full | dynamic) and ``context_margin`` override the model's stored audio context.
-    Raises DataError when no utterance is usable (or at the first bad one with ``strict``).
+    ``options``: ``DecodeOptions`` fields (batch_size, language, beam_size, max_new_tokens, audio_context,
+    context_margin, engine, assistant, long_form, fallback, warmup); the model's family refuses the ones it
+    cannot honour before anything loads. Returns the eval.json dict (see the module docstring); writes the
+    files under ``out`` when given. Raises DataError when no utterance is usable (or at the first bad one
+    with ``strict``).
     """
-    check_override(audio_context, context_margin)
-    family = "ctc" if ctc.is_ctc(model) else "seq2seq"
-    if family == "ctc":  # Whisper's decoding options, refused before anything loads
-        ctc.check_options(
-            engine, assistant, beam_size, fallback, audio_context, context_margin, max_new_tokens
-        )
+    family = family_of(model)
+    opts = family.check(DecodeOptions(**options))
     out_dir = output_dir(out, "evaluate") if out is not None else None
     if out_dir is not None:  # this run's skips only, as eval.json counts them (not a rerun's doubled list)
         (out_dir / "bad_samples.jsonl").unlink(missing_ok=True)
     bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
-    loaded, processor, dev = load_model(model, device, engine, assistant)
-    long_form = long_form and family != "ctc"  # a CTC student takes up to 30 s: longer clips are skipped
-    utts = load_utterances(data, bad, limit, long_form=long_form)
+    loaded, processor, dev = family.load(model, device, opts)
+    utts = load_utterances(data, bad, limit, long_form=opts.long_form)
     meter = MemoryMeter(torch.device(dev))
     meter.start()
-    if family == "ctc":
-        decoded = ctc.decode_ctc(loaded, processor, utts, bad, batch_size, warmup)
-        decoding, timing = ctc.eval_fields(), ctc.TIMING
-    else:
-        context = resolve_audio_context(loaded, audio_context, context_margin)
-        decoded = decode(
-            loaded,
-            processor,
-            utts,
-            bad,
-            batch_size,
-            language,
-            beam_size,
-            max_new_tokens,
-            context,
-            long_form,
-            fallback,
-            warmup,
-        )
-        decoding, timing = _whisper_fields(loaded, beam_size, max_new_tokens, context), TIMING
-        decoding.update(long_form=long_form, temperature_fallback=fallback)
+    decoded, decoding, timing = family.decode(loaded, processor, utts, bad, opts)
     peak_mb = meter.peak_mb()
     if not decoded.utterances:
         raise DataError(f"{_describe(data, 'data')}: no usable utterances ({bad.count} skipped)")
     refs = [u.text or "" for u in decoded.utterances]
-    scores = wer_scores(refs, decoded.hypotheses, language=language or "en")
+    scores = wer_scores(refs, decoded.hypotheses, language=opts.language or "en")
     result = {
         "model": _describe(model, type(loaded).__name__ + " (in memory)"),
         "data": _describe(data, f"{len(utts)} utterances (in memory)"),
-        "family": family,
+        "family": family.name,
         **{k: scores[k] for k in ("wer", "wer_raw", "cer", "n_ref_words")},
         **_cost(loaded, torch.device(dev), decoded, peak_mb, timing),
         "n_utterances": len(decoded.utterances),
         "n_skipped": bad.count,
-        "batch_size": batch_size,
-        "language": language,
+        "batch_size": opts.batch_size,
+        "language": opts.language,
         "limit": limit,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
@@ -274,31 +159,15 @@ def _write_outputs(
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
-def _context_text(r: dict) -> str:
-    """ "full (30 s)", "dynamic (clip + N positions)" or a CTC student's "each clip at its own length";
-    eval.json files from before the option say full."""
-    mode = r.get("audio_context", "full")
-    if mode == "full":
-        return "full (30 s)"
-    if mode == ctc.AUDIO_CONTEXT:
-        return "each clip at its own length (no 30-s padding)"
-    return f"dynamic (clip + {r['context_margin']} encoder positions)"
-
-
-def _decoding_text(r: dict) -> str:
-    if r.get("family") == "ctc":
-        return f"{r['decoding']}, batch {r['batch_size']}; hit_token_cap: {r['hit_token_cap_note']}"
-    return f"batch {r['batch_size']}, beam {r['beam_size']}, language {r['language'] or 'default'}"
-
-
 def eval_markdown(r: dict) -> str:
-    """The headline numbers of an eval.json dict as a Markdown table."""
+    """The headline numbers of an eval.json dict as a Markdown table (its family words the decoding rows)."""
+    described = FAMILIES[r.get("family", DEFAULT.name)].describe(r)
     rows = [
         ("WER (normalised)", f"{100 * r['wer']:.2f} %"),
         ("WER (raw)", f"{100 * r['wer_raw']:.2f} %"),
         ("CER (normalised)", f"{100 * r['cer']:.2f} %"),
         ("real-time factor", f"{r['rtf']:.4f}"),
-        ("tokens / s", ctc.NO_TOKENS if r["tokens_per_second"] is None else f"{r['tokens_per_second']:.1f}"),
+        ("tokens / s", described["tokens / s"]),
         ("peak memory", f"{r['peak_memory_mb']:.0f} MB ({r['peak_memory_kind']})"),
         ("parameters", f"{r['params'] / 1e6:.2f} M ({r['disk_mb']:.1f} MB {r['dtype']})"),
         (
@@ -306,8 +175,8 @@ def eval_markdown(r: dict) -> str:
             f"{r['n_utterances']} ({r['n_skipped']} skipped), {r['audio_seconds']:.1f} s of audio",
         ),
         ("compute", f"{r['compute_seconds']:.2f} s on {r['device']}, {r['threads']} threads"),
-        ("decoding", _decoding_text(r)),
-        ("audio context", _context_text(r)),
+        ("decoding", described["decoding"]),
+        ("audio context", described["audio context"]),
     ]
     lines = [f"# Evaluation of `{r['model']}` on `{r['data']}`", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]

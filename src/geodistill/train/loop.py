@@ -18,18 +18,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from geodistill.config import Config
 from geodistill.contracts import Batch, TeacherProvider
 from geodistill.data.hub import StreamBatches, hub_batches, is_hub_spec
+from geodistill.distributed import (
+    all_ranks_agree,
+    any_rank,
+    average_gradients,
+    barrier,
+    close,
+    init_world,
+)
 from geodistill.errors import GeodistillError
-from geodistill.losses import DistillationLoss
-from geodistill.losses.ctc import CTCDistillationLoss
-from geodistill.losses.kd import valid_mask
 from geodistill.outdir import output_dir
 from geodistill.runlock import hold
+from geodistill.students import FAMILIES
+from geodistill.teacher.factory import TeacherModel
 from geodistill.train.batches import BatchStream
 from geodistill.train.checkpoint import (
     CHECKPOINT,
@@ -41,18 +49,9 @@ from geodistill.train.checkpoint import (
     set_rng_state,
     trainable_state,
 )
-from geodistill.train.distributed import (
-    all_ranks_agree,
-    any_rank,
-    average_gradients,
-    barrier,
-    close,
-    init_world,
-)
 from geodistill.train.outputs import check_resumed_config, run_log, write_run_config
 from geodistill.train.setup import Run, build_run
 from geodistill.train.signals import StopFlag
-from geodistill.train.teacher import TeacherModel
 from geodistill.train.tensorboard import NullWriter, ScalarWriter, open_writer
 from geodistill.train.validate import validate
 
@@ -113,34 +112,15 @@ def _autocast(run: Run) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
-def compute_loss(run: Run, loss_fn: DistillationLoss, batch: Batch, step: int) -> tuple[torch.Tensor, dict]:
-    """Teacher outputs + student forward + weighted loss parts for one micro-batch."""
-    if run.student.family == "ctc":
-        return _ctc_loss(run, loss_fn, batch, step)
+def compute_loss(run: Run, loss_fn: nn.Module, batch: Batch, step: int) -> tuple[torch.Tensor, dict]:
+    """Teacher outputs, then the student's forward and weighted loss parts for one micro-batch."""
     teacher = run.teacher(batch).to(run.device)
-    # Only the positions the token losses read (labels != -100): no LM head over prompt and padding.
-    labels = batch["labels"].to(run.device)
-    keep = valid_mask(labels)
-    student = run.student(batch, teacher, keep)
-    return loss_fn(
-        student, teacher.at(keep), labels[keep][None], step=step, total_steps=run.cfg.train.max_steps
-    )
+    return run.student.loss(loss_fn, batch, teacher, step, run.cfg.train.max_steps)
 
 
-def _ctc_loss(run: Run, loss_fn: CTCDistillationLoss, batch: Batch, step: int) -> tuple[torch.Tensor, dict]:
-    """CTC family: the student's frames against the characters and the teacher's encoder states."""
-    teacher = run.teacher(batch).to(run.device)
-    student = run.student(batch, teacher, None)
-    targets, lengths = batch["ctc_labels"].to(run.device), batch["ctc_label_lengths"]
-    return loss_fn(student, teacher, targets, lengths, step=step, total_steps=run.cfg.train.max_steps)
-
-
-def make_loss(run: Run) -> DistillationLoss | CTCDistillationLoss:
-    """The objective of the run's student family (the CTC student has no decoder: no KL)."""
-    if run.student.family == "ctc":
-        pool = run.teacher.offer.encoder_pool
-        return CTCDistillationLoss(run.cfg.loss, run.cfg.student.ctc.downsample, pool).to(run.device)
-    return DistillationLoss(run.cfg.loss).to(run.device)
+def make_loss(run: Run) -> nn.Module:
+    """The objective of the run's student family, on the run's device."""
+    return FAMILIES[run.student.family].objective(run.cfg, run.teacher.offer).to(run.device)
 
 
 def _next_batch(stream: BatchStream) -> Batch:
@@ -162,7 +142,7 @@ class Session:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    loss_fn: DistillationLoss
+    loss_fn: nn.Module  # the family's objective (make_loss)
     writer: ScalarWriter
 
     def train_step(self) -> tuple[dict, list[str], bool]:

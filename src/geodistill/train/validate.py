@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from geodistill.data import BadSamples
-from geodistill.evaluate.ctc import decode_ctc
-from geodistill.evaluate.run import decode
-from geodistill.evaluate.wer import wer_scores
+from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.wer import wer_scores
+from geodistill.students import FAMILIES
 
 # 30 s of speech is ~100 Whisper tokens; the cap stops an untrained student from looping to 448 tokens.
 VAL_MAX_NEW_TOKENS = 128
@@ -23,21 +23,14 @@ def generation_cap(tokenizer, texts: list[str]) -> int:
 def validate(run) -> dict:
     """{"wer", "wer_raw", "cer", "n_utterances"} of the run's student on its validation utterances."""
     cfg = run.cfg
-    # A separate, unlogged BadSamples: the loader already reported these files once at scan time.
-    if run.student.family == "ctc":  # greedy best path, exactly as `geodistill evaluate` decodes it
-        decoded = decode_ctc(
-            run.student.model, run.student.processor, run.val_utts, BadSamples(None), cfg.train.batch_size
-        )
-    else:
-        decoded = decode(
-            run.student.whisper,
-            run.student.processor,
-            run.val_utts,
-            BadSamples(None),
-            batch_size=cfg.train.batch_size,
-            language=cfg.data.language,
-            max_new_tokens=generation_cap(run.student.processor.tokenizer, [u.text for u in run.val_utts]),
-        )
+    family, student, texts = FAMILIES[run.student.family], run.student, [u.text for u in run.val_utts]
+    cap = generation_cap(student.processor.tokenizer, texts) if family.token_cap else None
+    options = DecodeOptions(language=cfg.data.language, batch_size=cfg.train.batch_size, max_new_tokens=cap)
+    # Decoded as `geodistill evaluate` decodes, with a separate, unlogged BadSamples: the loader already
+    # reported these files once at scan time.
+    decoded, _, _ = family.decode(
+        student.decoding_model, student.processor, run.val_utts, BadSamples(None), options
+    )
     return _scores([u.text for u in decoded.utterances], decoded.hypotheses, cfg.data.language)
 
 

@@ -84,7 +84,7 @@ class Objective:
     def teacher(self):
         """The (model, processor) pair every trial of this process shares."""
         if self._teacher is None:
-            from geodistill.train.teacher import load_teacher
+            from geodistill.teacher.factory import load_teacher
 
             self._teacher = load_teacher(self.cfg)
         return self._teacher
@@ -92,8 +92,8 @@ class Objective:
     def teacher_outputs(self):
         """The study's cached teacher outputs (None without a cache); loads the teacher on first use."""
         if self._provider is None and self.cfg.teacher_cache:
-            from geodistill.students.sharing import cross_kv_plan
-            from geodistill.train.teacher import make_teacher
+            from geodistill.students.seq2seq.sharing import cross_kv_plan
+            from geodistill.teacher.factory import make_teacher
 
             teacher = self.teacher()
             # The base config's student decides which cross-attention K/V are stored.

@@ -11,6 +11,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from geodistill.config import Config, ConfigError, from_dict, merge, to_dict, validate
+from geodistill.students import family_for_init
 
 log = logging.getLogger("geodistill.tune")  # one logger for the package: _study_log attaches to it
 
@@ -41,9 +42,8 @@ def default_space(cfg: Config) -> dict[str, dict[str, Any]]:
         space.pop("student.lora.dropout")
     if cfg.loss.hidden_loss == "none":
         space.pop("loss.geo_weight")
-    if cfg.student.init == "ctc":  # no decoder distribution (KL, its temperature) and no LoRA adapters
-        for name in ("loss.kl_weight", "loss.temperature", "student.lora.dropout"):
-            space.pop(name, None)
+    for name in family_for_init(cfg.student.init).untuned:  # e.g. a CTC student: no KL, no LoRA
+        space.pop(name, None)
     return space
 
 

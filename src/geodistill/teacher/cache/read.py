@@ -1,5 +1,5 @@
 """Reading a cache: ``CachedTeacher`` hands out the stored outputs like ``OnlineTeacher`` (a run's config
-finds, or first builds, its cache with ``geodistill.train.teacher.cached_teacher_for``)."""
+finds, or first builds, its cache with ``geodistill.teacher.factory.cached_teacher_for``)."""
 
 from __future__ import annotations
 

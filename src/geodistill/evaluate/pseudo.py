@@ -23,7 +23,14 @@ from pathlib import Path
 
 from geodistill.data import BadSamples, Utterance
 from geodistill.data.audio import HF_PREFIX
+from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.wer import wer_scores
 from geodistill.errors import GeodistillError
+from geodistill.evaluate.run import load_utterances
+from geodistill.evaluate.transcribe import load_model
+from geodistill.parallel import all_done, from_main, owned_parts, part_written, teacher_world
+from geodistill.students.seq2seq.decode import decode_utterances
+from geodistill.teacher.cache.fingerprint import teacher_fingerprint
 
 PART_UTTERANCES = 256  # default utterances a part (rounded down to a multiple of the batch size, >= 1 batch)
 
@@ -71,9 +78,6 @@ def _write_part(path: Path, header: dict, rows: list[dict]) -> None:
 
 def _transcribe_parts(model, processor, utts, parts: Path, settings: dict, world) -> None:
     """Transcribe this rank's parts that are not on disk yet (rows with the utterance's ``ref`` text)."""
-    from geodistill.evaluate.run import decode
-    from geodistill.parallel import owned_parts, part_written
-
     size = settings["part_size"]
     parts.mkdir(parents=True, exist_ok=True)
     for ordinal, p in enumerate(owned_parts(math.ceil(len(utts) / size), world), start=1):
@@ -82,16 +86,12 @@ def _transcribe_parts(model, processor, utts, parts: Path, settings: dict, world
         if _read_part(_part_path(parts, p), ids, settings) is not None:
             continue
         bad = BadSamples()
-        decoded = decode(
-            model,
-            processor,
-            chunk,
-            bad,
-            settings["batch_size"],
-            settings["language"],
-            1,
-            settings["max_new_tokens"],
+        options = DecodeOptions(
+            language=settings["language"],
+            batch_size=settings["batch_size"],
+            max_new_tokens=settings["max_new_tokens"],
         )
+        decoded = decode_utterances(model, processor, chunk, bad, options)
         triples = zip(decoded.utterances, decoded.hypotheses, decoded.audio_seconds, strict=True)
         rows = [{**_row(u, hyp, secs, settings["language"]), "ref": u.text} for u, hyp, secs in triples]
         header = {"ids": ids, "settings": settings, "n_rows": len(rows), "bad": bad.items}
@@ -115,7 +115,6 @@ def _gather_parts(parts: Path, utts, settings: dict) -> tuple[list[dict], list[d
 
 def _score_and_write(rows: list[dict], out: Path, wer_threshold: float | None, language: str | None) -> dict:
     """Add reference / teacher_wer where there is ground truth, drop by threshold, write ``out``."""
-    from geodistill.evaluate.wer import wer_scores
 
     refs = [r.pop("ref") for r in rows]
     labelled = [i for i, ref in enumerate(refs) if ref and ref.strip()]
@@ -161,10 +160,6 @@ def pseudo_label(
     part_size: utterances a part, rounded down to a multiple of batch_size (so the batches, hence the
     transcripts, are those of one pass over the whole list).
     """
-    from geodistill.evaluate.run import load_model, load_utterances
-    from geodistill.parallel import all_done, from_main, teacher_world
-    from geodistill.teacher.cache.fingerprint import teacher_fingerprint
-
     if wer_threshold is not None and wer_threshold < 0:
         raise ValueError(f"wer_threshold must be >= 0, got {wer_threshold}")
     if batch_size < 1 or part_size < 1:

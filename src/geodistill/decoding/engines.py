@@ -234,8 +234,8 @@ class Ct2Whisper:
 
 
 def _assisted(spec, device: str, assistant: str):
-    from geodistill.evaluate.assistant import with_assistant
-    from geodistill.evaluate.transcribe import load_model
+    from geodistill.decoding.assistant import with_assistant
+    from geodistill.decoding.whisper import load_model
 
     teacher, processor, dev = load_model(spec, device)
     return with_assistant(teacher, processor, assistant), processor, dev
@@ -243,7 +243,7 @@ def _assisted(spec, device: str, assistant: str):
 
 def engine_fields(model) -> dict:
     """eval.json fields naming the engine; a CT2 model's parameters and size are read off model.bin."""
-    from geodistill.evaluate.assistant import AssistedWhisper
+    from geodistill.decoding.assistant import AssistedWhisper
 
     if isinstance(model, AssistedWhisper):
         return {"engine": "hf", **model.fields()}

@@ -25,6 +25,7 @@ from geodistill.config import Config
 from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutputs
 from geodistill.data.audio import SAMPLE_RATE
 from geodistill.errors import GeodistillError
+from geodistill.losses.kd import valid_mask
 from geodistill.models import load_whisper
 from geodistill.models.context import AudioContext, clip_frames, encode, jittered_frames, set_audio_context
 from geodistill.models.forward import forward_states
@@ -49,7 +50,7 @@ class WhisperStudent:
     teacher_name: str  # recorded with every saved student
     shares_encoder: bool = False  # its encoder == the frozen teacher's: take the teacher's encoder states
     cross_kv: dict[int, int] = field(default_factory=dict)  # own decoder layer -> teacher layer whose
-    # cross-attention keys/values it takes (see ``geodistill.students.sharing``)
+    # cross-attention keys/values it takes (see ``geodistill.students.seq2seq.sharing``)
     layer_map: dict[int, int] = field(default_factory=dict)  # hidden_layers all: own decoder layer ->
     # teacher layer its states are compared with (a copy: the one it came from)
     context: AudioContext = field(default_factory=AudioContext)  # what its encoder sees (full | dynamic)
@@ -64,6 +65,21 @@ class WhisperStudent:
     @property
     def device(self) -> torch.device:
         return next(self.whisper.parameters()).device
+
+    @property
+    def decoding_model(self) -> WhisperForConditionalGeneration:
+        """What validation decodes with (adapters inside, not merged)."""
+        return self.whisper
+
+    def loss(
+        self, loss_fn: nn.Module, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
+    ) -> tuple[Tensor, dict]:
+        """``loss_fn`` (a ``DistillationLoss``) on the label positions only (labels != -100): no LM head
+        over prompt and padding."""
+        labels = batch["labels"].to(self.device)
+        keep = valid_mask(labels)
+        states = self(batch, teacher, keep)
+        return loss_fn(states, teacher.at(keep), labels[keep][None], step=step, total_steps=total_steps)
 
     def __call__(self, batch: Batch, teacher: TeacherOutputs, positions: Tensor) -> ModelStates:
         """Teacher-forced forward; logits and decoder states only at ``positions`` ((B, L) bool), packed

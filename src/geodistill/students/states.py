@@ -183,3 +183,52 @@ def geodesic_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a64 /= np.maximum(np.linalg.norm(a64, axis=-1, keepdims=True), 1e-300)
     b64 /= np.maximum(np.linalg.norm(b64, axis=-1, keepdims=True), 1e-300)
     return 2 * np.arctan2(np.linalg.norm(a64 - b64, axis=-1), np.linalg.norm(a64 + b64, axis=-1))
+
+
+@dataclass(frozen=True)
+class SidePlan:
+    """How one side's student states reach the teacher's space, before and after training."""
+
+    after: nn.Module | None  # the trained projector (None: widths match, states only normalised)
+    before: nn.Module | None  # the projector as training started (identity / untrained / None)
+    note: str  # one sentence for the caption
+
+
+def plan_sides(
+    cfg: Config, trained: nn.ModuleDict, d_student: int, d_teacher: int, sides: tuple[str, ...] = SIDES
+) -> tuple[dict, list[str]]:
+    """{side: SidePlan} for those of ``sides`` that can be compared, and notes on those that cannot."""
+    initial = initial_projectors(trained, d_student, cfg.train.seed)
+    plans, notes = {}, []
+    for side in sides:
+        if side in trained:
+            start = "identity" if d_student == d_teacher else "a fresh random init (not the run's exact draw)"
+            note = (
+                f"{side}: student states pass through the run's trained projector (projector.safetensors, "
+                f"Linear {d_student}->{d_teacher} + L2 norm) into the teacher's space; before training "
+                f"the projector is {start}"
+            )
+            plans[side] = SidePlan(trained[side], initial[side], note)
+        elif d_student == d_teacher:
+            plans[side] = SidePlan(
+                None,
+                None,
+                f"{side}: no {side} projector was trained (loss.hidden_on="
+                f"{cfg.loss.hidden_on}): raw student states, L2-normalised",
+            )
+        else:
+            notes.append(
+                f"{side}: student width {d_student} differs from the teacher's {d_teacher} and no "
+                f"{side} projector was trained, so its states cannot be compared"
+            )
+    return plans, notes
+
+
+@dataclass(frozen=True)
+class Compared:
+    """One side's unit-norm states, rows paired: the teacher's, the student's before and after training."""
+
+    note: str  # how the student's states reach the teacher's space (one sentence for the caption)
+    teacher: SideStates
+    before: SideStates
+    after: SideStates

@@ -2,8 +2,8 @@
 
 A family supplies one function, ``texts(audios, names, decoded) -> transcripts``, that decodes a batch of
 clips and charges its own feature extraction and compute to ``decoded.feature`` / ``decoded.compute``:
-Whisper's ``generate`` (``geodistill.evaluate.run.decode``) or the CTC student's greedy best path
-(``geodistill.evaluate.ctc.decode_ctc``). Reading the audio is charged to ``decoded.feature`` here.
+Whisper's ``generate`` (``geodistill.students.seq2seq.decode``) or the CTC student's greedy best path
+(``geodistill.students.ctc.decode.decode_ctc``). Reading the audio is charged to ``decoded.feature`` here.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from geodistill.data import BadSamples, Utterance, load_audio
+from geodistill.decoding.speed import Timer
+from geodistill.decoding.whisper import CHUNK_SECONDS, SAMPLE_RATE, WHISPER_WINDOW, longest_first
 from geodistill.errors import DataError
-from geodistill.evaluate.speed import Timer
-from geodistill.evaluate.transcribe import CHUNK_SECONDS, SAMPLE_RATE, WHISPER_WINDOW, longest_first
 
 
 @dataclass

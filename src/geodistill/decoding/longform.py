@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from geodistill.evaluate.speed import Timer
+from geodistill.decoding.speed import Timer
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -65,7 +65,7 @@ def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Te
         return_attention_mask=True,
         return_tensors="pt",
     )
-    from geodistill.evaluate.transcribe import default_max_new_tokens
+    from geodistill.decoding.whisper import default_max_new_tokens
 
     kwargs: dict = {
         "num_beams": how.beam_size,
@@ -102,7 +102,7 @@ def _ct2_long_ids(model, audio: np.ndarray, how: Decoding) -> torch.Tensor:
 
 def long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor:
     """Token ids (1, T) of a clip longer than 30 s (text tokens only), by the engine's long-form decoding."""
-    from geodistill.evaluate.engines import Ct2Whisper
+    from geodistill.decoding.engines import Ct2Whisper
 
     how.stats["long_clips"] += int(is_long(audio))
     if isinstance(model, Ct2Whisper):
@@ -128,8 +128,8 @@ def decode_audios(
     ``transcribe.generate_ids`` for the short batch (same signature); ``featurize(audios)`` replaces
     ``features(processor, audios)`` (e.g. to cut the features to an audio context).
     """
-    from geodistill.evaluate.engines import Ct2Whisper
-    from geodistill.evaluate.transcribe import default_max_new_tokens, features, generate_ids
+    from geodistill.decoding.engines import Ct2Whisper
+    from geodistill.decoding.whisper import default_max_new_tokens, features, generate_ids
 
     out: list[torch.Tensor | None] = [None] * len(audios)
     via_long = how.fallback and isinstance(model, Ct2Whisper)  # CT2's fallback is faster-whisper's

@@ -1,7 +1,7 @@
 """CTC students in ``evaluate``, ``transcribe`` and validation: greedy decoding, each clip at its own length.
 
-A CTC student (``geodistill.students.ctc``) has no decoder: one forward over the log-Mel features gives a
-character distribution per 20-ms frame (60 ms at downsample 3), and the transcript is its best path
+A CTC student (``geodistill.students.ctc.model``) has no decoder: one forward over the log-Mel features
+gives a character distribution per 20-ms frame (60 ms at downsample 3), and the transcript is its best path
 (``ctc_greedy``: argmax per frame, repeats collapsed, blanks dropped). A batch's features are padded to its
 longest clip only (no 30-s window): each clip's frames beyond its own length are masked as attention keys
 and not decoded, so a clip's transcript does not depend on its batch.
@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from geodistill.data import BadSamples, Utterance
+from geodistill.decoding.batches import Decoded, decode_batches
+from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.speed import Timer
+from geodistill.decoding.whisper import SAMPLE_RATE
 from geodistill.errors import GeodistillError
-from geodistill.evaluate.batches import Decoded, decode_batches
-from geodistill.evaluate.speed import Timer
-from geodistill.evaluate.transcribe import SAMPLE_RATE
 from geodistill.models.context import CONV_STRIDE, HOP
-from geodistill.models.loading import is_ctc_spec
-from geodistill.students.ctc import MAX_POSITIONS, CTCModel, clip_positions, ctc_greedy
+from geodistill.students.ctc.model import MAX_POSITIONS, CTCModel, clip_positions, ctc_greedy, load_ctc
+from geodistill.students.family import Texts
 
 WINDOW = f"the CTC student's 30 s ({MAX_POSITIONS} positions; it has no long-form decoding)"
 TIMING = (
@@ -39,13 +41,6 @@ EDGE_FRAMES = 2  # >= half the STFT window (200 samples) in 10-ms frames: the la
 AUDIO_CONTEXT = "clip"  # eval.json's audio_context of a CTC student: each clip at its own length
 NO_TOKENS = "n/a (a CTC student emits characters, not tokens)"
 NO_TOKEN_CAP = "0, not applicable: a CTC student emits one label per frame, there is no token cap"
-
-
-def is_ctc(model) -> bool:
-    """Whether ``model`` (a spec, or a loaded (model, processor) pair) is a CTC student."""
-    if isinstance(model, tuple | list):
-        return isinstance(model[0], CTCModel)
-    return is_ctc_spec(model)
 
 
 def check_options(
@@ -147,6 +142,46 @@ def decode_ctc(
     decode_batches(model, utts, bad, batch_size, texts, out, window=WINDOW, warm=warm if warmup else None)
     out.stats = {"long_clips": 0, "hit_token_cap": 0}
     return out
+
+
+def check(options: DecodeOptions) -> DecodeOptions:
+    """The options as a CTC student applies them (no long-form decoding); Whisper's are refused."""
+    o = options
+    check_options(
+        o.engine, o.assistant, o.beam_size, o.fallback, o.audio_context, o.context_margin, o.max_new_tokens
+    )
+    return replace(o, long_form=False)
+
+
+def load(spec, device: str, options: DecodeOptions) -> tuple:
+    """(model, processor, device): a saved CTC student (its folder, run folder or export) or a loaded pair."""
+    if isinstance(spec, tuple | list):
+        model, processor = spec
+        return model, processor, model.device
+    model, processor = load_ctc(spec, device=str(device))
+    return model, processor, model.device
+
+
+def texts(model: CTCModel, processor, options: DecodeOptions) -> Texts:
+    """(audios, names) -> greedy transcripts (``options`` carry nothing a CTC student uses)."""
+    return lambda audios, names: transcribe_clips(model, processor, audios)
+
+
+def decode(
+    model: CTCModel, processor, utts: Sequence[Utterance], bad: BadSamples, options: DecodeOptions
+) -> tuple[Decoded, dict, str]:
+    """(decoded, eval.json decoding fields, what compute time covers) of ``utts``."""
+    return decode_ctc(model, processor, utts, bad, options.batch_size, options.warmup), eval_fields(), TIMING
+
+
+def describe(result: dict) -> dict[str, str]:
+    """eval.md's decoding, audio-context and tokens/s rows of a CTC student's eval.json dict."""
+    r = result
+    return {
+        "tokens / s": NO_TOKENS,
+        "decoding": f"{r['decoding']}, batch {r['batch_size']}; hit_token_cap: {r['hit_token_cap_note']}",
+        "audio context": "each clip at its own length (no 30-s padding)",
+    }
 
 
 def eval_fields() -> dict:

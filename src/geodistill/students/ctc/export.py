@@ -2,7 +2,7 @@
 
 The folder is what ``CTCStudent.save`` writes less the training parts (projector, provenance):
 ``model.safetensors``, ``ctc_config.json``, ``vocab.json`` and the processor's files (the log-Mel feature
-extractor in ``preprocessor_config.json``). It loads with ``geodistill.students.ctc.load_ctc(DIR)``; the
+extractor in ``preprocessor_config.json``). It loads with ``geodistill.students.ctc.model.load_ctc(DIR)``; the
 model card (README.md) documents the files and loads the model with plain torch + safetensors (its code is
 run by the tests against ``load_ctc``'s model). CTranslate2 has no CTC model, so there is no ``ct2`` form.
 """
@@ -13,10 +13,12 @@ from pathlib import Path
 
 import yaml
 
-from geodistill.evaluate.speed import count_params
-from geodistill.export import evaluation_lines, front_matter
-from geodistill.losses.ctc import BLANK
-from geodistill.students.ctc import MAX_POSITIONS, CTCShape, load_ctc, write_ctc
+from geodistill.decoding.speed import count_params
+from geodistill.errors import GeodistillError
+from geodistill.modelcard import evaluation_lines, front_matter
+from geodistill.students.ctc.loss import BLANK
+from geodistill.students.ctc.model import MAX_POSITIONS, CTCShape, load_ctc, write_ctc
+from geodistill.students.family import Card
 
 PLAIN_TORCH = """import json
 import math
@@ -74,19 +76,24 @@ def transcribe(audio):  # 16-kHz mono float32 samples, at most 30 s
 """.replace("MAX_POSITIONS", str(MAX_POSITIONS)).replace("BLANK", str(BLANK))
 
 
-def export_ctc(source: Path, out: Path, evaluation: dict | None, cfg: dict, license: str) -> Path:
-    """Write the CTC student behind ``source`` (a run folder or a saved student) and its card into ``out``.
+FORMATS: tuple[str, ...] = ("hf",)  # its own safetensors folder
+RUNTIMES = {"ct2": "CTranslate2", "ggml": "whisper.cpp", "onnx": "geodistill's ONNX export"}  # none holds it
 
-    ``evaluation``: the eval.json the card quotes (or None); ``cfg``: the run's training config ({} if none).
-    """
-    model, processor = load_ctc(source)
+
+def export(folder: Path, out: Path, fmt: str, quantization: str | None, card: Card) -> None:
+    """Write the CTC student saved in ``folder`` and its model card into ``out`` (format ``hf`` only)."""
+    if fmt not in FORMATS:
+        raise GeodistillError(
+            f"--format {fmt}: {card.source} is a CTC student, and {RUNTIMES.get(fmt, fmt)} has no such model "
+            "(no CTC encoder-only model type); use --format hf"
+        )
+    model, processor = load_ctc(folder)
     out.mkdir(parents=True, exist_ok=True)
     write_ctc(model, processor, out)
-    card = ctc_model_card(
-        model.shape, count_params(model), source.name or str(source), evaluation, cfg, license
+    text = ctc_model_card(
+        model.shape, count_params(model), card.name, card.evaluation, card.cfg, card.license
     )
-    (out / "README.md").write_text(card, encoding="utf-8")
-    return out
+    (out / "README.md").write_text(text, encoding="utf-8")
 
 
 def _vocabulary(vocab: tuple[str, ...]) -> str:
@@ -160,7 +167,7 @@ def ctc_model_card(
         "`geodistill evaluate --model PATH --data DATA`, or in Python:",
         "",
         "```python",
-        "from geodistill.students.ctc import load_ctc",
+        "from geodistill.students.ctc.model import load_ctc",
         "",
         'model, processor = load_ctc("PATH")  # eval mode; processor: the feature extractor',
         "# model(features (B, n_mels, F), positions (B,)) -> (log-probs (B, T, V), states, lengths (B,))",

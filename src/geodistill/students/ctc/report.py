@@ -1,7 +1,8 @@
 """The report's hidden-state views for a CTC student: its frames vs the teacher's encoder states.
 
-What the hidden loss compares (``geodistill.losses.ctc``), the report compares: the student's states before
-its character head, through the run's trained encoder projector onto the teacher's sphere, against the
+What the hidden loss compares (``geodistill.students.ctc.loss``), the report compares: the student's
+states before its character head, through the run's trained encoder projector onto the teacher's sphere,
+against the
 teacher's encoder states over the same span, aligned to the student's frame rate (``loss.encoder_align``:
 3:1 average pooling at downsample 3, equal frames at 1). Rows pair the same utterance and student frame,
 evenly subsampled over each clip's own frames. A CTC student has no decoder, so there is no decoder side.
@@ -9,16 +10,17 @@ evenly subsampled over each clip's own frames. A CTC student has no decoder, so 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geodistill.losses.ctc import teacher_frames_for
-from geodistill.report.latent import Compared, plan_sides
-from geodistill.report.runinfo import RunInfo
-from geodistill.report.states import SideStates, load_projectors, spaced_frames
-from geodistill.students.ctc import CTCModel, ctc_model, encode_clips, load_ctc
+from geodistill.config import Config
+from geodistill.students.ctc.loss import teacher_frames_for
+from geodistill.students.ctc.model import CTCModel, ctc_model, encode_clips, load_ctc
+from geodistill.students.states import Compared, SideStates, load_projectors, plan_sides, spaced_frames
 
 ALIGNMENT_NOTE = (
     "the CTC student's frames are its states before the character head; the teacher's encoder states are "
@@ -69,13 +71,12 @@ def collect_ctc_states(
     return {name: SideStates(np.concatenate(r).astype(np.float32), owner) for name, r in rows.items()}
 
 
-def ctc_sides(
-    info: RunInfo, teacher, processor, batches: list[dict], device: torch.device
+def report_sides(
+    cfg: Config, student_dir: Path, teacher, processor, batches: list[dict], device: torch.device
 ) -> tuple[dict[str, Compared], list[str]]:
     """The encoder side of a CTC student, trained and as the config builds it, against the teacher."""
-    cfg = info.cfg
-    model, _ = load_ctc(info.student_dir, device=str(device))
-    trained = load_projectors(info.student_dir)
+    model, _ = load_ctc(student_dir, device=str(device))
+    trained = load_projectors(student_dir)
     d_teacher = teacher.config.d_model
     plans, notes = plan_sides(cfg, trained, model.shape.d_model, d_teacher, sides=("encoder",))
     notes.append("decoder: a CTC student has no decoder, so only encoder states are compared")
@@ -89,3 +90,10 @@ def ctc_sides(
     align = ALIGNMENT_NOTE.format(align=cfg.loss.encoder_align, downsample=model.shape.downsample)
     note = f"{plan.note}; {align}"
     return {"encoder": Compared(note, states["teacher"], states["before"], states["after"])}, notes
+
+
+def initial_student(config: dict) -> str:
+    """How the report's "before training" CTC student was made (``config``: the run's config dict)."""
+    copy = config.get("student", {}).get("ctc", {}).get("init_from_teacher")
+    start = "the teacher's convs and first blocks copied" if copy else "random"
+    return f"the CTC student as its config builds it ({start}; seed train.seed, maybe not the run's draw)"

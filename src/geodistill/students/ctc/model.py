@@ -30,11 +30,8 @@ from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutpu
 from geodistill.data.audio import SAMPLE_RATE
 from geodistill.data.bad import BadSamples
 from geodistill.errors import GeodistillError, ModelLoadError
-from geodistill.losses.ctc import BLANK, CHARS, frames_needed, text_to_labels
 from geodistill.models.context import CONV_STRIDE, clip_frames
 from geodistill.models.loading import (
-    CTC_CONFIG,
-    is_ctc_folder,
     load_reason,
     model_dir,
     resolve_device,
@@ -42,9 +39,13 @@ from geodistill.models.loading import (
 )
 from geodistill.models.projector import RiemannianProjector
 from geodistill.outdir import replace_folder
+from geodistill.students.ctc.loss import BLANK, CHARS, frames_needed, text_to_labels
 
 log = logging.getLogger("geodistill")
 MAX_POSITIONS = 1500  # 30 s of 20-ms positions, as Whisper's encoder
+
+
+CTC_CONFIG = "ctc_config.json"  # what a saved CTC student holds instead of config.json
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,20 @@ class CTCStudent:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def decoding_model(self) -> CTCModel:
+        """What validation decodes with."""
+        return self.model
+
+    def loss(
+        self, loss_fn: nn.Module, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
+    ) -> tuple[Tensor, dict]:
+        """``loss_fn`` (a ``CTCDistillationLoss``): the frames against the characters and the teacher's
+        encoder states."""
+        states = self(batch, teacher, None)
+        targets, lengths = batch["ctc_labels"].to(self.device), batch["ctc_label_lengths"]
+        return loss_fn(states, teacher, targets, lengths, step=step, total_steps=total_steps)
+
     def encode(self, features: Tensor, seconds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """features (B, n_mels, 3000) cut to the longest clip of ``seconds`` (B,) -> ``CTCModel`` outputs."""
         return encode_clips(self.model, features, seconds)
@@ -284,7 +299,7 @@ def load_ctc(spec: str | Path, device: str = "cpu") -> tuple[CTCModel, WhisperPr
     holds no CTC student or its files do not load.
     """
     folder = model_dir(Path(spec).expanduser())
-    if not is_ctc_folder(folder):
+    if not (folder / CTC_CONFIG).is_file():
         raise ModelLoadError(
             f"could not load '{spec}': no {CTC_CONFIG} in {folder} (not a saved CTC student)"
         )

@@ -1,0 +1,33 @@
+"""How audio becomes text: one set of options shared by ``transcribe``, ``evaluate``, validation and the
+engines. The CLI's decoding flags map 1:1 onto these fields (openai/whisper's ``DecodingOptions`` shape)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from geodistill.models.context import check_override
+
+DEFAULT_COMPUTE_TYPE = "int8"  # CPU int8: what faster-whisper users deploy (``--engine ct2``)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    language: str | None = None  # e.g. "en"; None: the model's default (English-only) or detected per clip
+    beam_size: int = 1  # 1 = greedy
+    batch_size: int = 8  # clips decoded together (longest first, so a batch pads little)
+    max_new_tokens: int | None = None  # per 30-s window; None = half the decoder context (224)
+    audio_context: str | None = None  # "full" | "dynamic"; None = the model's stored context
+    context_margin: int | None = None  # encoder positions after the clip (dynamic); None = stored
+    engine: str = "hf"  # "hf" | "ct2" (see geodistill.decoding.engines)
+    compute_type: str = DEFAULT_COMPUTE_TYPE  # CTranslate2's weights type (engine ct2)
+    assistant: str | None = None  # a student spec drafting for the model (speculative decoding, hf)
+    long_form: bool = False  # decode clips over 30 s with the engine's sequential long-form algorithm
+    fallback: bool | None = False  # temperature fallback; None = the model's own safeguard (on for Whisper)
+    warmup: bool = False  # decode the first batch once, untimed, before timing starts
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"beam_size and batch_size must be >= 1, got {self.beam_size} and {self.batch_size}"
+            )
+        check_override(self.audio_context, self.context_margin)

@@ -1,0 +1,153 @@
+"""Whisper decoding primitives: log-Mel features in, token ids (and text) out.
+
+Decoding is ``model.generate`` with the KV cache on (each step attends to cached keys/values instead of
+re-running the decoder over the whole prefix: O(n) work per step rather than O(n^2) overall), greedy for
+``beam_size=1`` and beam search above. In transformers 5, Whisper's ``generate`` returns the generated
+text tokens only (the ``<|startoftranscript|>`` prompt is stripped), so decoding needs no prompt slicing.
+
+Audio context (``geodistill.models.context``): features are 3000 frames (30 s) at ``full`` context; at
+``dynamic`` context they are padded to the batch's longest clip + margin, and ``generate_ids`` runs the
+encoder over those frames itself and hands ``generate`` the ``encoder_outputs`` (the decoder cross-attends
+to however many positions it is given). Clips are decoded longest first so each batch's padding stays small.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from geodistill.models.context import (
+    HOP,
+    MEL_FRAMES,
+    AudioContext,
+    clip_frames,
+    dynamic_frames,
+    encode,
+)
+
+SAMPLE_RATE = 16000  # Hz, Whisper's input rate
+CHUNK_SECONDS = 30  # Whisper's window; longer audio would be silently truncated by the feature extractor
+WHISPER_WINDOW = f"Whisper's {CHUNK_SECONDS} s window"  # what a clip over 30 s is "longer than"
+
+# Whisper vocabularies: 51864 tokens for English-only checkpoints, 51865 (51866 for large-v3) multilingual
+ENGLISH_ONLY_VOCAB = 51864
+
+log = logging.getLogger("geodistill")
+
+
+def is_multilingual(model) -> bool:
+    """Whether ``model`` takes language/task tokens (its generation config says so, else its vocabulary)."""
+    flag = getattr(model.generation_config, "is_multilingual", None)
+    return bool(flag) if flag is not None else model.config.vocab_size > ENGLISH_ONLY_VOCAB
+
+
+def default_max_new_tokens(model) -> int:
+    """Half the decoder context (224 for Whisper), openai/whisper's ``sample_len``.
+
+    30 s of speech is ~100 tokens, so real transcripts fit; a looping (e.g. half-trained) model stops here
+    instead of at the full 448-token context, which halves the worst-case cost of an evaluation.
+    """
+    return model.config.max_target_positions // 2
+
+
+@torch.inference_mode()
+@functools.cache
+def _warn_once(message: str) -> None:
+    log.warning(message)
+
+
+def generate_ids(
+    model,
+    input_features: torch.Tensor,
+    language: str | None = None,
+    beam_size: int = 1,
+    max_new_tokens: int | None = None,
+    fallback: bool = False,
+) -> torch.Tensor:
+    """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, F), prompt excluded.
+
+    F = 3000 is Whisper's own path; a shorter F (dynamic audio context) runs ``context.encode`` first.
+
+    ``language`` (e.g. "en") and task "transcribe" go to multilingual models only; English-only models
+    reject them. A multilingual model given no language detects it per utterance. ``max_new_tokens`` None
+    means ``default_max_new_tokens(model)``.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    if max_new_tokens is None:
+        max_new_tokens = default_max_new_tokens(model)
+    kwargs: dict = {
+        "num_beams": beam_size,
+        "do_sample": False,
+        "use_cache": True,
+        "max_new_tokens": max_new_tokens,
+    }
+    if is_multilingual(model):
+        kwargs.update(task="transcribe", language=language)
+    feats = input_features.to(device=model.device, dtype=model.dtype)
+    short = feats.shape[-1] != MEL_FRAMES and hasattr(model, "get_encoder")
+    if fallback and short:  # transformers' fallback path re-reads 30-s input_features: greedy here
+        _warn_once("temperature fallback is not applied at dynamic audio context (greedy decoding)")
+    elif fallback:  # Whisper's temperature fallback (geodistill.decoding.longform)
+        from geodistill.decoding.longform import fallback_kwargs
+
+        kwargs.update(fallback_kwargs())
+    if not short:  # 30 s, or CTranslate2 (which takes short input itself)
+        return model.generate(feats, **kwargs)
+    return model.generate(encoder_outputs=encode(model.get_encoder(), feats), **kwargs)
+
+
+def transcribe_batch(
+    model,
+    processor,
+    input_features: torch.Tensor,
+    language: str | None = None,
+    beam_size: int = 1,
+    max_new_tokens: int | None = None,
+) -> list[str]:
+    """B stripped transcripts of ``input_features`` (B, n_mels, F); see ``generate_ids``."""
+    ids = generate_ids(model, input_features, language, beam_size, max_new_tokens)
+    return [t.strip() for t in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def batch_frames(
+    audios: Sequence[np.ndarray], context: AudioContext | None, names: Sequence | None = None
+) -> int:
+    """Mel frames a batch is padded to: 3000 at full context, else its longest clip's dynamic context.
+
+    Dynamic: a clip over 30 s raises a GeodistillError naming it (``names[i]``, else "clip i").
+    """
+    if context is None or not context.dynamic:
+        return MEL_FRAMES
+    names = names or [f"clip {i}" for i in range(len(audios))]
+    return max(
+        dynamic_frames(clip_frames(len(a)), context.margin, str(n))
+        for a, n in zip(audios, names, strict=True)
+    )
+
+
+def features(
+    processor,
+    audios: Sequence[np.ndarray],
+    context: AudioContext | None = None,
+    names: Sequence | None = None,
+) -> torch.Tensor:
+    """Log-Mel features (B, n_mels, F) of 16 kHz mono float32 clips, F from ``batch_frames``.
+
+    The feature extractor normalises by the maximum over the padded window; the padding is the log-Mel of
+    zeros, below any clip's maximum, so a clip's features padded to F frames equal the first F frames of its
+    30-s features (tests/evaluate/test_context.py checks it bit for bit).
+    """
+    frames = batch_frames(audios, context, names)
+    return processor.feature_extractor(
+        list(audios), sampling_rate=SAMPLE_RATE, max_length=frames * HOP, return_tensors="pt"
+    ).input_features
+
+
+def longest_first(lengths: Sequence[float]) -> list[int]:
+    """Indices ordered longest first (ties keep input order): batches of similar length pad less."""
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])

@@ -1,0 +1,97 @@
+"""What a student family is: the one object every consumer (training, validation, evaluate, transcribe,
+export, report, tune, ablate) asks, so that none of them branches on a family.
+
+A family lives in one folder (``students/<name>/``) and is one line in ``geodistill.students.FAMILIES``.
+Its ``__init__.py`` defines ``FAMILY``, an object meeting ``Family`` below; its modules hold the model
+(``model.py``), the objective, decoding, saving/export and the report's hidden-state sides.
+``docs/adding-a-student.md`` walks through adding one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from torch import Tensor, nn
+
+from geodistill.config import Config
+from geodistill.contracts import Batch, Student, TeacherOffer, TeacherOutputs, TeacherProvider
+from geodistill.data import BadSamples, SpeechDataset, Utterance
+from geodistill.decoding.batches import Decoded
+from geodistill.decoding.options import DecodeOptions
+
+Texts = Callable[[list[np.ndarray], Sequence], list[str]]  # (16-kHz clips, their names) -> transcripts
+
+
+class Objective(Protocol):
+    """A family's training loss: one micro-batch's (total, {part name: value})."""
+
+    def __call__(
+        self, student: Student, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
+    ) -> tuple[Tensor, dict]: ...
+
+    def to(self, device: Any) -> Objective: ...
+
+
+@dataclass(frozen=True)
+class TeacherSide:
+    """The teacher as set-up found it, before the student exists."""
+
+    model: nn.Module | None  # the frozen teacher (None when a complete cache stands in for it)
+    processor: Any  # its WhisperProcessor
+    config: dict  # its config as a dict
+    provider: TeacherProvider | None  # a provider given by the caller (a cache reader), else None
+
+
+@dataclass
+class RunParts:
+    """What a family builds for a run: the student, its teacher signal and its data."""
+
+    student: Student
+    teacher: TeacherProvider
+    train_set: SpeechDataset
+    val_utts: list[Utterance]
+    collate: Callable[[list], Batch]
+    prompt: list[int]
+
+
+@dataclass(frozen=True)
+class Card:
+    """What a model card says besides the weights: provenance and measured numbers."""
+
+    evaluation: dict | None  # eval.json of the source run (or --eval-json), if any
+    cfg: dict  # the run's resolved config ({} for a plain model)
+    license: str
+    name: str  # the card's title: the source's folder name
+    source: str  # the model spec or folder exported
+
+
+class Family(Protocol):
+    name: str  # "seq2seq" | "ctc": eval.json's "family", the registry key
+    inits: tuple[str, ...]  # the student.init values that build it
+    marker: str  # the file a saved folder of this family holds (config.json, ctc_config.json)
+    formats: tuple[str, ...]  # ``geodistill export --format`` values it can be written as
+    token_cap: bool  # it emits decoder tokens, so a new-token cap applies to its decoding
+    window: str  # what a clip over its input window is "longer than" (transcribe's message)
+    ablation_variants: tuple[str, ...]  # ``ablate``'s default variants for it
+    untuned: tuple[str, ...]  # keys of tune's default search space it has no use for
+
+    # training
+    def build(self, cfg: Config, side: TeacherSide, bad: BadSamples, device: Any) -> RunParts: ...
+    def objective(self, cfg: Config, offer: TeacherOffer) -> Objective: ...
+
+    # decoding: evaluate, transcribe, validation
+    def owns(self, model: Any) -> bool: ...  # a loaded model of this family
+    def check(self, options: DecodeOptions) -> DecodeOptions: ...  # refuses what it cannot honour
+    def load(self, spec: Any, device: str, options: DecodeOptions) -> tuple[Any, Any, Any]: ...
+    def texts(self, model: Any, processor: Any, options: DecodeOptions) -> Texts: ...
+    def decode(
+        self, model: Any, processor: Any, utts: Sequence[Utterance], bad: BadSamples, options: DecodeOptions
+    ) -> tuple[Decoded, dict, str]: ...  # (decoded, eval.json decoding fields, what compute time covers)
+
+    # export, report
+    def export(self, folder: Path, out: Path, fmt: str, quantization: str | None, card: Card) -> None: ...
+    def report_sides(self, info: Any, teacher: Any, processor: Any, batches: list, device: Any) -> tuple: ...

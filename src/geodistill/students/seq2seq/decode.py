@@ -1,0 +1,156 @@
+"""Decoding with a Whisper model (any: a student, a teacher, a hub id): loading through the chosen engine,
+transcripts of clips for ``transcribe``, and utterances scored by ``evaluate`` and validation.
+
+Compute time covers ``model.generate`` only (encoder + KV-cached decoding, device-synchronised); audio
+decoding and log-Mel extraction are timed separately (``feature_seconds``). The audio context (full 30 s,
+or the clip + a margin: ``geodistill.models.context``) is the model's stored one unless the options
+override it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from geodistill.data import BadSamples, Utterance
+from geodistill.decoding.batches import Decoded, decode_batches
+from geodistill.decoding.engines import engine_fields, load_engine
+from geodistill.decoding.longform import Decoding, decode_audios
+from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.speed import Timer
+from geodistill.decoding.whisper import WHISPER_WINDOW, default_max_new_tokens, features, generate_ids
+from geodistill.models import load_whisper
+from geodistill.models.context import AudioContext, get_audio_context, resolve_audio_context
+from geodistill.students.family import Texts
+
+TIMING = (
+    "model.generate only (encoder + KV-cached decoding), device-synchronised; audio decoding and "
+    "log-Mel extraction excluded (feature_seconds)"
+)
+WINDOW = WHISPER_WINDOW
+
+
+def load(spec, device: str, options: DecodeOptions) -> tuple:
+    """(model, processor, device): a spec loaded in eval mode, or a loaded (model, processor) where it is.
+
+    ``options.engine`` "ct2" gives a CTranslate2 model with the same generate interface
+    (``geodistill.decoding.engines``); ``options.assistant`` (a student spec) makes the model draft with it
+    (speculative decoding, ``geodistill.decoding.assistant``).
+    """
+    if options.engine != "hf" or options.assistant is not None:
+        return load_engine(spec, str(device), options.engine, options.compute_type, options.assistant)
+    if isinstance(spec, tuple | list):
+        loaded, processor = spec
+        return loaded, processor, loaded.device
+    loaded, processor = load_whisper(str(spec), device=str(device))
+    return loaded.eval(), processor, loaded.device
+
+
+def texts(model, processor, options: DecodeOptions) -> Texts:
+    """(audios, names) -> stripped transcripts by Whisper's decoding (``decode_audios``: short clips
+    batched, long ones by long-form generate) at the resolved audio context; ``fallback`` None means on."""
+    context = resolve_audio_context(model, options.audio_context, options.context_margin)
+    fallback = True if options.fallback is None else options.fallback
+    how = Decoding(options.language, options.beam_size, None, fallback)
+
+    def run(audios: list[np.ndarray], names: Sequence) -> list[str]:
+        ids = decode_audios(
+            model,
+            processor,
+            audios,
+            how,
+            Timer(),
+            Timer(),
+            featurize=lambda clips: features(processor, clips, context, names),
+        )
+        out = processor.tokenizer.batch_decode([x.tolist() for x in ids], skip_special_tokens=True)
+        return [t.strip() for t in out]
+
+    return run
+
+
+def decode_utterances(
+    model, processor, utts: Sequence[Utterance], bad: BadSamples, options: DecodeOptions
+) -> Decoded:
+    """Transcribe ``utts`` in batches, skipping (and recording) unreadable audio
+    (``geodistill.decoding.batches.decode_batches``: longest first, input order out).
+
+    ``options.long_form`` decodes clips over 30 s (``geodistill.decoding.longform``), ``fallback`` adds the
+    temperature fallback, ``warmup`` decodes the first batch once untimed before timing starts.
+    """
+    context = resolve_audio_context(model, options.audio_context, options.context_margin)
+    special = torch.tensor(processor.tokenizer.all_special_ids)
+    o = options
+    how = Decoding(o.language, o.beam_size, o.max_new_tokens, bool(o.fallback))
+
+    def run(audios: list[np.ndarray], names: list[str], out: Decoded) -> list[str]:
+        ids = decode_audios(
+            model,
+            processor,
+            audios,
+            how,
+            out.feature,
+            out.compute,
+            generate_ids,
+            featurize=lambda clips: features(processor, clips, context, names),
+        )
+        out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
+        return processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
+
+    def warm(audios: list[np.ndarray]) -> None:  # a scratch Decoding: the warm-up counts no statistics
+        scratch = Decoding(o.language, o.beam_size, o.max_new_tokens, bool(o.fallback))
+        decode_audios(
+            model,
+            processor,
+            audios,
+            scratch,
+            Timer(),
+            Timer(model.device),
+            featurize=lambda clips: features(processor, clips, context),
+        )
+
+    out = Decoded(compute=Timer(model.device), feature=Timer())
+    decode_batches(model, utts, bad, o.batch_size, run, out, o.long_form, warm=warm if o.warmup else None)
+    out.stats = how.stats
+    return out
+
+
+def decode(
+    model, processor, utts: Sequence[Utterance], bad: BadSamples, options: DecodeOptions
+) -> tuple[Decoded, dict, str]:
+    """(decoded, eval.json decoding fields, what compute time covers) of ``utts``."""
+    decoded = decode_utterances(model, processor, utts, bad, options)
+    context = resolve_audio_context(model, options.audio_context, options.context_margin)
+    fields = _fields(model, options, context)
+    fields.update(long_form=options.long_form, temperature_fallback=bool(options.fallback))
+    return decoded, fields, TIMING
+
+
+def _fields(model, options: DecodeOptions, context: AudioContext) -> dict:
+    """eval.json fields of a Whisper decoding: beam, token cap, audio context, engine (CT2's sizes)."""
+    return {
+        "beam_size": options.beam_size,
+        "max_new_tokens": options.max_new_tokens or default_max_new_tokens(model),
+        "audio_context": context.mode,
+        "context_margin": context.margin if context.dynamic else None,
+        **engine_fields(model),
+    }
+
+
+def describe(result: dict) -> dict[str, str]:
+    """eval.md's decoding, audio-context and tokens/s rows of an eval.json dict (old files: full context)."""
+    r = result
+    if r.get("audio_context", "full") == "full":
+        context = "full (30 s)"
+    else:
+        context = f"dynamic (clip + {r['context_margin']} encoder positions)"
+    return {
+        "tokens / s": f"{r['tokens_per_second']:.1f}",
+        "decoding": f"batch {r['batch_size']}, beam {r['beam_size']}, language {r['language'] or 'default'}",
+        "audio context": context,
+    }
+
+
+__all__ = ["AudioContext", "decode", "decode_utterances", "describe", "get_audio_context", "load", "texts"]

@@ -1,0 +1,44 @@
+"""A run with a Whisper student: the student, the teacher signal it can take, and its data."""
+
+from __future__ import annotations
+
+from geodistill.config import Config
+from geodistill.data import BadSamples, WhisperCollator
+from geodistill.data.sets import build_data
+from geodistill.errors import GeodistillError
+from geodistill.students.family import RunParts, TeacherSide
+from geodistill.students.seq2seq.model import build_whisper_student
+from geodistill.students.seq2seq.sharing import encoder_shared, provided_cross_kv, shared_cross_kv
+from geodistill.teacher.factory import make_teacher
+
+
+def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
+    """The student (+ what it shares with its teacher), the provider handing over what it takes, the data."""
+    teacher, t_config = side.model, side.config
+    student = build_whisper_student(cfg, teacher, side.processor, t_config, device)
+    shares = encoder_shared(cfg, teacher, student.whisper)
+    cross_kv = shared_cross_kv(cfg, teacher, student.whisper, shares)
+    provider = side.provider
+    if provider is None:
+        provider = make_teacher(cfg, (teacher, side.processor), cross_kv_layers=tuple(cross_kv.values()))
+    offer = provider.offer
+    student.shares_encoder = shares
+    student.cross_kv = provided_cross_kv(cfg, cross_kv, offer, t_config["d_model"])
+    if student.layer_map and not offer.every_decoder_layer:
+        raise GeodistillError(
+            "loss.hidden_layers: all needs a teacher that hands over every decoder layer's states "
+            "(the online teacher; a cache stores the last layer only)"
+        )
+    if shares and offer.encoder_pool:
+        raise GeodistillError(
+            f"teacher_cache: encoder states pooled by {offer.encoder_pool} cannot "
+            "stand in for the shared frozen encoder's output; rebuild without encoder_pool"
+        )
+    # Cached encoder states replace the student's encoder input: no log-Mel features to compute per step.
+    cached_encoder = shares and offer.encoder_states and not offer.reads_features
+    processor = student.processor
+    train_set, val, prompt = build_data(
+        cfg, processor, student.whisper, bad, with_features=not cached_encoder
+    )
+    collate = WhisperCollator(prompt, processor.tokenizer.pad_token_id)
+    return RunParts(student, provider, train_set, val, collate, prompt)
