@@ -370,7 +370,7 @@ def test_report_without_matplotlib_names_the_extra(capsys, monkeypatch, tmp_path
 
 def test_a_missing_module_deep_inside_a_command_names_an_extra(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "umap", None)  # imported only when the report draws its UMAP map
-    monkeypatch.setattr("geodistill.cli._report", lambda a: __import__("umap"))
+    monkeypatch.setattr("geodistill.cli.report._report", lambda a: __import__("umap"))
     rc, _, err = cli(capsys, "report", tmp_path)
     assert_one_line_error(rc, err, "umap is not installed", "geodistill[report]")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geodistill.data.demo import cache_root
+from geodistill.corpus.recordings import cache_root
 from geodistill.paths import cache_dir
 
 

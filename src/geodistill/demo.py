@@ -64,9 +64,9 @@ def run_demo(
     out: str | Path = "runs/demo", overrides: list[str] | None = None, preset: Path = PRESET
 ) -> dict:
     """Build the corpus, distil, evaluate both models on the real recordings, write the report."""
+    from geodistill.corpus.demo_corpus import build_demo_corpus
+    from geodistill.corpus.synth import held_out_val
     from geodistill.data import load_spec
-    from geodistill.data.demo import build_demo_corpus
-    from geodistill.data.synth import held_out_val
     from geodistill.train.loop import train
 
     if not preset.is_file():

@@ -7,7 +7,7 @@ from tests.evaluate.test_integration import librivox_rows
 
 @pytest.mark.integration
 def test_tiny_en_transcribes_real_speech_over_a_short_context(alsa_wav):
-    from geodistill.decoding.whisper import transcribe_files
+    from geodistill.evaluate.transcribe import transcribe_files
     from geodistill.models import load_whisper
 
     model, processor = load_whisper("tiny.en", device="cpu")

@@ -12,7 +12,7 @@ import torch
 
 from geodistill.cli import main
 from geodistill.data import Utterance, load_audio
-from geodistill.decoding.whisper import iter_transcripts
+from geodistill.evaluate.transcribe import iter_transcripts
 from geodistill.errors import DataError, GeodistillError
 from geodistill.evaluate.run import evaluate
 from geodistill.students.ctc.decode import clip_features

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from geodistill.decoding.whisper import load_model
+from geodistill.evaluate.transcribe import load_model
 from geodistill.errors import DataError
 from geodistill.evaluate.run import evaluate
 

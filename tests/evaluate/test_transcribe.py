@@ -58,7 +58,7 @@ def test_bad_beam_size(tiny_whisper, tiny_processor, feats):
 
 
 def test_transcribe_files_in_order(tiny_model_dir, tmp_path):
-    from geodistill.decoding.whisper import transcribe_files
+    from geodistill.evaluate.transcribe import transcribe_files
 
     for i, rate in enumerate((16000, 44100, 8000)):  # resampled to 16 kHz whatever the file's rate
         n = int(1.5 * rate)
@@ -72,7 +72,7 @@ def test_transcribe_files_in_order(tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"RIFF\x10\x00\x00\x00WAVEjunk" * 3, None])
 def test_transcribe_files_names_an_unreadable_file(tiny_model_dir, tmp_path, content):
-    from geodistill.decoding.whisper import transcribe_files
+    from geodistill.evaluate.transcribe import transcribe_files
     from geodistill.errors import DataError
 
     path = tmp_path / "bad.wav"
@@ -84,7 +84,7 @@ def test_transcribe_files_names_an_unreadable_file(tiny_model_dir, tmp_path, con
 
 
 def test_transcribe_files_refuses_audio_longer_than_the_window(tiny_model_dir, tmp_path):
-    from geodistill.decoding.whisper import transcribe_files
+    from geodistill.evaluate.transcribe import transcribe_files
     from geodistill.errors import DataError
 
     sf.write(tmp_path / "long.wav", np.zeros(31 * 16000, dtype=np.float32), 16000)

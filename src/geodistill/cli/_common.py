@@ -1,0 +1,121 @@
+"""What several subcommands share: argument types, the extras check, the decoding flags. Not a subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import sys
+from collections.abc import Callable
+
+from geodistill.errors import GeodistillError
+
+# optional module -> the extra that installs it (pyproject.toml [project.optional-dependencies])
+EXTRAS = {
+    "optuna": "tune",
+    "psycopg": "tune",
+    "pandas": "tune",
+    "scipy": "tune",
+    "matplotlib": "report",
+    "sklearn": "report",
+    "umap": "report",
+    "ctranslate2": "deploy",
+    "faster_whisper": "deploy",
+}
+
+
+def number(kind: type, low: float, inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse ``type``: parse ``kind``, require a finite value >= low (> low when not inclusive)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if not math.isfinite(value) or value < low or (not inclusive and value == low):
+            bound = f">= {low:g}" if inclusive else f"> {low:g}"
+            what = "an integer" if kind is int else "a finite number"
+            raise argparse.ArgumentTypeError(f"must be {what} {bound}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT = number(int, 1)
+NON_NEGATIVE = number(float, 0.0)
+
+
+def require(module: str, command: str, extra: str | None = None) -> None:
+    """Raise a one-line GeodistillError naming the extra to install (default: the module's own) when
+    ``module`` is missing."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        extra = extra or EXTRAS.get(module, "all")
+        raise GeodistillError(
+            f"geodistill {command} needs {module}, which is not installed: pip install 'geodistill[{extra}]'"
+        ) from None
+
+
+def check_durations(a: argparse.Namespace) -> None:
+    if a.min_duration >= a.max_duration:
+        raise GeodistillError(
+            f"--min-duration {a.min_duration:g} must be below --max-duration {a.max_duration:g} "
+            "(every utterance would be filtered out)"
+        )
+
+
+def warn_amp(cfg) -> None:
+    """Say so when train.amp is set but the resolved device is not CUDA (the loop then trains fp32)."""
+    # imported when called: --help stays fast (geodistill.models imports torch)
+    from geodistill.models import resolve_device  # noqa: PLC0415
+
+    device = resolve_device(cfg.train.device)
+    if cfg.train.amp != "no" and device.type != "cuda":
+        print(
+            f"warning: train.amp={cfg.train.amp} is ignored on {device} (mixed precision is CUDA-only); "
+            "training in fp32",
+            file=sys.stderr,
+        )
+
+
+def decode_batch_size(a: argparse.Namespace) -> int:
+    """--batch-size, defaulting to 8, or to 1 with --assistant (assisted generation is one at a time)."""
+    if a.batch_size is None:
+        return 1 if a.assistant else 8
+    if a.assistant and a.batch_size != 1:
+        raise GeodistillError(
+            f"--assistant decodes one utterance at a time (transformers' assisted generation): "
+            f"use --batch-size 1, not {a.batch_size}"
+        )
+    return a.batch_size
+
+
+def model_flags(q: argparse.ArgumentParser) -> None:
+    """The decoding flags ``transcribe`` and ``evaluate`` share."""
+    q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    q.add_argument("--language", default=None, help="e.g. en (multilingual models)")
+    q.add_argument("--beam-size", type=POSITIVE_INT, default=1)
+    q.add_argument(
+        "--audio-context",
+        choices=("full", "dynamic"),
+        default=None,
+        help="encoder sees 30 s (full) or the clip + a margin (dynamic); default: what the model stores",
+    )
+    q.add_argument(
+        "--context-margin",
+        type=number(int, 0),
+        default=None,
+        help="dynamic: encoder positions (20 ms) after the clip; default: the model's, else 64",
+    )
+    q.add_argument(
+        "--engine", default="hf", help="hf (transformers) | ct2 (CTranslate2, CPU int8; converted once)"
+    )
+    q.add_argument(
+        "--assistant",
+        default=None,
+        help="student run/model that drafts for the model (speculative decoding; same transcript)",
+    )

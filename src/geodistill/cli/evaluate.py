@@ -1,0 +1,69 @@
+"""``geodistill evaluate --model M --data SPEC``: WER, CER, real-time factor and peak memory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from geodistill.cli._common import POSITIVE_INT, decode_batch_size, model_flags
+
+
+def register(sub) -> None:
+    q = sub.add_parser("evaluate", help="WER, CER, real-time factor and peak memory on a data spec")
+    q.add_argument("--model", required=True)
+    q.add_argument("--data", required=True, help="data spec (folder, manifest, HF dataset)")
+    q.add_argument("--out", default=None, help="folder for eval.json, eval.md, utterances.jsonl")
+    q.add_argument("--limit", type=POSITIVE_INT, default=None, help="score the first N usable utterances")
+    q.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="8 (1 with --assistant)")
+    q.add_argument("--strict", action="store_true", help="stop at the first bad sample")
+    q.add_argument(
+        "--fallback", action="store_true", help="temperature fallback, as transcribe (default off)"
+    )
+    q.add_argument("--no-warmup", action="store_true", help="time from the first batch (no warm-up batch)")
+    model_flags(q)
+    q.set_defaults(fn=_evaluate)
+
+
+def _evaluate(a: argparse.Namespace) -> int:
+    # imported in the handler: --help stays fast (torch, transformers)
+    from geodistill.evaluate.run import evaluate  # noqa: PLC0415
+
+    result = evaluate(
+        a.model,
+        a.data,
+        out=a.out,
+        limit=a.limit,
+        batch_size=decode_batch_size(a),
+        device=a.device,
+        language=a.language,
+        beam_size=a.beam_size,
+        strict=a.strict,
+        audio_context=a.audio_context,
+        context_margin=a.context_margin,
+        engine=a.engine,
+        assistant=a.assistant,
+        long_form=True,
+        fallback=a.fallback,
+        warmup=not a.no_warmup,
+    )
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "wer",
+                    "wer_raw",
+                    "cer",
+                    "rtf",
+                    "peak_memory_mb",
+                    "n_utterances",
+                    "n_skipped",
+                    "hit_token_cap",
+                    "assistant_acceptance",
+                )
+                if k in result
+            },
+            indent=2,
+        )
+    )
+    return 0
