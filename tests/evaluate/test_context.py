@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 
 from geodistill.decoding.whisper import features, generate_ids
-from geodistill.evaluate.transcribe import load_model, transcribe_files
 from geodistill.errors import DataError, GeodistillError
 from geodistill.evaluate.run import evaluate
+from geodistill.evaluate.transcribe import load_model, transcribe_files
 from geodistill.models import load_whisper
 from geodistill.models.context import (
     AudioContext,

@@ -12,9 +12,9 @@ import torch
 
 from geodistill.cli import main
 from geodistill.data import Utterance, load_audio
-from geodistill.evaluate.transcribe import iter_transcripts
 from geodistill.errors import DataError, GeodistillError
 from geodistill.evaluate.run import evaluate
+from geodistill.evaluate.transcribe import iter_transcripts
 from geodistill.students.ctc.decode import clip_features
 from geodistill.students.ctc.model import ctc_greedy, encode_clips, load_ctc
 

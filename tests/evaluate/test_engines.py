@@ -10,8 +10,8 @@ import pytest
 from geodistill.cli import main
 from geodistill.decoding.engines import load_engine
 from geodistill.decoding.whisper import features, generate_ids
-from geodistill.evaluate.transcribe import load_model, transcribe_files
 from geodistill.evaluate.run import evaluate
+from geodistill.evaluate.transcribe import load_model, transcribe_files
 from tests.evaluate.test_integration import librivox_rows
 
 pytest.importorskip("ctranslate2")

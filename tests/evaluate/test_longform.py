@@ -12,8 +12,8 @@ import soundfile as sf
 from geodistill.cli import main
 from geodistill.data import Utterance, load_audio
 from geodistill.decoding.whisper import features, generate_ids
-from geodistill.evaluate.transcribe import transcribe_files
 from geodistill.evaluate.run import evaluate
+from geodistill.evaluate.transcribe import transcribe_files
 from tests.evaluate.test_integration import librivox_rows
 
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from geodistill.evaluate.transcribe import load_model
 from geodistill.errors import DataError
 from geodistill.evaluate.run import evaluate
+from geodistill.evaluate.transcribe import load_model
 
 REQUIRED = (
     "wer",

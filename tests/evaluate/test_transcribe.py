@@ -72,8 +72,8 @@ def test_transcribe_files_in_order(tiny_model_dir, tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"RIFF\x10\x00\x00\x00WAVEjunk" * 3, None])
 def test_transcribe_files_names_an_unreadable_file(tiny_model_dir, tmp_path, content):
-    from geodistill.evaluate.transcribe import transcribe_files
     from geodistill.errors import DataError
+    from geodistill.evaluate.transcribe import transcribe_files
 
     path = tmp_path / "bad.wav"
     if content is not None:
@@ -84,8 +84,8 @@ def test_transcribe_files_names_an_unreadable_file(tiny_model_dir, tmp_path, con
 
 
 def test_transcribe_files_refuses_audio_longer_than_the_window(tiny_model_dir, tmp_path):
-    from geodistill.evaluate.transcribe import transcribe_files
     from geodistill.errors import DataError
+    from geodistill.evaluate.transcribe import transcribe_files
 
     sf.write(tmp_path / "long.wav", np.zeros(31 * 16000, dtype=np.float32), 16000)
     with pytest.raises(DataError, match="long.wav: 31.0 s is longer than"):
