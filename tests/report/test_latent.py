@@ -14,9 +14,9 @@ from torch import nn
 from geodistill.config import Config
 from geodistill.errors import ModelLoadError
 from geodistill.models.projector import RiemannianProjector
-from geodistill.report.latent import embed_pairs, plan_sides
+from geodistill.report.latent import embed_pairs
 from geodistill.report.plots import training_curves
-from geodistill.students.states import SideStates, geodesic_distances, load_projectors
+from geodistill.students.states import SideStates, geodesic_distances, load_projectors, plan_sides
 
 
 def test_geodesic_distances_are_angles_in_radians():

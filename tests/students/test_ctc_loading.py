@@ -10,9 +10,14 @@ from safetensors.torch import load_file
 
 from geodistill.errors import ModelLoadError
 from geodistill.export import run_student_dir
-from geodistill.models.loading import is_ctc_spec
 from geodistill.report.runinfo import read_run
+from geodistill.students import FAMILIES, family_of
 from geodistill.students.ctc.model import load_ctc
+
+
+def is_ctc_spec(spec) -> bool:
+    """The registry's answer: a spec (or a loaded pair) whose family is the CTC student's."""
+    return family_of(spec) is FAMILIES["ctc"]
 
 
 def test_a_run_folder_loads_its_best_student(tiny_ctc_run, random_ctc_dir, tmp_path):
