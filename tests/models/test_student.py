@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from geodistill.config import LORA_PRESETS, lora_patterns
 from geodistill.errors import GeodistillError
-from geodistill.models.lora import LORA_PRESETS, add_lora, lora_patterns, matching_modules, parameter_counts
+from geodistill.models.lora import add_lora, matching_modules, parameter_counts
 from geodistill.models.student import check_same_tokenizer, copy_layers, spaced_layers
 from tests.conftest import make_tiny_whisper
 

@@ -18,15 +18,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from geodistill.decoding.engines import Ct2Whisper
 from geodistill.decoding.speed import Timer
+from geodistill.decoding.whisper import (
+    FALLBACK_TEMPERATURES,
+    default_max_new_tokens,
+    fallback_kwargs,
+    features,
+    generate_ids,
+)
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
 # openai-whisper's defaults for the temperature fallback
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOGPROB_THRESHOLD = -1.0
-NO_SPEECH_THRESHOLD = 0.6
 
 
 @dataclass
@@ -44,17 +48,6 @@ def is_long(audio: np.ndarray) -> bool:
     return audio.size > WINDOW_SAMPLES
 
 
-def fallback_kwargs() -> dict:
-    """HF ``generate`` arguments of openai-whisper's temperature fallback."""
-    return {
-        "temperature": FALLBACK_TEMPERATURES,
-        "compression_ratio_threshold": COMPRESSION_RATIO_THRESHOLD,
-        "logprob_threshold": LOGPROB_THRESHOLD,
-        "no_speech_threshold": NO_SPEECH_THRESHOLD,
-        "do_sample": False,
-    }
-
-
 def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor:
     """Token ids (1, T) of one long clip by HF's sequential long-form generate (timestamps dropped)."""
     inputs = processor.feature_extractor(
@@ -65,7 +58,6 @@ def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Te
         return_attention_mask=True,
         return_tensors="pt",
     )
-    from geodistill.decoding.whisper import default_max_new_tokens
 
     kwargs: dict = {
         "num_beams": how.beam_size,
@@ -102,7 +94,6 @@ def _ct2_long_ids(model, audio: np.ndarray, how: Decoding) -> torch.Tensor:
 
 def long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor:
     """Token ids (1, T) of a clip longer than 30 s (text tokens only), by the engine's long-form decoding."""
-    from geodistill.decoding.engines import Ct2Whisper
 
     how.stats["long_clips"] += int(is_long(audio))
     if isinstance(model, Ct2Whisper):
@@ -128,8 +119,6 @@ def decode_audios(
     ``transcribe.generate_ids`` for the short batch (same signature); ``featurize(audios)`` replaces
     ``features(processor, audios)`` (e.g. to cut the features to an audio context).
     """
-    from geodistill.decoding.engines import Ct2Whisper
-    from geodistill.decoding.whisper import default_max_new_tokens, features, generate_ids
 
     out: list[torch.Tensor | None] = [None] * len(audios)
     via_long = how.fallback and isinstance(model, Ct2Whisper)  # CT2's fallback is faster-whisper's

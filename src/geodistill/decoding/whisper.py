@@ -36,6 +36,12 @@ WHISPER_WINDOW = f"Whisper's {CHUNK_SECONDS} s window"  # what a clip over 30 s 
 # Whisper vocabularies: 51864 tokens for English-only checkpoints, 51865 (51866 for large-v3) multilingual
 ENGLISH_ONLY_VOCAB = 51864
 
+# openai-whisper's defaults for the temperature fallback
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOGPROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+
 log = logging.getLogger("geodistill")
 
 
@@ -93,8 +99,6 @@ def generate_ids(
     if fallback and short:  # transformers' fallback path re-reads 30-s input_features: greedy here
         _warn_once("temperature fallback is not applied at dynamic audio context (greedy decoding)")
     elif fallback:  # Whisper's temperature fallback (geodistill.decoding.longform)
-        from geodistill.decoding.longform import fallback_kwargs
-
         kwargs.update(fallback_kwargs())
     if not short:  # 30 s, or CTranslate2 (which takes short input itself)
         return model.generate(feats, **kwargs)
@@ -151,3 +155,14 @@ def features(
 def longest_first(lengths: Sequence[float]) -> list[int]:
     """Indices ordered longest first (ties keep input order): batches of similar length pad less."""
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+
+def fallback_kwargs() -> dict:
+    """HF ``generate`` arguments of openai-whisper's temperature fallback."""
+    return {
+        "temperature": FALLBACK_TEMPERATURES,
+        "compression_ratio_threshold": COMPRESSION_RATIO_THRESHOLD,
+        "logprob_threshold": LOGPROB_THRESHOLD,
+        "no_speech_threshold": NO_SPEECH_THRESHOLD,
+        "do_sample": False,
+    }

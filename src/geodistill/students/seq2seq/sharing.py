@@ -25,9 +25,8 @@ import re
 import torch
 from torch import nn
 
-from geodistill.config import Config
+from geodistill.config import Config, lora_patterns
 from geodistill.contracts import TeacherOffer
-from geodistill.models.lora import lora_patterns
 from geodistill.models.student import spaced_layers
 
 log = logging.getLogger("geodistill")

@@ -16,9 +16,9 @@ import torch
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
+from geodistill.contracts import IGNORE_INDEX
 from geodistill.errors import DataError, GeodistillError
-from geodistill.losses.hidden import align_frames
-from geodistill.losses.kd import IGNORE_INDEX
+from geodistill.models.frames import align_frames
 from geodistill.parallel import all_done, owned_parts, part_written, teacher_world
 from geodistill.runlock import HOLDER, LOCK, hold
 from geodistill.teacher.cache.fingerprint import (

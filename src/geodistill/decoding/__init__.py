@@ -1,0 +1,4 @@
+"""How a Whisper model turns audio into text, below every student family: log-Mel features and
+``generate`` (``whisper.py``), the batched decoding loop (``batches.py``), long audio and the temperature
+fallback (``longform.py``), engines (``engines.py``: CTranslate2), speculative decoding (``assistant.py``),
+the options they share (``options.py``), and what is measured (``speed.py``, ``wer.py``)."""
