@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from geodistill.errors import GeodistillError
+from geodistill.runfolder import RunFolder
 
 # OpenAI's hub ids of the embedded models, for the model card's base_model
 HUB_IDS = {"tiny.en": "openai/whisper-tiny.en", "base": "openai/whisper-base"}
@@ -20,15 +21,8 @@ def find_eval(run_dir: Path | None, eval_json: str | Path | None) -> dict | None
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise GeodistillError(f"--eval {path}: unreadable eval.json ({exc})") from exc
-    if run_dir is None:
-        return None
-    found = [p for p in [run_dir / "eval.json", *run_dir.glob("*/eval.json")] if p.is_file()]
-    for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            continue
-    return None
+    evals = RunFolder(run_dir).evals() if run_dir is not None else []
+    return evals[0][1] if evals else None
 
 
 def evaluation_lines(evaluation: dict | None) -> list[str]:
@@ -48,12 +42,9 @@ def evaluation_lines(evaluation: dict | None) -> list[str]:
 
 
 def training_record(run_dir: Path | None) -> dict:
-    if run_dir is None or not (run_dir / "training_config.json").is_file():
-        return {}
-    try:
-        return json.loads((run_dir / "training_config.json").read_text(encoding="utf-8")).get("config", {})
-    except ValueError:
-        return {}
+    """The run's resolved config as training_config.json records it ({} without a run or a record)."""
+    record = RunFolder(run_dir).record() if run_dir is not None else None
+    return (record or {}).get("config", {})
 
 
 def hub_id(spec: str | None) -> str | None:

@@ -22,6 +22,7 @@ from geodistill.ablate.view import CELL_FILE
 from geodistill.config import Config
 from geodistill.errors import GeodistillError
 from geodistill.outdir import output_dir
+from geodistill.runfolder import RunFolder
 from geodistill.runlock import hold
 from geodistill.teacher.cache import is_complete
 from geodistill.tune.objective import Objective
@@ -85,7 +86,7 @@ class AblateObjective(Objective):
         started = time.perf_counter()
         wer = super()._run(trial, overrides, run_dir)
         seconds = time.perf_counter() - started
-        history = json.loads((run_dir / "training_history.json").read_text())
+        history = RunFolder(run_dir).history() or {}
         cell = {
             "variant": variant,
             "seed": seed,
@@ -109,7 +110,7 @@ class AblateObjective(Objective):
         from geodistill.train.validate import VAL_MAX_NEW_TOKENS
 
         result = evaluate(
-            str(run_dir / "adapter_final"),
+            str(RunFolder(run_dir).final),
             self.cfg.ablate.test,
             out=run_dir / "eval-test",
             batch_size=self.cfg.train.batch_size,

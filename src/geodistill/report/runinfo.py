@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from geodistill import runfolder
 from geodistill.config import Config, ConfigError, from_dict
 from geodistill.errors import GeodistillError
-from geodistill.models.loading import RUN_SUBDIRS, saved_student
+from geodistill.models.loading import RUN_SUBDIRS, holds_model
+from geodistill.runfolder import RunFolder
 
 EVAL_DIRS = {"teacher": "eval-teacher", "student": "eval-student"}  # written by `geodistill evaluate --out`
 
@@ -24,15 +25,11 @@ class RunInfo:
 
 
 def read_json(path: Path, what: str) -> dict:
-    """A JSON object from ``path``; a one-line GeodistillError naming the file otherwise."""
-    if not path.is_file():
+    """A JSON object from ``path`` (``geodistill.runfolder.read_json``), which the report needs: missing is
+    a one-line GeodistillError too."""
+    data = runfolder.read_json(path, what)
+    if data is None:
         raise GeodistillError(f"{path}: missing ({what})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise GeodistillError(f"{path}: unreadable {what} ({exc})") from None
-    if not isinstance(data, dict):
-        raise GeodistillError(f"{path}: {what} is not a JSON object")
     return data
 
 
@@ -45,7 +42,7 @@ def count_lines(path: Path) -> int:
 
 
 def _student_dir(run_dir: Path) -> Path:
-    found = saved_student(run_dir)
+    found = RunFolder(run_dir).student(holds_model)
     if found is None:
         raise GeodistillError(
             f"{run_dir}: no saved student ({' or '.join(f'{s}/' for s in RUN_SUBDIRS)} holding a model)"
@@ -58,7 +55,8 @@ def read_run(run_dir: str | Path) -> RunInfo:
     run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():
         raise GeodistillError(f"{run_dir}: not a folder (expected a geodistill run folder)")
-    record = read_json(run_dir / "training_config.json", "run configuration")
+    folder = RunFolder(run_dir)
+    record = read_json(folder.record_file, "run configuration")
     if not isinstance(record.get("config"), dict):
         raise GeodistillError(f"{run_dir / 'training_config.json'}: no 'config' mapping")
     try:
@@ -66,7 +64,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
     except ConfigError as exc:
         reason = str(exc).replace("\n", " ")
         raise GeodistillError(f"{run_dir / 'training_config.json'}: {reason}") from None
-    history = read_json(run_dir / "training_history.json", "training history")
+    history = read_json(folder.history_file, "training history")
     for key in ("train", "val"):
         if not isinstance(history.get(key, []), list):
             raise GeodistillError(f"{run_dir / 'training_history.json'}: '{key}' is not a list")
@@ -81,7 +79,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         cfg=cfg,
         history=history,
         student_dir=_student_dir(run_dir),
-        bad_samples=count_lines(run_dir / "bad_samples.jsonl"),
+        bad_samples=count_lines(folder.bad_samples),
     )
 
 

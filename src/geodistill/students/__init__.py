@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from geodistill.errors import GeodistillError
-from geodistill.models.loading import EMBEDDED, RUN_SUBDIRS
+from geodistill.models.loading import EMBEDDED
+from geodistill.runfolder import RunFolder
 from geodistill.students.ctc import FAMILY as CTC
 from geodistill.students.family import Family
 from geodistill.students.seq2seq import FAMILY as SEQ2SEQ
@@ -44,10 +45,11 @@ def family_of_folder(folder: Path) -> Family:
 def student_folder(path: Path) -> Path | None:
     """The folder holding a model behind a local path: itself, or a run folder's best/ or adapter_final/."""
     markers = {f.marker for f in FAMILIES.values()}
-    for folder in (path, *(path / sub for sub in RUN_SUBDIRS)):
-        if any((folder / m).is_file() for m in markers):
-            return folder
-    return None
+
+    def holds(folder: Path) -> bool:
+        return any((folder / m).is_file() for m in markers)
+
+    return path if holds(path) else RunFolder(path).student(holds)
 
 
 def family_of(model: object) -> Family:

@@ -35,12 +35,12 @@ from geodistill.distributed import (
 )
 from geodistill.errors import GeodistillError
 from geodistill.outdir import output_dir
+from geodistill.runfolder import RunFolder
 from geodistill.runlock import hold
 from geodistill.students import FAMILIES
 from geodistill.teacher.factory import TeacherModel
 from geodistill.train.batches import BatchStream
 from geodistill.train.checkpoint import (
-    CHECKPOINT,
     assert_finite,
     load_checkpoint,
     load_trainable,
@@ -186,7 +186,7 @@ class Session:
         trainable = run.student.trainable
         assert_finite(trainable)
         save_checkpoint(
-            run.run_dir / CHECKPOINT,
+            run.folder.checkpoint,
             {
                 "trainable": trainable_state(trainable),
                 "optimizer": self.opt.state_dict(),
@@ -198,20 +198,20 @@ class Session:
                 "state": self.state.state_dict(),
             },
         )
-        (run.run_dir / "training_history.json").write_text(json.dumps(self.state.history, indent=1))
+        run.folder.write_json(run.folder.history_file, self.state.history, indent=1)
         barrier(run.world)
 
     def restore(self, ckpt: dict) -> None:
         """Load every piece of ``save``'s checkpoint except the data position (the stream takes that)."""
         run = self.run
-        load_trainable(run.student.trainable, ckpt["trainable"], str(run.run_dir / CHECKPOINT))
+        load_trainable(run.student.trainable, ckpt["trainable"], str(run.folder.checkpoint))
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.loss_fn.load_state_dict(ckpt["loss"])
         self.state.load_state_dict(ckpt["state"])
         set_rng_state(ckpt["rng"])
-        log.info("resumed from %s at step %d", run.run_dir / CHECKPOINT, self.state.step)
+        log.info("resumed from %s at step %d", run.folder.checkpoint, self.state.step)
 
     def log_train(self, bar, values: dict) -> None:
         state = self.state
@@ -240,7 +240,7 @@ class Session:
         )
         if state.best_wer is None or result["wer"] < state.best_wer:
             state.best_wer = result["wer"]
-            run.student.save(run.run_dir / "best", extra={"step": state.step, **result})
+            run.student.save(run.folder.best, extra={"step": state.step, **result})
         barrier(run.world)
         if on_eval is not None:
             on_eval(state.step, result["wer"])  # may raise (e.g. optuna.TrialPruned)
@@ -268,7 +268,7 @@ def train(
 
 def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> TrainResult:
     run_dir = Path(cfg.run_dir)
-    ckpt = load_checkpoint(run_dir / CHECKPOINT)
+    ckpt = load_checkpoint(RunFolder(run_dir).checkpoint)
     if ckpt is not None:
         check_resumed_config(cfg, run_dir)
     run = build_run(cfg, teacher_provider=teacher_provider, teacher_model=teacher_model, world=world)
@@ -284,7 +284,7 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
     if ckpt is not None:
         session.restore(ckpt)
     purge = session.state.step if ckpt is not None else None
-    session.writer = open_writer(run_dir / "tb", purge_step=purge, enabled=world.is_main)
+    session.writer = open_writer(RunFolder(run_dir).tb, purge_step=purge, enabled=world.is_main)
     try:  # a pruned tuning trial raises out of on_eval: still close the event file and the process group
         try:
             result = _loop(session, on_eval)
@@ -371,7 +371,7 @@ def _loop(session: Session, on_eval) -> TrainResult:
     else:
         last_wer = state.history["val"][-1]["wer"]
     if world.is_main:
-        run.student.save(run.run_dir / "adapter_final", extra={"step": state.step, "val_wer": last_wer})
+        run.student.save(run.folder.final, extra={"step": state.step, "val_wer": last_wer})
     log.info("done: %d steps, best validation WER %s, run folder %s", state.step, state.best_wer, run.run_dir)
     return TrainResult(0, state.step, run.run_dir, state.best_wer, last_wer, state.history)
 

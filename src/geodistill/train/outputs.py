@@ -1,21 +1,9 @@
-"""The run folder's files besides the checkpoint: config record, logs, saved students.
-
-run/
-  tb/                      TensorBoard events
-  checkpoint.pt            latest full training state (atomic), for exact resume
-  training_config.json     resolved config + package versions + git commit
-  training_history.json    train loss parts per log step, validation WER, skipped steps
-  best/                    student at the best validation WER (plain HF Whisper + processor)
-  adapter_final/           final student: HF Whisper (adapters merged), adapter/ (peft), projector
-  bad_samples.jsonl        skipped samples with reasons
-  train.log
-  .geodistill.lock(.json)  held while a process trains here, with its pid and host (runlock)
-"""
+"""What training writes into its run folder besides the checkpoint (the layout: ``geodistill.runfolder``):
+the config record, the run's log, and the check that a resumed run did not change what it trains."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import subprocess
 from collections.abc import Iterator
@@ -23,6 +11,7 @@ from pathlib import Path
 
 from geodistill.config import Config, to_dict
 from geodistill.errors import GeodistillError
+from geodistill.runfolder import RunFolder
 from geodistill.versions import package_versions
 
 log = logging.getLogger("geodistill")
@@ -83,7 +72,8 @@ def _git_commit() -> str | None:
 
 def write_run_config(cfg: Config, run_dir: Path) -> None:
     record = {"config": to_dict(cfg), "versions": package_versions(), "git_commit": _git_commit()}
-    (run_dir / "training_config.json").write_text(json.dumps(record, indent=2))
+    folder = RunFolder(run_dir)
+    folder.write_json(folder.record_file, record)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -98,10 +88,10 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def check_resumed_config(cfg: Config, run_dir: Path) -> None:
     """Warn about changed settings on resume; refuse changes that make the checkpoint meaningless."""
-    path = run_dir / "training_config.json"
-    if not path.exists():
+    record = RunFolder(run_dir).record()
+    if record is None:
         return
-    old, new = _flatten(json.loads(path.read_text())["config"]), _flatten(to_dict(cfg))
+    old, new = _flatten(record.get("config", {})), _flatten(to_dict(cfg))
     diffs = sorted(
         k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not k.startswith("tune.")
     )

@@ -21,6 +21,7 @@ from geodistill.contracts import Batch, Student, TeacherProvider
 from geodistill.data import BadSamples, SpeechDataset
 from geodistill.distributed import World
 from geodistill.models import resolve_device
+from geodistill.runfolder import RunFolder
 from geodistill.students import family_for_init
 from geodistill.students.family import TeacherSide
 from geodistill.teacher.factory import TeacherModel, cache_stands_in, load_teacher, make_teacher
@@ -41,6 +42,11 @@ class Run:
     prompt: list[int]
     bad: BadSamples
     world: World  # data-parallel position (rank 0 of 1 without a launcher)
+
+    @property
+    def folder(self) -> RunFolder:
+        """The run folder's layout (checkpoint, best/, adapter_final/, history, ...)."""
+        return RunFolder(self.run_dir)
 
 
 def seed_everything(seed: int) -> None:
@@ -97,7 +103,8 @@ def build_run(
 
 
 def _bad_samples(cfg: Config, run_dir: Path, world: World) -> BadSamples:
-    bad = BadSamples(run_dir / "bad_samples.jsonl" if world.is_main else None, strict=cfg.data.strict)
+    path = RunFolder(run_dir).bad_samples
+    bad = BadSamples(path if world.is_main else None, strict=cfg.data.strict)
     if world.is_main:
-        (run_dir / "bad_samples.jsonl").touch()  # present (possibly empty) in every run folder
+        path.touch()  # present (possibly empty) in every run folder
     return bad
