@@ -19,7 +19,6 @@ from geodistill.runfolder import RunFolder
 from geodistill.students import FAMILIES, family_of_folder, student_folder
 from geodistill.students.family import Card
 
-FORMATS: tuple[str, ...] = tuple(dict.fromkeys(f for family in FAMILIES.values() for f in family.formats))
 QUANTIZATIONS: tuple[str, ...] = ("int8", "int8_float32", "float16", "float32")
 
 
@@ -37,9 +36,14 @@ def run_student_dir(run_dir: Path) -> Path:
     return found
 
 
+def formats() -> tuple[str, ...]:
+    """Every format some registered student family can be written as."""
+    return tuple(dict.fromkeys(f for family in FAMILIES.values() for f in family.formats))
+
+
 def _check_choices(fmt: str, quantization: str | None) -> None:
-    if fmt not in FORMATS:
-        raise GeodistillError(f"--format: unknown format '{fmt}' (choose {' or '.join(FORMATS)})")
+    if fmt not in formats():
+        raise GeodistillError(f"--format: unknown format '{fmt}' (choose {' or '.join(formats())})")
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise GeodistillError(
             f"--quantization: unknown quantisation '{quantization}' (choose {', '.join(QUANTIZATIONS)})"
@@ -70,7 +74,7 @@ def export(
     eval_json: str | Path | None = None,
     license: str = "mit",
 ) -> Path:
-    """Export ``source`` (run folder or model spec) to ``out`` in ``fmt`` (see ``FORMATS``); returns ``out``.
+    """Export ``source`` (run folder or model spec) to ``out`` in ``fmt`` (see ``formats()``); returns ``out``.
 
     ``quantization`` (ct2 only) defaults to float32, the exact weights. ``eval_json`` overrides the
     evaluation the model card quotes (default: ``RUN/eval.json`` or ``RUN/*/eval.json``).

@@ -80,13 +80,14 @@ def build_run(
 ) -> Run:
     """Build a run. ``teacher_provider`` (e.g. a cache reader) replaces the configured one;
     ``teacher_model`` = a preloaded (model, processor) pair shared across runs (tuning trials)."""
+    family = family_for_init(cfg.student.init)  # an unknown init fails before the teacher loads
     run_dir, world = Path(cfg.run_dir), world or World()
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     side = _teacher_side(cfg, teacher_model, teacher_provider)
     bad = _bad_samples(cfg, run_dir, world)
-    parts = family_for_init(cfg.student.init).build(cfg, side, bad, device)
+    parts = family.build(cfg, side, bad, device)
     return Run(
         cfg=cfg,
         run_dir=run_dir,
