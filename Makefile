@@ -29,9 +29,13 @@ gpu-check: install
 	$(PY) -m pytest -q -m gpu
 	$(PY) benchmarks/gpu_step.py --size full --device cuda --write docs/benchmarks.md
 
+# ruff (style, and PLC0415: no function-local imports without a reason), the import layers
+# (import-linter, pyproject.toml), the layer table in docs/architecture.md, and the type checker.
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
+	$(PY) scripts/layers.py --check
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

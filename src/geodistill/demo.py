@@ -13,7 +13,11 @@ import time
 from pathlib import Path
 
 from geodistill.config import load_config
+from geodistill.corpus.demo_corpus import build_demo_corpus
+from geodistill.corpus.synth import held_out_val
+from geodistill.data import load_spec
 from geodistill.errors import GeodistillError
+from geodistill.train.loop import train
 
 PRESET = Path(__file__).resolve().parents[2] / "configs" / "dynamic-cpu.yaml"
 COLUMNS = (
@@ -64,10 +68,6 @@ def run_demo(
     out: str | Path = "runs/demo", overrides: list[str] | None = None, preset: Path = PRESET
 ) -> dict:
     """Build the corpus, distil, evaluate both models on the real recordings, write the report."""
-    from geodistill.corpus.demo_corpus import build_demo_corpus
-    from geodistill.corpus.synth import held_out_val
-    from geodistill.data import load_spec
-    from geodistill.train.loop import train
 
     if not preset.is_file():
         raise GeodistillError(f"{preset}: demo preset not found (run from a source checkout)")
@@ -104,7 +104,7 @@ def run_demo(
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     print(f"\nTeacher {cfg.teacher} vs distilled student on {test} (real recordings):\n\n{table}\n")
     try:
-        from geodistill.report import build_report
+        from geodistill.report import build_report  # noqa: PLC0415 (optional extra [report]: matplotlib, umap)
     except ImportError:  # the report extra is optional
         return summary
     index = build_report(run_dir, data=test)

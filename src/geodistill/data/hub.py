@@ -253,7 +253,7 @@ def hub_batches(
     def open_ds():
         ds = open_hub(sources, seed)
         if world > 1:
-            from datasets.distributed import split_dataset_by_node
+            from datasets.distributed import split_dataset_by_node  # noqa: PLC0415 (optional extra [hf])
 
             ds = split_dataset_by_node(ds, rank=rank, world_size=world)
         return ds

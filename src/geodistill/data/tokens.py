@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
 from geodistill.errors import DataError
 
 MAX_TARGET_POSITIONS = 448  # Whisper's decoder context (config.max_target_positions)
@@ -21,7 +23,6 @@ def _token_id(tok, token: str) -> int:
 
 
 def _language_token(language: str) -> str:
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
     lang = language.lower().strip()
     if lang.startswith("<|") and lang.endswith("|>"):

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from transformers import WhisperForCausalLM
 
 from geodistill.errors import GeodistillError
+from geodistill.models import load_whisper
 
 ACCEPTANCE = (
     "drafted tokens the teacher kept: (generated tokens - teacher decoder passes) / assistant decoder "
@@ -48,7 +50,6 @@ def shares_encoder(teacher, student) -> bool:
 
 def decoder_only(student):
     """``WhisperForCausalLM`` holding exactly ``student``'s decoder and output projection (B, T) -> logits."""
-    from transformers import WhisperForCausalLM
 
     causal = WhisperForCausalLM(copy.deepcopy(student.config))
     keep = {
@@ -128,7 +129,6 @@ class AssistedWhisper:
 
 def with_assistant(teacher, teacher_processor, spec: str) -> AssistedWhisper:
     """``teacher`` wrapped to draft with the student ``spec`` (decoder-only when it shares the encoder)."""
-    from geodistill.models import load_whisper
 
     student, processor = load_whisper(str(spec), device=str(teacher.device), dtype=teacher.dtype)
     check_tokenizers(teacher_processor, processor, str(spec))

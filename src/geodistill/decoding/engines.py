@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizerFast
 
 from geodistill.decoding.assistant import AssistedWhisper, with_assistant
 from geodistill.errors import GeodistillError, ModelLoadError
@@ -61,7 +62,7 @@ def hf_folder(spec: str) -> Path:
 
 
 def _fingerprint(folder: Path, quantization: str) -> str:
-    import ctranslate2
+    import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
 
     h = hashlib.sha256(f"geodistill-ct2-{CT2_REVISION}-{ctranslate2.__version__}-{quantization}".encode())
     for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
@@ -101,7 +102,6 @@ def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
 
 def _processor(folder: Path):
     """WhisperProcessor of a CT2 folder: its tokenizer.json and preprocessor_config.json (80 mels if none)."""
-    from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizerFast
 
     try:
         if (folder / "preprocessor_config.json").is_file():
@@ -212,7 +212,7 @@ class Ct2Whisper:
         <|endoftext|>. Raises GeodistillError for HF-only options (assistant models, timestamps)."""
         if unsupported:
             raise GeodistillError(f"--engine ct2 does not support {', '.join(sorted(unsupported))}")
-        import ctranslate2
+        import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
 
         feats = ctranslate2.StorageView.from_array(input_features.float().contiguous().numpy())
         prompts = self._prompt(language, task, feats)

@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from importlib.resources import files
 
 import jiwer
+from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
 
 @functools.cache
 def _english_normaliser() -> Callable[[str], str]:
-    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
     # transformers ships the normaliser but not its British->American map; whisper-normalizer ships the map
     mapping = json.loads(files("whisper_normalizer").joinpath("normalizers/english.json").read_text("utf-8"))
@@ -31,7 +31,6 @@ def _english_normaliser() -> Callable[[str], str]:
 
 @functools.cache
 def _basic_normaliser() -> Callable[[str], str]:
-    from transformers.models.whisper.english_normalizer import BasicTextNormalizer
 
     return BasicTextNormalizer()
 

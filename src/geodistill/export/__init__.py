@@ -74,7 +74,7 @@ def export(
     eval_json: str | Path | None = None,
     license: str = "mit",
 ) -> Path:
-    """Export ``source`` (run folder or model spec) to ``out`` in ``fmt`` (see ``formats()``); returns ``out``.
+    """Export ``source`` (a run folder or model spec) to ``out`` as ``fmt`` (see ``formats()``).
 
     ``quantization`` (ct2 only) defaults to float32, the exact weights. ``eval_json`` overrides the
     evaluation the model card quotes (default: ``RUN/eval.json`` or ``RUN/*/eval.json``).

@@ -16,11 +16,20 @@ import json
 import re
 import shutil
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from transformers import (
+    GenerationConfig,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    WhisperTokenizer,
+)
 
 from geodistill.errors import ModelLoadError
 
@@ -287,7 +296,6 @@ def build_whisper(
     The model is built on the meta device so no random weights exist to be left behind: every
     parameter must come from the file (strict load), and any tensor still on meta is an error.
     """
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     dims = whisper_dims(variables, aliases, source)
     state = ct2_state_dict(variables, aliases, dims, source)
@@ -326,7 +334,6 @@ def english_normalizer_file() -> Path:
 
     CT2 packages ship no normalizer.json; the whisper-normalizer package carries the same map.
     """
-    from importlib.resources import files
 
     try:
         path = Path(str(files("whisper_normalizer") / "normalizers" / "english.json"))
@@ -342,7 +349,6 @@ def load_ct2_tokenizer(tokenizer_file: Path, work_dir: Path) -> WhisperTokenizer
 
     The repaired JSON is written into ``work_dir`` because the tokenizer loads from a file.
     """
-    from transformers import WhisperTokenizer
 
     try:
         data = json.loads(Path(tokenizer_file).read_text(encoding="utf-8"))
@@ -377,7 +383,6 @@ def build_generation_config(
 ) -> GenerationConfig:
     """GenerationConfig from CT2's config.json (suppression lists, alignment heads, languages) plus the
     tokenizer's special tokens, matching what OpenAI's checkpoints on the HF hub carry."""
-    from transformers import GenerationConfig
 
     keys = ("alignment_heads", "lang_ids", "suppress_ids", "suppress_ids_begin")
     missing = [k for k in keys if k not in ct2_config]
@@ -410,7 +415,6 @@ def build_generation_config(
 def convert_ct2(parts: Sequence[Path], config_file: Path, tokenizer_file: Path, out_dir: Path) -> None:
     """Write an HF Whisper folder (safetensors weights, config, generation config, processor with
     tokenizer, normalizer.json and feature extractor) converted from a CT2 model into ``out_dir``."""
-    from transformers import WhisperFeatureExtractor, WhisperProcessor
 
     source = str(Path(parts[0]).parent)
     try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from transformers import WhisperProcessor
+
 from geodistill.optional import require
 
 # what faster-whisper reads next to model.bin (preprocessor_config.json gives it the mel-bin count)
@@ -24,8 +26,6 @@ def convert_to_ct2(hf_dir: Path, out: Path, quantization: str = "float32") -> Pa
     converter.convert(str(out), quantization=quantization, force=True)
     _record_context(hf_dir, out)
     if not (out / "preprocessor_config.json").is_file():  # transformers 5 folders hold processor_config.json
-        from transformers import WhisperProcessor
-
         WhisperProcessor.from_pretrained(hf_dir, local_files_only=True).feature_extractor.save_pretrained(out)
     return out
 

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
+from huggingface_hub import constants
+from safetensors import SafetensorError
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ct2 import convert_ct2
@@ -224,7 +227,6 @@ def _looks_like_path(spec: str) -> bool:
 def _hub_unreachable() -> str | None:
     """Why the hub cannot be used right now, or None. huggingface_hub retries a dead network for ~50 s,
     so a failing DNS lookup of the endpoint (no proxy configured) is taken as a quick 'unreachable'."""
-    from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
@@ -241,7 +243,6 @@ def _hub_unreachable() -> str | None:
 def weights_errors() -> tuple[type[BaseException], ...]:
     """What a corrupt or unsafe weights file raises: safetensors' header errors, torch.load's weights_only
     refusal (UnpicklingError), and the OSError/ValueError/RuntimeError of truncated or mismatched tensors."""
-    from safetensors import SafetensorError
 
     return (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)
 
@@ -258,7 +259,6 @@ def load_reason(exc: BaseException) -> str:
 
 
 def _from_pretrained(where: str, dtype: torch.dtype, local_only: bool) -> Loaded:
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     model = WhisperForConditionalGeneration.from_pretrained(where, dtype=dtype, local_files_only=local_only)
     processor = WhisperProcessor.from_pretrained(where, local_files_only=local_only)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import torch
+from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from geodistill.config import lora_patterns
@@ -28,7 +29,6 @@ def add_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: str 
     Returns the ``PeftModel``; the adapters live inside the original modules, so calling the
     underlying Whisper (``peft_model.base_model.model``) runs through them too.
     """
-    from peft import LoraConfig, get_peft_model
 
     patterns = lora_patterns(targets)
     names = matching_modules(model, patterns)

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import torch
 
+from geodistill.ablate import ablation_of_run
 from geodistill.errors import GeodistillError
+from geodistill.evaluate.run import evaluate
 from geodistill.models import resolve_device
 from geodistill.report.html import render_html, render_markdown
+from geodistill.report.latent import latent_section
 from geodistill.report.plots import training_curves
 from geodistill.report.runinfo import EVAL_DIRS, RunInfo, read_evals, read_run
 from geodistill.students import family_of_folder
@@ -43,7 +46,6 @@ def training_summary(history: dict) -> dict:
 
 
 def _latent(info: RunInfo, data: str | None, n: int, device: torch.device, out: Path) -> tuple[dict, list]:
-    from geodistill.report.latent import latent_section
 
     try:
         return latent_section(info, data, n, device, out)
@@ -67,8 +69,6 @@ def comparison(
     source = {role: str(info.run_dir / sub / "eval.json") for role, sub in EVAL_DIRS.items() if role in found}
     missing = [role for role in EVAL_DIRS if role not in found]
     if missing and evaluate_missing and utts:
-        from geodistill.evaluate.run import evaluate
-
         specs = {"teacher": info.cfg.teacher, "student": str(info.run_dir)}
         student_cap = max_new_tokens if family_of_folder(info.student_dir).token_cap else None
         caps = {"teacher": max_new_tokens, "student": student_cap}  # a CTC student: one label per frame
@@ -91,7 +91,6 @@ def comparison(
 
 def _ablation(run_dir: Path, out: Path) -> dict | None:
     """The ablation this run is a cell of (its ablation.png copied beside the page), or None."""
-    from geodistill.ablate import ablation_of_run
 
     found = ablation_of_run(run_dir)
     if found is not None and (run_dir.parent / "ablation.png").is_file():

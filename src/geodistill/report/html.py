@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from geodistill.ablate.view import comparison_lines, table_rows
 from geodistill.students import family_for_init
 
 COMPARE = (  # (eval.json key, label, format); "pct" = a fraction shown as a percentage
@@ -198,7 +199,6 @@ def ablation_section(report: dict) -> Section | None:
     summary = report.get("ablation")
     if not summary:
         return None
-    from geodistill.ablate.view import comparison_lines, table_rows
 
     cell = summary["this_cell"]
     sec = Section("Ablation", tables=[table_rows(summary)])

@@ -39,13 +39,13 @@ def embed_pairs(method: str, teacher: np.ndarray, student: np.ndarray, seed: int
     joint = np.concatenate([teacher, student]).astype(np.float64)
     m = len(joint)
     if method == "pca":
-        from sklearn.decomposition import PCA
+        from sklearn.decomposition import PCA  # noqa: PLC0415 (optional extra [report])
 
         pca = PCA(n_components=2, random_state=seed)
         points = pca.fit_transform(joint)
         note = "PC1 {:.0%}, PC2 {:.0%} of the variance".format(*pca.explained_variance_ratio_)
     elif method == "tsne":
-        from sklearn.manifold import TSNE
+        from sklearn.manifold import TSNE  # noqa: PLC0415 (optional extra [report])
 
         perplexity = float(min(30.0, max(1.0, (m - 1) / 3)))  # must stay below the number of points
         points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
@@ -53,7 +53,7 @@ def embed_pairs(method: str, teacher: np.ndarray, student: np.ndarray, seed: int
         )
         note = f"perplexity {perplexity:.3g}"
     elif method == "umap":
-        import umap
+        import umap  # noqa: PLC0415 (optional extra [report])
 
         neighbours = int(max(2, min(15, m - 1)))
         # PCA init: spectral init fails on the tiny, often disconnected neighbour graphs of small reports.

@@ -17,7 +17,9 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from geodistill.contracts import IGNORE_INDEX
+from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec, prompt_ids
 from geodistill.errors import DataError, GeodistillError
+from geodistill.models import load_whisper, resolve_device
 from geodistill.models.frames import align_frames
 from geodistill.parallel import all_done, owned_parts, part_written, teacher_world
 from geodistill.runlock import HOLDER, LOCK, hold
@@ -75,7 +77,6 @@ def _load_teacher(teacher, device: str):
     if not isinstance(teacher, str | Path):
         model, processor = teacher
         return model.eval().requires_grad_(False), processor
-    from geodistill.models import load_whisper, resolve_device
 
     dev = resolve_device(device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
@@ -284,7 +285,6 @@ def build_cache(
     keeps those layers with their cross-attention k/v projections frozen then skips them
     (``teacher_cache_cross_kv`` in a run's config).
     """
-    from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec, prompt_ids
 
     out = Path(out)
     _refuse_foreign(out)

@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from geodistill.data import parse_spec
+from geodistill.models.loading import EMBEDDED
+
 
 def spec_name(spec: str | Path) -> str:
     """A model spec as recorded: existing paths absolute (the same teacher named from anywhere)."""
@@ -20,14 +23,12 @@ def spec_name(spec: str | Path) -> str:
 
 def data_spec_name(spec: str | Path) -> str:
     """A data spec as recorded: ``kind:absolute path`` ("train.jsonl" and "manifest:./train.jsonl" agree)."""
-    from geodistill.data import parse_spec
 
     kind, path = parse_spec(spec)
     return f"{kind}:{path.resolve()}"
 
 
 def _is_embedded(spec: str) -> bool:
-    from geodistill.models.loading import EMBEDDED
 
     return spec in EMBEDDED
 
