@@ -1,7 +1,7 @@
 """Distillation losses: CE, KL * T^2 (full or top-k teacher), geodesic / MSE hidden, TAID, weighted sum."""
 
 from geodistill.losses.combine import DistillationLoss, teacher_logits
-from geodistill.losses.hidden import GeodesicLoss, MSEHiddenLoss, align_frames
+from geodistill.losses.hidden import GeodesicLoss, MSEHiddenLoss
 from geodistill.losses.kd import (
     IGNORE_INDEX,
     CrossEntropyLoss,
@@ -14,6 +14,7 @@ from geodistill.losses.kd import (
     valid_mask,
 )
 from geodistill.losses.taid import AdaptiveTAID, SeedTAID, linear_schedule
+from geodistill.models.frames import align_frames
 
 __all__ = [
     "IGNORE_INDEX",

@@ -14,9 +14,10 @@ from torch import Tensor, nn
 from geodistill.config import LossConfig
 from geodistill.contracts import ModelStates, TeacherOutputs
 from geodistill.errors import GeodistillError
-from geodistill.losses.hidden import GeodesicLoss, MSEHiddenLoss, align_frames
+from geodistill.losses.hidden import GeodesicLoss, MSEHiddenLoss
 from geodistill.losses.kd import CrossEntropyLoss, KLDivergenceLoss, TeacherLogits, TopKLogits, valid_mask
 from geodistill.losses.taid import AdaptiveTAID, SeedTAID
+from geodistill.models.frames import align_frames
 
 
 def teacher_logits(teacher: TeacherOutputs) -> TeacherLogits:

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from geodistill.config import LossConfig
 from geodistill.contracts import ModelStates, TeacherOutputs
 from geodistill.errors import GeodistillError
-from geodistill.losses.hidden import GeodesicLoss, MSEHiddenLoss, align_frames
+from geodistill.losses.hidden import GeodesicLoss, MSEHiddenLoss
+from geodistill.models.frames import align_frames
 
 BLANK = 0
 CHARS = ("<blank>", " ", "'", *"abcdefghijklmnopqrstuvwxyz")  # id -> character; id 0 is the CTC blank
