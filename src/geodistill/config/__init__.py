@@ -1,0 +1,65 @@
+"""Typed run configuration: YAML presets + dotted ``key=value`` overrides + one validation pass.
+
+A config is a tree of dataclasses. ``load_config("configs/layer-drop-cpu.yaml", ["train.lr=1e-4"])``
+reads the preset, applies overrides (values parsed as YAML, so ``1e-4``, ``true``, ``[0, 3]`` work),
+and ``validate`` reports *every* problem in one ``ConfigError`` before any compute starts.
+
+Modules: ``schema`` (the dataclasses), ``load`` (presets, overrides, dict conversion), ``checks``
+(``validate``), ``lora`` (LoRA target presets), ``errors`` (``ConfigError``). Import from here.
+"""
+
+from geodistill.config.checks import validate
+from geodistill.config.errors import ConfigError, config_error
+from geodistill.config.load import from_dict, load_config, merge, parse_overrides, to_dict
+from geodistill.config.lora import LORA_PRESETS, lora_patterns
+from geodistill.config.schema import (
+    AblateConfig,
+    AmpMode,
+    AudioContext,
+    Config,
+    CTCConfig,
+    CTCVocab,
+    DataConfig,
+    EncoderAlign,
+    HiddenLayers,
+    HiddenLoss,
+    HiddenOn,
+    LoraConfig,
+    LossConfig,
+    StudentConfig,
+    StudentInit,
+    TaidMode,
+    TrainConfig,
+    TuneConfig,
+)
+
+__all__ = [
+    "LORA_PRESETS",
+    "AblateConfig",
+    "AmpMode",
+    "AudioContext",
+    "CTCConfig",
+    "CTCVocab",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EncoderAlign",
+    "HiddenLayers",
+    "HiddenLoss",
+    "HiddenOn",
+    "LoraConfig",
+    "LossConfig",
+    "StudentConfig",
+    "StudentInit",
+    "TaidMode",
+    "TrainConfig",
+    "TuneConfig",
+    "config_error",
+    "from_dict",
+    "load_config",
+    "lora_patterns",
+    "merge",
+    "parse_overrides",
+    "to_dict",
+    "validate",
+]
