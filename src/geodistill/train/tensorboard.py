@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from torch.utils.tensorboard import SummaryWriter
+
 from geodistill.optional import require
 
 EXTRA = "tensorboard"
@@ -45,6 +47,5 @@ def open_writer(log_dir: str | Path, purge_step: int | None, enabled: bool) -> S
     if not enabled:
         return NullWriter()
     require("tensorboard", EXTRA, "TensorBoard logging (the run folder's tb/)")
-    from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(log_dir), purge_step=purge_step)

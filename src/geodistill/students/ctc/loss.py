@@ -38,7 +38,7 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 def _spell_digits(text: str) -> str:
     """Digit runs -> English words when num2words is installed, else unchanged (then reported)."""
     try:
-        from num2words import num2words
+        from num2words import num2words  # noqa: PLC0415 (optional extra [demo])
     except ImportError:
         return text
     return re.sub(r"\d+", lambda m: f" {num2words(int(m.group()))} ", text)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from geodistill.errors import GeodistillError
 from geodistill.modelcard import evaluation_lines, front_matter
@@ -46,7 +47,6 @@ def export(folder: Path, out: Path, fmt: str, quantization: str | None, card: Ca
 
 def write_hf(model_dir: Path, out: Path) -> None:
     """Re-save the model (safetensors), its generation config and its processor into ``out``."""
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     model = WhisperForConditionalGeneration.from_pretrained(model_dir, local_files_only=True)
     model.save_pretrained(out)
