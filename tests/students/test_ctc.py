@@ -74,7 +74,7 @@ def test_padding_beyond_a_clip_does_not_reach_its_frames():
 
 
 def test_a_failed_save_keeps_the_previous_student(tiny_processor, tmp_path, monkeypatch):
-    from geodistill.students import ctc as ctc_mod
+    from geodistill.students.ctc import model as ctc_mod
 
     s = student(processor=tiny_processor)
     s.save(tmp_path / "best", {"step": 1})

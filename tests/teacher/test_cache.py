@@ -306,7 +306,7 @@ def test_a_pretrained_student_trains_from_a_complete_cache_without_loading_the_t
         CacheOptions(top_k=8),
         BuildOptions(device="cpu"),
     )
-    from geodistill.students import whisper as student_module
+    from geodistill.students.seq2seq import model as student_module
     from geodistill.train import teacher as teacher_module
 
     loaded = []

@@ -19,6 +19,7 @@ from geodistill.runfolder import RunFolder
 from geodistill.students import FAMILIES, family_of_folder, student_folder
 from geodistill.students.family import Card
 
+RUNTIMES = {"hf": "transformers", "ct2": "CTranslate2", "ggml": "whisper.cpp", "onnx": "ONNX Runtime"}
 QUANTIZATIONS: tuple[str, ...] = ("int8", "int8_float32", "float16", "float32")
 
 
@@ -86,6 +87,11 @@ def export(
     with tempfile.TemporaryDirectory(prefix="geodistill-source-") as tmp:
         folder, run_dir = resolve_source(str(source), Path(tmp) / "source")
         family = family_of_folder(folder)
+        if fmt not in family.formats:
+            raise GeodistillError(
+                f"--format {fmt}: {source} is a {family.label}, and {RUNTIMES.get(fmt, fmt)} has no such "
+                f"model; use --format {' or '.join(family.formats)}"
+            )
         name = Path(str(source)).name or str(source)
         card = Card(find_eval(run_dir, eval_json), training_record(run_dir), license, name, str(source))
         family.export(folder, out, fmt, quantization, card)

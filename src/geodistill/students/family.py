@@ -71,6 +71,7 @@ class Card:
 
 class Family(Protocol):
     name: str  # "seq2seq" | "ctc": eval.json's "family", the registry key
+    label: str  # what to call one in a message: "Whisper model", "CTC student"
     inits: tuple[str, ...]  # the student.init values that build it
     marker: str  # the file a saved folder of this family holds (config.json, ctc_config.json)
     formats: tuple[str, ...]  # ``geodistill export --format`` values it can be written as

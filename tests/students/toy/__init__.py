@@ -22,6 +22,7 @@ CALLS: Counter = Counter()  # hook name -> times called
 
 class ToyFamily:
     name = "toy"
+    label = "toy student"
     inits = ("toy",)
     marker = MARKER
     formats = ("toy",)  # its own format: the Whisper folder plus the marker

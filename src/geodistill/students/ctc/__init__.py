@@ -20,6 +20,7 @@ from geodistill.students.ctc.model import CTC_CONFIG, CTCModel, CTCStudent, load
 
 class CTCFamily:
     name = "ctc"
+    label = "CTC student"
     inits = ("ctc",)
     marker = CTC_CONFIG
     formats = exporting.FORMATS

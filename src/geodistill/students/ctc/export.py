@@ -14,7 +14,6 @@ from pathlib import Path
 import yaml
 
 from geodistill.decoding.speed import count_params
-from geodistill.errors import GeodistillError
 from geodistill.modelcard import evaluation_lines, front_matter
 from geodistill.students.ctc.loss import BLANK
 from geodistill.students.ctc.model import MAX_POSITIONS, CTCShape, load_ctc, write_ctc
@@ -77,16 +76,10 @@ def transcribe(audio):  # 16-kHz mono float32 samples, at most 30 s
 
 
 FORMATS: tuple[str, ...] = ("hf",)  # its own safetensors folder
-RUNTIMES = {"ct2": "CTranslate2", "ggml": "whisper.cpp", "onnx": "geodistill's ONNX export"}  # none holds it
 
 
 def export(folder: Path, out: Path, fmt: str, quantization: str | None, card: Card) -> None:
     """Write the CTC student saved in ``folder`` and its model card into ``out`` (format ``hf`` only)."""
-    if fmt not in FORMATS:
-        raise GeodistillError(
-            f"--format {fmt}: {card.source} is a CTC student, and {RUNTIMES.get(fmt, fmt)} has no such model "
-            "(no CTC encoder-only model type); use --format hf"
-        )
     model, processor = load_ctc(folder)
     out.mkdir(parents=True, exist_ok=True)
     write_ctc(model, processor, out)

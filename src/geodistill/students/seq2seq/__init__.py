@@ -20,6 +20,7 @@ from geodistill.students.seq2seq.model import WhisperStudent, build_whisper_stud
 
 class Seq2SeqFamily:
     name = "seq2seq"
+    label = "Whisper model"
     inits = ("copy", "pretrained")
     marker = "config.json"
     formats = exporting.FORMATS

@@ -18,7 +18,6 @@ from pathlib import Path
 import yaml
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from geodistill.errors import GeodistillError
 from geodistill.modelcard import evaluation_lines, front_matter
 from geodistill.models.ct2_convert import convert_to_ct2
 from geodistill.models.loading import local_model_dir
@@ -30,8 +29,6 @@ FORMATS: tuple[str, ...] = ("hf", "ct2")
 
 def export(folder: Path, out: Path, fmt: str, quantization: str | None, card: Card) -> None:
     """Write the Whisper model in ``folder`` (an HF or CTranslate2 folder) to ``out`` as ``fmt``."""
-    if fmt not in FORMATS:
-        raise GeodistillError(f"--format {fmt}: a Whisper model exports as {' or '.join(FORMATS)}")
     if fmt == "ct2":
         require("ctranslate2", "deploy", "exporting to CTranslate2")
     model_dir = local_model_dir(folder)
