@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from geodistill.ablate.stats import mean_std, paired
 from geodistill.ablate.view import METRICS, render_markdown
 from geodistill.config import Config
-from geodistill.tune.outputs import _write_atomic
+from geodistill.tune.outputs import write_atomic
 
 GRID_ATTR = "ablation_grid"  # the study's user attribute recording its variants and seeds
 FILES = ("ablation.json", "ablation.md", "ablation.png")
@@ -125,7 +125,7 @@ def write_ablation(study: optuna.Study, cfg: Config, study_dir: Path, storage_la
     summary = summarize(study, storage_label)
     summary["steps"] = cfg.tune.steps or cfg.train.max_steps
     summary["test_data"] = cfg.ablate.test
-    _write_atomic(study_dir / "ablation.json", (json.dumps(summary, indent=2) + "\n").encode())
-    _write_atomic(study_dir / "ablation.md", render_markdown(summary).encode())
-    _write_atomic(study_dir / "ablation.png", plot(summary))
+    write_atomic(study_dir / "ablation.json", (json.dumps(summary, indent=2) + "\n").encode())
+    write_atomic(study_dir / "ablation.md", render_markdown(summary).encode())
+    write_atomic(study_dir / "ablation.png", plot(summary))
     return summary

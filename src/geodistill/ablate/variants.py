@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from geodistill.config import Config, ConfigError, LossConfig, to_dict
-from geodistill.tune.space import _config_leaf, trial_config
+from geodistill.tune.space import config_leaf, trial_config
 
 DEFAULT_NAMES = ("ce", "ce+kl", "ce+kl+mse", "ce+kl+geo", "ce+kl+geo+taid", "kl+geo")
 # A CTC student has no decoder: no KL or TAID; "ce" is its CTC loss (loss.ce_weight) on the transcripts.
@@ -111,7 +111,7 @@ def _check_variant(cfg: Config, name: str, overrides: Any, problems: list[str]) 
         if reason is not None:
             problems.append(f"{where}.{key}: a variant may not change it ({reason})")
             bad = True
-        elif not _config_leaf(tree, key, f"{where}.{key}", problems):
+        elif not config_leaf(tree, key, f"{where}.{key}", problems):
             bad = True
     if bad:
         return None

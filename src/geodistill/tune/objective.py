@@ -22,14 +22,16 @@ from optuna.distributions import BaseDistribution
 
 from geodistill.config import Config
 from geodistill.errors import GeodistillError
-from geodistill.tune.space import _suggest, trial_config
+from geodistill.tune.space import suggest, trial_config
 
-log = logging.getLogger("geodistill.tune")  # one logger for the package: _study_log attaches to it
+log = logging.getLogger("geodistill.tune")  # one logger for the package: study_log attaches to it
 
 
-def _sampler_seed(cfg: Config, n_existing: int, shared: bool) -> int:
-    # A continued study must not replay the first run's random start-up points, and workers sharing a
-    # study must not draw the same points at the same time.
+def sampler_seed(cfg: Config, n_existing: int, shared: bool) -> int:
+    """The sampler's seed for a worker joining a study that holds ``n_existing`` trials.
+
+    A continued study must not replay the first run's random start-up points, and workers sharing a
+    study (``shared``) must not draw the same points at the same time."""
     seed = cfg.train.seed + n_existing
     if shared:
         seed += zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode())
@@ -103,7 +105,7 @@ class Objective:
         return self._provider
 
     def __call__(self, trial: optuna.Trial) -> float:
-        params = {name: _suggest(trial, name, dist) for name, dist in self.space.items()}
+        params = {name: suggest(trial, name, dist) for name, dist in self.space.items()}
         run_dir = self.study_dir / f"trial-{trial.number}"
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("host", socket.gethostname())

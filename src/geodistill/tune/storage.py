@@ -62,7 +62,8 @@ def check_url(url: str) -> None:
     )
 
 
-def _is_sqlite(url: str) -> bool:
+def is_sqlite(url: str) -> bool:
+    """True when ``url`` is a SQLite database (single-worker: SQLite has no row locks)."""
     try:
         return make_url(url).get_backend_name() == "sqlite"
     except (ArgumentError, ValueError):
