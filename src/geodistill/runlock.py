@@ -6,6 +6,10 @@ folder is refused at once with a one-line error naming the holder (pid, host, co
 from the ``.geodistill.lock.json`` record the holder wrote. The operating system drops the lock when its
 process dies, so a lock left by a killed process (its record still naming a pid that no longer runs)
 never blocks: the next run simply takes it over.
+
+The record holds the pid, host, command name and start time, never the command line: that may carry a
+storage URL with its password (``--storage postgresql://user:pw@host/db``), and a killed process leaves
+its record behind. It is readable by its owner only (0600).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import datetime
 import json
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,15 +41,19 @@ def _holder(folder: Path) -> str:
 
 
 def _record(folder: Path, what: str) -> None:
+    """Write the holder's record atomically, owner-only from its first byte: the temporary file is created
+    0600 (and chmod-ed, should one with that name be left over) before the record is written into it."""
     record = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "command": what,
-        "argv": sys.argv[1:],
         "since": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     tmp = folder / f".{HOLDER}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fd, 0o600)
+        fh.write(json.dumps(record, indent=1))
     os.replace(tmp, folder / HOLDER)
 
 

@@ -13,6 +13,7 @@ Modules: ``variants`` (built-in and user variants, checked), ``stats`` (mean ± 
 ``study`` (objective, grid, ``ablate``), ``outputs`` (the three files, the report's view).
 """
 
+import importlib
 from typing import Any
 
 from geodistill.ablate.stats import mean_std, paired
@@ -34,8 +35,6 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'geodistill.ablate' has no attribute {name!r}")
 

@@ -4,6 +4,7 @@ the trials also store as their ``cell`` user attribute."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 from geodistill.ablate.stats import mean_std, paired
 from geodistill.ablate.view import METRICS, render_markdown
 from geodistill.config import Config
-from geodistill.tune.outputs import _write_atomic
+from geodistill.tune.outputs import write_atomic
 
 GRID_ATTR = "ablation_grid"  # the study's user attribute recording its variants and seeds
 FILES = ("ablation.json", "ablation.md", "ablation.png")
@@ -91,12 +92,11 @@ def _comparisons(variants: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plot(summary: dict[str, Any]) -> bytes:
     """ablation.png: WER per variant, every seed a dot, the mean ± std as a bar (one panel per metric)."""
-    import io
 
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (optional extra [tune/report])
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (optional extra [tune/report])
 
     names = list(summary["variants"])
     metrics = [m for m in METRICS if any(v[m]["n"] for v in summary["variants"].values())] or ["val_wer"]
@@ -125,7 +125,7 @@ def write_ablation(study: optuna.Study, cfg: Config, study_dir: Path, storage_la
     summary = summarize(study, storage_label)
     summary["steps"] = cfg.tune.steps or cfg.train.max_steps
     summary["test_data"] = cfg.ablate.test
-    _write_atomic(study_dir / "ablation.json", (json.dumps(summary, indent=2) + "\n").encode())
-    _write_atomic(study_dir / "ablation.md", render_markdown(summary).encode())
-    _write_atomic(study_dir / "ablation.png", plot(summary))
+    write_atomic(study_dir / "ablation.json", (json.dumps(summary, indent=2) + "\n").encode())
+    write_atomic(study_dir / "ablation.md", render_markdown(summary).encode())
+    write_atomic(study_dir / "ablation.png", plot(summary))
     return summary

@@ -21,7 +21,7 @@ def mean_std(values: list[float]) -> dict[str, float | int | None]:
 
 def t_quantile(p: float, dof: int) -> float:
     """The p-quantile of Student's t with ``dof`` degrees of freedom (scipy.stats.t.ppf)."""
-    from scipy import stats
+    from scipy import stats  # noqa: PLC0415 (optional extra [tune])
 
     return float(stats.t.ppf(p, dof))
 

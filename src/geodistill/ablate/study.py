@@ -3,7 +3,6 @@ teacher cache, heartbeat retry and exact budget; one cell = one training run in 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -21,23 +20,22 @@ from geodistill.ablate.variants import ablation_seeds, ablation_variants
 from geodistill.ablate.view import CELL_FILE
 from geodistill.config import Config
 from geodistill.errors import GeodistillError
-from geodistill.outdir import output_dir
+from geodistill.evaluate.run import evaluate
 from geodistill.runfolder import RunFolder
-from geodistill.runlock import hold
+from geodistill.students import family_for_init
 from geodistill.teacher.cache import is_complete
-from geodistill.tune.objective import Objective
-from geodistill.tune.storage import HEARTBEAT_S, STORAGE_FILE, _is_sqlite, budget_used, mask_url, open_study
-from geodistill.tune.storage import storage_url as _storage_url
-from geodistill.tune.workers import (
-    _check_claim,
-    _claim_folder,
-    _spawn_workers,
-    _study_log,
+from geodistill.train.validate import VAL_MAX_NEW_TOKENS
+from geodistill.tune import (
+    HEARTBEAT_S,
+    Objective,
+    StudyRunner,
+    budget_used,
     check_tune_args,
-    run_worker,
+    is_sqlite,
+    storage_url,
 )
 
-log = logging.getLogger("geodistill.tune")  # tune's logger: _study_log writes it to <folder>/tune.log
+log = logging.getLogger("geodistill.tune")  # tune's logger: the runner's session logs it to tune.log
 PENDING = (TrialState.RUNNING, TrialState.WAITING)
 GRID_SEED = 0  # every worker and every rerun must shuffle the grid alike: grid ids index the shuffle
 
@@ -105,9 +103,6 @@ class AblateObjective(Objective):
         """Normalised WER of the cell's final student on ``ablate.test`` (eval files in run_dir/eval-test)."""
         if not self.cfg.ablate.test:
             return None
-        from geodistill.evaluate.run import evaluate
-        from geodistill.students import family_for_init
-        from geodistill.train.validate import VAL_MAX_NEW_TOKENS
 
         result = evaluate(
             str(RunFolder(run_dir).final),
@@ -168,14 +163,14 @@ def _failed_cells(trials: list[FrozenTrial]) -> list[tuple[str, int]]:
     return sorted(cell for cell, states in by_cell.items() if states == {TrialState.FAIL})
 
 
-def _budget(cfg: Config, url: str, name: str, study: optuna.Study, n_cells: int, heartbeat_s: int) -> int:
+def _budget(runner: StudyRunner, study: optuna.Study, n_cells: int) -> int:
     """Trials this run may reach in total: the grid, plus one re-run of each cell whose trials all failed
     (queued here, so every worker runs it once)."""
     trials = study.get_trials(deepcopy=False)
     failed = _failed_cells(trials)
     n_trials = max(n_cells, budget_used(trials)) + len(failed)
     if failed:  # a queued trial counts against the budget when it is queued
-        study = open_study(cfg, url, name, n_trials, heartbeat_s)
+        study = runner.open(n_trials)
     for variant, seed in failed:
         study.enqueue_trial({"variant": variant, "seed": seed})
         log.info("cell %s, seed %d failed earlier: queued to run again", variant, seed)
@@ -186,8 +181,8 @@ def check_ablate_args(cfg: Config, workers: int, heartbeat_s: int, storage: str 
     """Every problem with the ablation's settings before any compute; returns the storage URL."""
     ablation_variants(cfg)
     check_tune_args(cfg, 1, None, workers, heartbeat_s)
-    url = _storage_url(cfg, storage)
-    if workers > 1 and _is_sqlite(url):
+    url = storage_url(cfg, storage)
+    if workers > 1 and is_sqlite(url):
         raise GeodistillError(
             f"workers={workers} needs a database server, not SQLite; pass --storage postgresql://user@host/db"
         )
@@ -206,25 +201,20 @@ def ablate(
     Every cell trains ``tune.steps`` (default train.max_steps) steps on the same data from the same
     teacher cache; a rerun skips finished cells and re-runs failed ones once. Returns ablation.json's content.
     """
-    url = check_ablate_args(cfg, workers, heartbeat_s, storage)
-    study_dir = output_dir(cfg.run_dir, "ablate")
-    name = study_name or study_dir.resolve().name
-    label = mask_url(url)
-    claim = {"study": name, "storage": label if storage else STORAGE_FILE}
-    if not cfg.teacher_cache:
-        cfg = dataclasses.replace(cfg, teacher_cache=str((study_dir / "teacher_cache").resolve()))
+    check_ablate_args(cfg, workers, heartbeat_s, storage)
+    runner = StudyRunner(cfg, storage, study_name, command="ablate", workers=workers, heartbeat_s=heartbeat_s)
+    cfg, name, study_dir = runner.cfg, runner.name, runner.study_dir
     record = _grid_record(cfg)
     n_cells = len(record["variants"]) * len(record["seeds"])
-    with hold(study_dir, "geodistill ablate"), _study_log(study_dir):
-        _check_claim(study_dir, claim)  # another study's folder: refused before the storage is touched
-        study = open_study(cfg, url, name, n_cells, heartbeat_s)
-        _claim_folder(study_dir, claim)
+    with runner.session():
+        study = runner.open(n_cells)
+        runner.claim()
         _check_grid(study, record, study_dir)
-        n_trials = _budget(cfg, url, name, study, n_cells, heartbeat_s)
+        n_trials = _budget(runner, study, n_cells)
         log.info(
             "ablation %r on %s: %d variants x %d seeds, %d steps each, %d worker(s) here",
             name,
-            label,
+            runner.label,
             len(record["variants"]),
             len(record["seeds"]),
             cfg.tune.steps or cfg.train.max_steps,
@@ -233,12 +223,8 @@ def ablate(
         trials = study.get_trials(deepcopy=False)
         if budget_used(trials) >= n_trials and not any(t.state in PENDING for t in trials):
             log.info("every cell has finished: nothing to train (a new grid needs another run_dir)")
-        elif workers == 1:
-            run_worker(
-                cfg, url, name, n_trials, None, heartbeat_s, shared=storage is not None, plan=ablate_plan
-            )
         else:
-            _spawn_workers(cfg, url, name, n_trials, None, heartbeat_s, workers, plan=ablate_plan)
-        summary = write_ablation(optuna.load_study(study_name=name, storage=url), cfg, study_dir, label)
+            runner.run(n_trials, plan=ablate_plan)
+        summary = write_ablation(runner.load(), cfg, study_dir, runner.label)
         log.info("ablation done: %s", study_dir / "ablation.md")
     return summary

@@ -10,7 +10,7 @@ from typing import Any
 
 from geodistill.config import Config, ConfigError, LossConfig, to_dict
 from geodistill.students import DEFAULT, family_for_init
-from geodistill.tune.space import _config_leaf, trial_config
+from geodistill.tune.space import config_leaf, trial_config
 
 # A Whisper student's six; each family names its own (a CTC student: "ce" is its CTC loss, no KL or TAID).
 DEFAULT_NAMES = DEFAULT.ablation_variants
@@ -109,7 +109,7 @@ def _check_variant(cfg: Config, name: str, overrides: Any, problems: list[str]) 
         if reason is not None:
             problems.append(f"{where}.{key}: a variant may not change it ({reason})")
             bad = True
-        elif not _config_leaf(tree, key, f"{where}.{key}", problems):
+        elif not config_leaf(tree, key, f"{where}.{key}", problems):
             bad = True
     if bad:
         return None

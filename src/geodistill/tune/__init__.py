@@ -23,11 +23,18 @@ failed and re-queued once with the same parameters; the retry takes its place in
 
 Modules: ``space`` (search space, trial config), ``storage`` (URLs, budget, opening the study),
 ``objective`` (one trial = one training run), ``outputs`` (best_params.json, trials.csv, plots),
-``workers`` (worker loop, processes, ``tune``).
+``workers`` (worker loop, worker processes, tune.log), ``runner`` (``StudyRunner``: one command's run of a
+study in its folder, shared with ``geodistill ablate``), ``study`` (``tune``).
+
+The study-runner API other commands build on (``geodistill ablate`` does): ``StudyRunner`` (folder held,
+claimed and logged; study opened; trials run here or in spawned workers), ``StudyPlan`` (what the trials
+are; ``tpe_plan`` is tuning's), ``run_worker``, ``spawn_workers``, ``study_log``, ``work``, and from
+storage ``storage_url``, ``is_sqlite``, ``mask_url``, ``open_study``, ``budget_used``.
 """
 
 from geodistill.tune.objective import Objective, record_failure
 from geodistill.tune.outputs import OBJECTIVE, write_outputs, write_plots
+from geodistill.tune.runner import StudyRunner
 from geodistill.tune.space import DEFAULT_SPACE, FIXED, default_space, search_space, trial_config
 from geodistill.tune.storage import (
     GRACE_FACTOR,
@@ -36,11 +43,13 @@ from geodistill.tune.storage import (
     BudgetSpent,
     BudgetStorage,
     budget_used,
+    is_sqlite,
     mask_url,
     open_study,
     storage_url,
 )
-from geodistill.tune.workers import check_tune_args, run_worker, tune, work
+from geodistill.tune.study import check_tune_args, tune
+from geodistill.tune.workers import StudyPlan, run_worker, spawn_workers, study_log, tpe_plan, work
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -52,15 +61,21 @@ __all__ = [
     "BudgetSpent",
     "BudgetStorage",
     "Objective",
+    "StudyPlan",
+    "StudyRunner",
     "budget_used",
     "check_tune_args",
     "default_space",
+    "is_sqlite",
     "mask_url",
     "open_study",
     "record_failure",
     "run_worker",
     "search_space",
+    "spawn_workers",
     "storage_url",
+    "study_log",
+    "tpe_plan",
     "trial_config",
     "tune",
     "work",

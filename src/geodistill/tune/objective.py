@@ -18,18 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.distributions import BaseDistribution
 
 from geodistill.config import Config
 from geodistill.errors import GeodistillError
-from geodistill.tune.space import _suggest, trial_config
+from geodistill.students.seq2seq.sharing import cross_kv_plan
+from geodistill.teacher.factory import load_teacher, make_teacher
+from geodistill.train.loop import train
+from geodistill.tune.space import suggest, trial_config
 
-log = logging.getLogger("geodistill.tune")  # one logger for the package: _study_log attaches to it
+log = logging.getLogger("geodistill.tune")  # one logger for the package: study_log attaches to it
 
 
-def _sampler_seed(cfg: Config, n_existing: int, shared: bool) -> int:
-    # A continued study must not replay the first run's random start-up points, and workers sharing a
-    # study must not draw the same points at the same time.
+def sampler_seed(cfg: Config, n_existing: int, shared: bool) -> int:
+    """The sampler's seed for a worker joining a study that holds ``n_existing`` trials.
+
+    A continued study must not replay the first run's random start-up points, and workers sharing a
+    study (``shared``) must not draw the same points at the same time."""
     seed = cfg.train.seed + n_existing
     if shared:
         seed += zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode())
@@ -61,7 +67,6 @@ def record_failure(trial: optuna.Trial, run_dir: Path, exc: BaseException) -> No
 
 
 def _free_memory() -> None:
-    import torch
 
     gc.collect()
     if torch.cuda.is_available():
@@ -84,17 +89,12 @@ class Objective:
     def teacher(self):
         """The (model, processor) pair every trial of this process shares."""
         if self._teacher is None:
-            from geodistill.teacher.factory import load_teacher
-
             self._teacher = load_teacher(self.cfg)
         return self._teacher
 
     def teacher_outputs(self):
         """The study's cached teacher outputs (None without a cache); loads the teacher on first use."""
         if self._provider is None and self.cfg.teacher_cache:
-            from geodistill.students.seq2seq.sharing import cross_kv_plan
-            from geodistill.teacher.factory import make_teacher
-
             teacher = self.teacher()
             # The base config's student decides which cross-attention K/V are stored.
             layers = tuple(cross_kv_plan(self.cfg, teacher[0].config).values())
@@ -103,7 +103,7 @@ class Objective:
         return self._provider
 
     def __call__(self, trial: optuna.Trial) -> float:
-        params = {name: _suggest(trial, name, dist) for name, dist in self.space.items()}
+        params = {name: suggest(trial, name, dist) for name, dist in self.space.items()}
         run_dir = self.study_dir / f"trial-{trial.number}"
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("host", socket.gethostname())
@@ -120,7 +120,6 @@ class Objective:
             _free_memory()
 
     def _run(self, trial: optuna.Trial, params: dict[str, Any], run_dir: Path) -> float:
-        from geodistill.train.loop import train
 
         cfg = trial_config(self.cfg, params, run_dir, self.steps)
         result = train(

@@ -3,6 +3,7 @@ every trial (atomically: several workers write them)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -11,14 +12,16 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from optuna.visualization import matplotlib as om
 
 from geodistill.tune.storage import budget_used
 
 OBJECTIVE = "final validation WER (normalised), minimised"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # Several workers refresh the same files: each writes its own temporary file, then renames it.
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically: several workers refresh the same summary files, so each
+    writes its own temporary file, then renames it over ``path``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -38,13 +41,11 @@ def _importance_skip(complete: list[FrozenTrial]) -> str | None:
 
 def write_plots(study: optuna.Study, study_dir: Path) -> dict[str, str]:
     """The three PNG plots (matplotlib, Agg); returns {file: "written" | "skipped: <why>"}."""
-    import io
 
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (optional extra [tune/report])
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as om
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (optional extra [tune/report])
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -74,7 +75,7 @@ def write_plots(study: optuna.Study, study_dir: Path) -> dict[str, str]:
                 buf = io.BytesIO()
                 fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
                 plt.close(fig)
-                _write_atomic(study_dir / name, buf.getvalue())
+                write_atomic(study_dir / name, buf.getvalue())
         if skip is not None:
             (study_dir / name).unlink(missing_ok=True)  # an older picture would contradict the note
         notes[name] = "written" if skip is None else f"skipped: {skip}"
@@ -101,6 +102,6 @@ def write_outputs(study: optuna.Study, study_dir: Path, storage_label: str) -> d
         "trials": {"counted": budget_used(trials), "total": len(trials), **counts},
         "plots": write_plots(study, study_dir),
     }
-    _write_atomic(study_dir / "best_params.json", (json.dumps(summary, indent=2) + "\n").encode())
-    _write_atomic(study_dir / "trials.csv", study.trials_dataframe().to_csv(index=False).encode())
+    write_atomic(study_dir / "best_params.json", (json.dumps(summary, indent=2) + "\n").encode())
+    write_atomic(study_dir / "trials.csv", study.trials_dataframe().to_csv(index=False).encode())
     return summary

@@ -91,8 +91,9 @@ def _distribution(where: str, spec: Any, problems: list[str]) -> BaseDistributio
         return None
 
 
-def _config_leaf(tree: dict[str, Any], name: str, where: str, problems: list[str]) -> bool:
-    """True when ``name`` (dotted) is a settable leaf of the config tree."""
+def config_leaf(tree: dict[str, Any], name: str, where: str, problems: list[str]) -> bool:
+    """True when ``name`` (dotted) is a settable leaf of the config tree ``tree`` (``to_dict(cfg)``) and not
+    one of the study's FIXED settings; otherwise appends why to ``problems`` (prefixed by ``where``)."""
     if any(name == f or name.startswith(f + ".") for f in FIXED):
         problems.append(f"{where}: not tunable (fixed for the whole study: {', '.join(FIXED)})")
         return False
@@ -129,7 +130,7 @@ def search_space(cfg: Config) -> dict[str, BaseDistribution]:
     for name, spec in raw.items():
         where = f"tune.space.{name}"
         dist = _distribution(where, spec, problems)
-        if dist is None or not _config_leaf(tree, name, where, problems):
+        if dist is None or not config_leaf(tree, name, where, problems):
             continue
         for value in _extremes(dist):
             try:
@@ -164,7 +165,8 @@ def trial_config(cfg: Config, params: dict[str, Any], run_dir: str | Path, steps
     return out
 
 
-def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    """``trial``'s value for parameter ``name`` drawn from ``dist`` (categorical, int or float)."""
     if isinstance(dist, CategoricalDistribution):
         return trial.suggest_categorical(name, dist.choices)
     if isinstance(dist, IntDistribution):

@@ -3,15 +3,18 @@ and opening the study with heartbeat and retry."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import re
 import time
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
@@ -34,35 +37,103 @@ def storage_url(cfg: Config, storage: str | None) -> str:
     return storage or f"sqlite:///{Path(cfg.run_dir).resolve() / STORAGE_FILE}"
 
 
+# Query parameters that carry a password (libpq's password and sslpassword, MySQL drivers' passwd).
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:ssl)?(?:password|passwd|pwd)=)[^&]*")
+
+
+def _credentials(url: str) -> tuple[str, str, str | None, str] | None:
+    """``(scheme, user, password or None, rest)`` of ``scheme://user[:password]@rest``, split at the URL's
+    LAST ``@``; None without credentials (no ``@``, or no authority: ``sqlite:///path@x``).
+
+    SQLAlchemy ends the password at the first ``@``, urllib ends the authority at the first ``/``: with
+    an unescaped ``@`` or ``/`` in the password either parser shows a piece of it as host, port or
+    database. Splitting at the last ``@`` puts the whole password on the hidden side (and, when the
+    database or query itself holds an ``@``, some of those too: more hidden, never less)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, tail = rest.rpartition("@")
+    if not sep or not at or rest.startswith("/"):
+        return None
+    user, colon, password = userinfo.partition(":")
+    return scheme, user, password if colon else None, tail
+
+
+def _hide_query(shown: str) -> str:
+    return _QUERY_SECRET.sub(r"\1***", shown)
+
+
 def mask_url(url: str) -> str:
-    """The URL as it may be shown or written: ``postgresql://user:***@host/db``."""
+    """The URL as it may be shown or written: ``postgresql://user:***@host/db``.
+
+    Parsed with SQLAlchemy's ``make_url``; no piece of a password survives, even one with an unescaped
+    ``@``, ``:`` or ``/`` that SQLAlchemy would split wrongly (see ``_credentials``), nor a password
+    given as a query parameter. A URL that does not parse is never echoed: it may hold a password.
+    """
+    split = _credentials(url)
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
-        return "<unparsable storage URL>"  # never echo it: it may hold a password
+        parsed = None
+    if split is not None and split[2] is not None:
+        scheme, user, password, tail = split
+        if parsed is None or (parsed.username, parsed.password) != (unquote(user), unquote(password)):
+            # SQLAlchemy reads the credentials otherwise than the last "@" does: show neither reading's.
+            return _hide_query(f"{scheme}://{user}:***@{tail}")
+    if parsed is None:
+        return "<unparsable storage URL>"
+    return _hide_query(parsed.render_as_string(hide_password=True))
+
+
+def _secrets(url: str) -> list[str]:
+    """Every spelling of the URL's password a message may quote (raw, decoded, as each parser reads it),
+    longest first."""
+    found = set()
+    split = _credentials(url)
+    if split is not None and split[2]:
+        found |= {split[2], unquote(split[2])}
+    with contextlib.suppress(ArgumentError, ValueError):
+        found.add(make_url(url).password or "")
+    found |= {unquote(m.group(0).partition("=")[2]) for m in _QUERY_SECRET.finditer(url)}
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+AT_HINT = "an '@' in the password must be written %40 (SQLAlchemy ends the password at its first '@')"
 
 
 def check_url(url: str) -> None:
     """Raise a one-line GeodistillError saying what is wrong with an unparsable storage URL, never its
-    password: the URL is shown with the password masked, and a port that is not a number is named."""
+    password: the URL is shown with the password masked, and a port that is not a number is named.
+
+    A password with an unescaped ``@`` is refused too: SQLAlchemy would take its tail for the host and
+    the driver would look that name up (a DNS query carrying a piece of the password)."""
     try:
-        make_url(url)
-        return
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
-        pass
-    parts = urlsplit(url)
-    where = parts.netloc.rpartition("@")[2]  # host[:port], no credentials
-    user = parts.username
-    shown = f"{parts.scheme}://{f'{user}:***@' if user else ''}{where}{parts.path}" if parts.scheme else ""
+        parsed = None
+    split = _credentials(url)
+    if parsed is not None:
+        if "@" in (parsed.host or ""):
+            raise GeodistillError(f"storage {mask_url(url)}: {AT_HINT}")
+        return
+    if split is not None:
+        scheme, user, password, tail = split
+        shown = _hide_query(f"{scheme}://{user}{':***' if password is not None else ''}@{tail}")
+    else:
+        parts = urlsplit(url)
+        tail = f"{parts.netloc}{parts.path}"
+        shown = f"{parts.scheme}://{tail}" if parts.scheme else ""
+    where = re.split(r"[/?]", tail, maxsplit=1)[0]  # host[:port], no credentials
     port = where.rpartition("]")[2].partition(":")[2]  # after an IPv6 literal's brackets
     if port and not port.isdigit():
         raise GeodistillError(f"storage {shown}: port {port!r} is not a number")
+    hint = f" ({AT_HINT})" if split is not None and "@" in (split[2] or "") else ""
     raise GeodistillError(
-        f"storage {shown or '<not shown>'}: not a database URL; expected dialect[+driver]://user@host[:port]/db"
+        f"storage {shown or '<not shown>'}: not a database URL{hint}; "
+        "expected dialect[+driver]://user@host[:port]/db"
     )
 
 
-def _is_sqlite(url: str) -> bool:
+def is_sqlite(url: str) -> bool:
+    """True when ``url`` is a SQLite database (single-worker: SQLite has no row locks)."""
     try:
         return make_url(url).get_backend_name() == "sqlite"
     except (ArgumentError, ValueError):
@@ -87,7 +158,6 @@ def _budget_used(session, study_id: int) -> int:
     getters open their own scoped session, which is this same thread-local one: leaving it would commit
     and release the lock, and two workers could then number a new trial alike.) Without FrozenTrials to
     hand to ``is_retry`` it counts the system attribute that ``retried_trial_number`` reads."""
-    from optuna.storages._rdb import models
 
     trials = session.query(models.TrialModel).filter(models.TrialModel.study_id == study_id)
     retries = (
@@ -125,11 +195,14 @@ class BudgetStorage(RDBStorage):
 
 
 def _scrub(text: str, url: str) -> str:
-    try:
-        password = make_url(url).password
-    except (ArgumentError, ValueError):
-        return "(details hidden)"
-    return text.replace(str(password), "***") if password else text
+    """``text`` (a driver's error message) with the URL's password replaced by ``***``; "(details hidden)"
+    when a piece of a password that holds ``@``, ``:`` or ``/`` would still be in it (a driver that read
+    the URL's credentials wrongly may quote that piece as a host name)."""
+    secrets = _secrets(url)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    pieces = {piece for secret in secrets for piece in re.split(r"[@:/]", secret) if piece}
+    return "(details hidden)" if any(piece in text for piece in pieces) else text
 
 
 def _open_storage(url: str, n_trials: int, heartbeat_s: int, tries: int = 5) -> BudgetStorage:
