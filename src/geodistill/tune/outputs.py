@@ -12,7 +12,6 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from optuna.visualization import matplotlib as om
 
 from geodistill.tune.storage import budget_used
 
@@ -46,6 +45,7 @@ def write_plots(study: optuna.Study, study_dir: Path) -> dict[str, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 (optional extra [tune/report])
+    from optuna.visualization import matplotlib as om  # noqa: PLC0415 (imports pyplot: after the Agg backend)
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
