@@ -307,7 +307,7 @@ def test_a_pretrained_student_trains_from_a_complete_cache_without_loading_the_t
         BuildOptions(device="cpu"),
     )
     from geodistill.students.seq2seq import model as student_module
-    from geodistill.train import teacher as teacher_module
+    from geodistill.teacher import factory as teacher_module
 
     loaded = []
     real_load = teacher_module.load_whisper
