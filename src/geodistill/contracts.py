@@ -11,9 +11,10 @@ never looks behind them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NotRequired, Protocol, TypedDict, runtime_checkable
+from typing import Any, ClassVar, NotRequired, Protocol, Self, TypedDict, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -115,9 +116,26 @@ class TeacherOffer:
 class TeacherProvider(Protocol):
     """A frozen teacher's outputs per batch (``OnlineTeacher``, or the reader of ``teacher.cache``)."""
 
-    offer: TeacherOffer
+    @property
+    def offer(self) -> TeacherOffer: ...  # an attribute or a property
 
     def __call__(self, batch: Batch) -> TeacherOutputs: ...
+
+
+class Objective(Protocol):
+    """A family's training loss (an ``nn.Module``, e.g. ``DistillationLoss``): its student calls it on one
+    micro-batch with the arguments its ``forward`` takes; the loop moves it to the run's device, calls
+    ``update`` after each optimiser step and keeps its state in the checkpoint."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def to(self, device: torch.device) -> Self: ...
+
+    def update(self, step: int, total_steps: int) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> Any: ...
 
 
 @runtime_checkable
@@ -128,7 +146,7 @@ class Student(Protocol):
     ``family`` names its entry in ``geodistill.students.FAMILIES``.
     """
 
-    family: StudentFamily
+    family: ClassVar[StudentFamily]
     processor: Any  # its WhisperProcessor (feature extractor + tokenizer)
 
     @property
@@ -140,7 +158,7 @@ class Student(Protocol):
     def __call__(self, batch: Batch, teacher: TeacherOutputs, positions: Tensor) -> ModelStates: ...
 
     def loss(
-        self, loss_fn: nn.Module, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
+        self, loss_fn: Objective, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
     ) -> tuple[Tensor, dict]: ...  # (total, {part: value}) of ``loss_fn`` (its family's objective)
 
     def save(self, out: Path, extra: dict | None = None) -> None: ...

@@ -14,11 +14,11 @@ from geodistill.config import load_config
 from geodistill.errors import GeodistillError
 from geodistill.losses import DistillationLoss
 from geodistill.models.student import copy_layers
+from geodistill.students.seq2seq import setup as run_setup
 from geodistill.students.seq2seq.sharing import cross_kv_plan
 from geodistill.teacher import OnlineTeacher
 from geodistill.teacher.cache import BuildOptions, CachedTeacher, CacheOptions, build_cache
 from geodistill.teacher.outputs import forward_states
-from geodistill.students.seq2seq import setup as run_setup
 from geodistill.train.loop import compute_loss, train
 from geodistill.train.setup import build_run
 from tests.teacher.conftest import collated_batches

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from geodistill.contracts import Batch
 from geodistill.data.audio import SAMPLE_RATE
 from geodistill.data.bad import BadSamples
 from geodistill.data.specs import AUDIO_KEYS, SPEAKER_KEYS, TEXT_KEYS, Utterance
@@ -221,7 +222,7 @@ class StreamBatches:
                 self._empty_epochs = 0
                 return sample
 
-    def __next__(self) -> dict:
+    def __next__(self) -> Batch:
         return self.collate([self._next_sample() for _ in range(self.batch_size)])
 
     def __iter__(self) -> StreamBatches:

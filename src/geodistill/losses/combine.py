@@ -24,12 +24,12 @@ def teacher_logits(teacher: TeacherOutputs) -> TeacherLogits:
     """The teacher's full logits if present, else its top-k form."""
     if teacher.logits is not None:
         return teacher.logits
-    parts = (teacher.topk_values, teacher.topk_indices, teacher.logsumexp)
-    if any(p is None for p in parts):
+    values, indices, lse = teacher.topk_values, teacher.topk_indices, teacher.logsumexp
+    if values is None or indices is None or lse is None:
         raise GeodistillError(
             "teacher outputs: need logits, or all of topk_values, topk_indices and logsumexp"
         )
-    return TopKLogits(*parts, lse_temperature=float(teacher.logsumexp_temperature))
+    return TopKLogits(values, indices, lse, lse_temperature=float(teacher.logsumexp_temperature))
 
 
 class DistillationLoss(nn.Module):

@@ -8,6 +8,7 @@ may be given instead of a preset name.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, cast
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -16,6 +17,9 @@ from torch import nn
 from geodistill.config import lora_patterns
 from geodistill.errors import GeodistillError
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+
 
 def matching_modules(model: nn.Module, patterns: list[str]) -> list[str]:
     """Names of the ``nn.Linear`` modules whose full name matches one of ``patterns``."""
@@ -23,7 +27,7 @@ def matching_modules(model: nn.Module, patterns: list[str]) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and regex.fullmatch(n)]
 
 
-def add_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: str | list[str]) -> nn.Module:
+def add_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: str | list[str]) -> PeftModel:
     """Wrap ``model`` with peft LoRA adapters on the targeted linears; all base weights become frozen.
 
     Returns the ``PeftModel``; the adapters live inside the original modules, so calling the
@@ -35,7 +39,7 @@ def add_lora(model: nn.Module, r: int, alpha: int, dropout: float, targets: str 
     if not names:
         raise GeodistillError(f"student.lora.targets: {targets!r} matches no linear layer of the student")
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, bias="none")
-    return get_peft_model(model, config)
+    return cast("PeftModel", get_peft_model(model, config))  # a PeftMixedModel only with mixed=True
 
 
 def parameter_counts(*modules: nn.Module) -> tuple[int, int]:

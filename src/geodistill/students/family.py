@@ -15,32 +15,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from torch import Tensor, nn
+import torch
+from transformers import WhisperForConditionalGeneration
 
 from geodistill.config import Config
-from geodistill.contracts import Batch, Student, TeacherOffer, TeacherOutputs, TeacherProvider
+from geodistill.contracts import Batch, Objective, Student, TeacherOffer, TeacherProvider
 from geodistill.data import BadSamples, SpeechDataset, Utterance
 from geodistill.decoding.batches import Decoded
 from geodistill.decoding.options import DecodeOptions
+from geodistill.students.states import Compared
 
 Texts = Callable[[list[np.ndarray], Sequence], list[str]]  # (16-kHz clips, their names) -> transcripts
-
-
-class Objective(Protocol):
-    """A family's training loss: one micro-batch's (total, {part name: value})."""
-
-    def __call__(
-        self, student: Student, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
-    ) -> tuple[Tensor, dict]: ...
-
-    def to(self, device: Any) -> Objective: ...
 
 
 @dataclass(frozen=True)
 class TeacherSide:
     """The teacher as set-up found it, before the student exists."""
 
-    model: nn.Module | None  # the frozen teacher (None when a complete cache stands in for it)
+    model: WhisperForConditionalGeneration | None  # the frozen teacher (None: a complete cache stands in)
     processor: Any  # its WhisperProcessor
     config: dict  # its config as a dict
     provider: TeacherProvider | None  # a provider given by the caller (a cache reader), else None
@@ -95,4 +87,14 @@ class Family(Protocol):
 
     # export, report
     def export(self, folder: Path, out: Path, fmt: str, quantization: str | None, card: Card) -> None: ...
-    def report_sides(self, info: Any, teacher: Any, processor: Any, batches: list, device: Any) -> tuple: ...
+    def describe(self, result: dict) -> dict[str, str]: ...  # eval.md's rows of an eval.json dict
+    def report_sides(
+        self,
+        cfg: Config,
+        student_dir: Path,
+        teacher: Any,
+        processor: Any,
+        batches: list[Batch],
+        device: torch.device,
+    ) -> tuple[dict[str, Compared], list[str]]: ...
+    def initial_student(self, config: dict) -> str: ...  # how the report's "before training" one was made

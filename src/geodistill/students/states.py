@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from geodistill.config import Config
-from geodistill.contracts import IGNORE_INDEX
+from geodistill.contracts import IGNORE_INDEX, Batch
 from geodistill.data import (
     BadSamples,
     SpeechDataset,
@@ -71,13 +72,14 @@ def report_utterances(cfg: Config, data: str | None) -> tuple[list, str]:
 
 def make_batches(
     cfg: Config, utts: list, processor, model, n: int, batch_size: int = 8
-) -> tuple[list[dict], list]:
+) -> tuple[list[Batch], list]:
     """Teacher-forcing batches (WhisperCollator format) of the first ``n`` usable utterances, and those."""
     dataset = SpeechDataset(utts, processor, bad=BadSamples(None), normalise_text=cfg.data.normalise_text)
     collate = WhisperCollator(
         prompt_ids(processor, model, language=cfg.data.language), processor.tokenizer.pad_token_id
     )
-    samples, used = [], []
+    samples: list[dict] = []
+    used = []
     for i in range(len(dataset)):
         if len(samples) == n:
             break
@@ -121,7 +123,10 @@ def initial_projectors(trained: nn.ModuleDict, student_width: int, seed: int) ->
     """Projectors as training started: identity for equal widths, else nn.Linear's seeded random init."""
     torch.manual_seed(seed)
     return nn.ModuleDict(
-        {side: RiemannianProjector(student_width, p.linear.out_features) for side, p in trained.items()}
+        {
+            side: RiemannianProjector(student_width, cast(RiemannianProjector, p).linear.out_features)
+            for side, p in trained.items()
+        }
     ).eval()
 
 
@@ -135,7 +140,7 @@ def _frame_index(seconds: float, n_frames: int) -> torch.Tensor:
     return spaced_frames(max(1, min(n_frames, math.ceil(seconds * n_frames / ENCODER_SECONDS))))
 
 
-def _side_rows(hidden: torch.Tensor, batch: dict, side: str) -> list[torch.Tensor]:
+def _side_rows(hidden: torch.Tensor, batch: Batch, side: str) -> list[torch.Tensor]:
     """Per utterance of the batch: (n_b, D) states at its valid positions."""
     if side == "decoder":
         keep = batch["labels"] != IGNORE_INDEX  # the positions the CE/KL/geodesic losses score
@@ -146,7 +151,7 @@ def _side_rows(hidden: torch.Tensor, batch: dict, side: str) -> list[torch.Tenso
 
 @torch.no_grad()
 def collect_states(
-    model, batches: list[dict], projectors: dict[str, nn.Module | None], device: torch.device
+    model, batches: list[Batch], projectors: dict[str, nn.Module | None], device: torch.device
 ) -> dict[str, SideStates]:
     """Unit-norm states of ``model`` per side in ``projectors`` (None = no projection, just normalise)."""
     model = model.to(device).eval()
@@ -158,6 +163,7 @@ def collect_states(
         out = forward_states(model, batch["decoder_input_ids"].to(device), input_features=feats)
         for side, proj in projectors.items():
             hidden = out.decoder_hidden if side == "decoder" else out.encoder_hidden
+            assert hidden is not None  # forward_states returns both sides
             if proj is not None:
                 hidden = proj.to(device)(hidden.float())
             hidden = F.normalize(hidden.float(), dim=-1)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 
+from geodistill.contracts import Batch
+from geodistill.data import SpeechDataset
 from geodistill.errors import DataError
 
 
@@ -44,7 +46,7 @@ class BatchStream:
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: SpeechDataset,
         collate,
         batch_size: int,
         seed: int,
@@ -80,7 +82,7 @@ class BatchStream:
             pin_memory=self.pin_memory,
         )
 
-    def __next__(self) -> dict:
+    def __next__(self) -> Batch:
         if self._it is None:
             self._it = iter(self._loader())
         try:

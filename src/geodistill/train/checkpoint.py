@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,7 +24,9 @@ CHECKPOINT = "checkpoint.pt"
 
 def rng_state() -> dict[str, Any]:
     """Python, NumPy, torch (and CUDA) generator states, as weights_only-safe values."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # The legacy tuple (get_state's default); numpy's stub types a call without legacy= as the dict form.
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    kind, keys, pos, has_gauss, gauss = legacy
     state = {
         "python": random.getstate(),
         "numpy": {

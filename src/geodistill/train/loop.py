@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from geodistill.config import Config
-from geodistill.contracts import Batch, TeacherProvider
+from geodistill.contracts import Batch, Objective, TeacherProvider
 from geodistill.data.hub import StreamBatches, hub_batches, is_hub_spec
 from geodistill.distributed import (
     all_ranks_agree,
@@ -112,18 +111,18 @@ def _autocast(run: Run) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
-def compute_loss(run: Run, loss_fn: nn.Module, batch: Batch, step: int) -> tuple[torch.Tensor, dict]:
+def compute_loss(run: Run, loss_fn: Objective, batch: Batch, step: int) -> tuple[torch.Tensor, dict]:
     """Teacher outputs, then the student's forward and weighted loss parts for one micro-batch."""
     teacher = run.teacher(batch).to(run.device)
     return run.student.loss(loss_fn, batch, teacher, step, run.cfg.train.max_steps)
 
 
-def make_loss(run: Run) -> nn.Module:
+def make_loss(run: Run) -> Objective:
     """The objective of the run's student family, on the run's device."""
     return FAMILIES[run.student.family].objective(run.cfg, run.teacher.offer).to(run.device)
 
 
-def _next_batch(stream: BatchStream) -> Batch:
+def _next_batch(stream: BatchStream | StreamBatches) -> Batch:
     for _ in range(1000):  # a batch whose every sample was bad arrives empty: take the next one
         batch = next(stream)
         if batch["ids"]:
@@ -138,11 +137,11 @@ class Session:
 
     run: Run
     state: TrainState
-    stream: BatchStream
+    stream: BatchStream | StreamBatches
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    loss_fn: nn.Module  # the family's objective (make_loss)
+    loss_fn: Objective  # the family's objective (make_loss)
     writer: ScalarWriter
 
     def train_step(self) -> tuple[dict, list[str], bool]:
@@ -174,7 +173,7 @@ class Session:
             scaler.step(opt)
             self.sched.step()
         scaler.update()
-        sums.update(grad_norm=float(grad_norm), lr=self.sched.get_last_lr()[0])
+        sums.update(grad_norm=float(grad_norm), lr=float(self.sched.get_last_lr()[0]))
         return sums, ids, finite
 
     def save(self) -> None:
@@ -301,7 +300,7 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
 def _batch_stream(run: Run, position: dict) -> BatchStream | StreamBatches:
     """The resumable training batches: over the listed utterances, or streamed from a ``hub:`` spec."""
     t, d, world = run.cfg.train, run.cfg.data, run.world
-    if is_hub_spec(d.train):
+    if d.train is not None and is_hub_spec(d.train):
         return hub_batches(
             d.train,
             run.train_set,

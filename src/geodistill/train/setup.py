@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from geodistill.models import resolve_device
 from geodistill.runfolder import RunFolder
 from geodistill.students import family_for_init
 from geodistill.students.family import TeacherSide
+from geodistill.teacher.cache import CachedTeacher
 from geodistill.teacher.factory import TeacherModel, cache_stands_in, load_teacher, make_teacher
 
 log = logging.getLogger("geodistill")
@@ -60,13 +62,13 @@ def _teacher_side(cfg: Config, teacher_model: TeacherModel | None, teacher_provi
 
     With a complete cache and a pretrained student the teacher's weights are not loaded at all."""
     if teacher_model is None and teacher_provider is None and cache_stands_in(cfg):
-        provider = make_teacher(cfg)
+        provider = cast(CachedTeacher, make_teacher(cfg))  # with a teacher_cache: its reader
         log.info(
             "teacher cache %s is complete and the student is not a copy: teacher not loaded",
             cfg.teacher_cache,
         )
-        processor = WhisperProcessor.from_pretrained(str(provider.processor_dir))
-        return TeacherSide(None, processor, provider.teacher_config, provider)
+        cached_processor = WhisperProcessor.from_pretrained(str(provider.processor_dir))
+        return TeacherSide(None, cached_processor, provider.teacher_config, provider)
     model, processor = teacher_model or load_teacher(cfg)
     model.requires_grad_(False).eval()
     return TeacherSide(model, processor, model.config.to_dict(), teacher_provider)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
-EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
+EXIT_CODES: dict[int, int] = {signal.SIGTERM: 143, signal.SIGINT: 130}
+# what signal.signal returns and takes: a function, SIG_DFL / SIG_IGN, or None (not installed from Python)
+Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class StopFlag:
@@ -13,7 +17,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Handler] = {}
 
     @property
     def requested(self) -> bool:

@@ -21,13 +21,15 @@ from geodistill.students.ctc.model import CTC_CONFIG, CTCModel, CTCStudent, load
 class CTCFamily:
     name = "ctc"
     label = "CTC student"
-    inits = ("ctc",)
+    inits: tuple[str, ...] = ("ctc",)
     marker = CTC_CONFIG
     formats = exporting.FORMATS
     token_cap = False  # one label per frame
     window = decoding.WINDOW
-    ablation_variants = ("ce", "ce+mse", "ce+geo")  # "ce": its CTC loss; no KL or TAID without a decoder
-    untuned = ("loss.kl_weight", "loss.temperature", "student.lora.dropout")  # no decoder, no LoRA
+    # "ce": its CTC loss; no KL or TAID without a decoder
+    ablation_variants: tuple[str, ...] = ("ce", "ce+mse", "ce+geo")
+    # no decoder, no LoRA
+    untuned: tuple[str, ...] = ("loss.kl_weight", "loss.temperature", "student.lora.dropout")
 
     build = staticmethod(building.build)
     check = staticmethod(decoding.check)

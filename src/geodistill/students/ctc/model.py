@@ -18,7 +18,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from transformers import WhisperProcessor
 
 from geodistill.config import Config
-from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutputs
+from geodistill.contracts import Batch, ModelStates, Objective, StudentFamily, TeacherOutputs
 from geodistill.data.audio import SAMPLE_RATE
 from geodistill.data.bad import BadSamples
 from geodistill.errors import GeodistillError, ModelLoadError
@@ -40,6 +40,9 @@ from geodistill.models.loading import (
 from geodistill.models.projector import RiemannianProjector
 from geodistill.outdir import replace_folder
 from geodistill.students.ctc.loss import BLANK, CHARS, frames_needed, text_to_labels
+
+if TYPE_CHECKING:
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperEncoderLayer
 
 log = logging.getLogger("geodistill")
 MAX_POSITIONS = 1500  # 30 s of 20-ms positions, as Whisper's encoder
@@ -82,6 +85,8 @@ def output_frames(seconds: float, downsample: int) -> int:
 
 class CTCModel(nn.Module):
     """features (B, n_mels, F), positions (B,) -> (log-probs (B, T, V), states (B, T, d), lengths (B,))."""
+
+    positions: Tensor  # (MAX_POSITIONS, d) buffer: Whisper's sinusoids
 
     def __init__(self, shape: CTCShape):
         super().__init__()
@@ -143,7 +148,7 @@ class CTCModel(nn.Module):
         return torch.log_softmax(self.head(x).float(), dim=-1), x, lengths
 
 
-def copy_from_teacher(model: CTCModel, encoder: nn.Module) -> None:
+def copy_from_teacher(model: CTCModel, encoder: WhisperEncoder) -> None:
     """Copy a Whisper encoder's convs, positions, first ``layers`` blocks and final norm into ``model``.
 
     Whisper's attention equals nn.MultiheadAttention with packed q/k/v (k has no bias: zeros here).
@@ -162,11 +167,11 @@ def copy_from_teacher(model: CTCModel, encoder: nn.Module) -> None:
         model.conv2.load_state_dict(encoder.conv2.state_dict())
         model.positions.copy_(encoder.embed_positions.weight[:MAX_POSITIONS])
         model.norm.load_state_dict(encoder.layer_norm.state_dict())
-        for mine, theirs_layer in zip(model.layers, encoder.layers, strict=False):
-            _copy_layer(mine, theirs_layer)
+        for mine, theirs_layer in zip(model.layers, encoder.layers, strict=False):  # ModuleLists: untyped
+            _copy_layer(cast(nn.TransformerEncoderLayer, mine), cast("WhisperEncoderLayer", theirs_layer))
 
 
-def _copy_layer(mine: nn.TransformerEncoderLayer, layer: nn.Module) -> None:
+def _copy_layer(mine: nn.TransformerEncoderLayer, layer: WhisperEncoderLayer) -> None:
     a = layer.self_attn
     mine.self_attn.in_proj_weight.copy_(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))
     k_bias = torch.zeros_like(a.q_proj.bias)  # Whisper's k_proj has no bias
@@ -220,7 +225,7 @@ class CTCStudent:
 
     family: ClassVar[StudentFamily] = "ctc"
     model: CTCModel
-    processor: object
+    processor: Any  # its WhisperProcessor (the teacher's)
     projectors: nn.ModuleDict
     teacher_name: str
 
@@ -238,7 +243,7 @@ class CTCStudent:
         return self.model
 
     def loss(
-        self, loss_fn: nn.Module, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
+        self, loss_fn: Objective, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
     ) -> tuple[Tensor, dict]:
         """``loss_fn`` (a ``CTCDistillationLoss``): the frames against the characters and the teacher's
         encoder states."""
@@ -309,7 +314,7 @@ def load_ctc(spec: str | Path, device: str = "cpu") -> tuple[CTCModel, WhisperPr
         model = CTCModel(CTCShape(**{**raw, "vocab": tuple(raw["vocab"])}))
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         processor = WhisperProcessor.from_pretrained(str(folder), local_files_only=True)
-    except (*weights_errors(), TypeError, KeyError) as exc:
+    except weights_errors() + (TypeError, KeyError) as exc:
         raise ModelLoadError(
             f"could not load '{spec}': {folder} is not a loadable CTC student ({load_reason(exc)})"
         ) from exc

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geodistill.config import Config
+from geodistill.contracts import Batch
 from geodistill.students.ctc.loss import teacher_frames_for
 from geodistill.students.ctc.model import CTCModel, ctc_model, encode_clips, load_ctc
 from geodistill.students.states import Compared, SideStates, load_projectors, plan_sides, spaced_frames
@@ -39,7 +40,7 @@ def _unit(states: torch.Tensor, projector: nn.Module | None) -> torch.Tensor:
 def collect_ctc_states(
     teacher,
     students: dict[str, tuple[CTCModel, nn.Module | None]],
-    batches: list[dict],
+    batches: list[Batch],
     device: torch.device,
     align: str,
 ) -> dict[str, SideStates]:
@@ -72,7 +73,7 @@ def collect_ctc_states(
 
 
 def report_sides(
-    cfg: Config, student_dir: Path, teacher, processor, batches: list[dict], device: torch.device
+    cfg: Config, student_dir: Path, teacher, processor, batches: list[Batch], device: torch.device
 ) -> tuple[dict[str, Compared], list[str]]:
     """The encoder side of a CTC student, trained and as the config builds it, against the teacher."""
     model, _ = load_ctc(student_dir, device=str(device))

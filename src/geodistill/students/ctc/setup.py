@@ -18,8 +18,10 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
     if provider is None and not cfg.loss.hidden_active:
         provider = NoTeacherSignal()  # CTC on the transcripts only: nothing to take from the teacher per step
     elif provider is None and not cfg.teacher_cache:  # no token losses: the teacher's decoder is not run
+        assert teacher is not None  # train.setup loads it for every student but a pretrained one
         provider = OnlineTeacherEncoder(teacher)
     elif provider is None:
+        assert teacher is not None
         provider = make_teacher(cfg, (teacher, t_proc))
     train_set, val, prompt = build_data(cfg, t_proc, teacher, bad)
     base = WhisperCollator(prompt, t_proc.tokenizer.pad_token_id)

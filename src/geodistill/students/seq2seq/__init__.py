@@ -21,12 +21,12 @@ from geodistill.students.seq2seq.model import WhisperStudent, build_whisper_stud
 class Seq2SeqFamily:
     name = "seq2seq"
     label = "Whisper model"
-    inits = ("copy", "pretrained")
+    inits: tuple[str, ...] = ("copy", "pretrained")
     marker = "config.json"
     formats = exporting.FORMATS
     token_cap = True
     window = decoding.WINDOW
-    ablation_variants = ("ce", "ce+kl", "ce+kl+mse", "ce+kl+geo", "ce+kl+geo+taid", "kl+geo")
+    ablation_variants: tuple[str, ...] = ("ce", "ce+kl", "ce+kl+mse", "ce+kl+geo", "ce+kl+geo+taid", "kl+geo")
     untuned: tuple[str, ...] = ()
 
     build = staticmethod(building.build)

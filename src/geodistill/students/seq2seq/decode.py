@@ -96,6 +96,7 @@ def decode_utterances(
             generate_ids,
             featurize=lambda clips: features(processor, clips, context, names),
         )
+        assert out.n_tokens is not None  # None only for a CTC student's decoding
         out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
         return processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
 

@@ -14,7 +14,7 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from safetensors.torch import save_file
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from transformers import WhisperForConditionalGeneration
 
 from geodistill.config import Config
-from geodistill.contracts import Batch, ModelStates, StudentFamily, TeacherOutputs
+from geodistill.contracts import Batch, CrossKV, ModelStates, Objective, StudentFamily, TeacherOutputs
 from geodistill.data.audio import SAMPLE_RATE
 from geodistill.errors import GeodistillError
 from geodistill.losses.kd import valid_mask
@@ -34,6 +34,9 @@ from geodistill.models.projector import RiemannianProjector
 from geodistill.models.student import check_same_tokenizer, copy_layers, freeze, spaced_layers
 from geodistill.outdir import replace_folder
 
+if TYPE_CHECKING:
+    from peft import PeftModel  # imported where LoRA is added (models.lora), not on every import
+
 log = logging.getLogger("geodistill")
 
 
@@ -43,9 +46,9 @@ class WhisperStudent:
     ``whisper`` the Whisper inside it, ``projectors`` map its widths to the teacher's."""
 
     family: ClassVar[StudentFamily] = "seq2seq"
-    model: nn.Module  # PeftModel or WhisperForConditionalGeneration
+    model: PeftModel | WhisperForConditionalGeneration  # what gets saved
     whisper: WhisperForConditionalGeneration  # the student's Whisper (adapters inside when LoRA is on)
-    processor: object  # its WhisperProcessor (same tokenizer as the teacher's)
+    processor: Any  # its WhisperProcessor (same tokenizer as the teacher's)
     projectors: nn.ModuleDict  # "decoder"/"encoder" -> RiemannianProjector (student width -> teacher width)
     teacher_name: str  # recorded with every saved student
     shares_encoder: bool = False  # its encoder == the frozen teacher's: take the teacher's encoder states
@@ -72,7 +75,7 @@ class WhisperStudent:
         return self.whisper
 
     def loss(
-        self, loss_fn: nn.Module, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
+        self, loss_fn: Objective, batch: Batch, teacher: TeacherOutputs, step: int, total_steps: int
     ) -> tuple[Tensor, dict]:
         """``loss_fn`` (a ``DistillationLoss``) on the label positions only (labels != -100): no LM head
         over prompt and padding."""
@@ -94,11 +97,14 @@ class WhisperStudent:
         else:
             feats = batch["input_features"].to(dev)
         given = teacher.cross_kv or {}
-        kv = {
-            i: tuple(t.to(dev, torch.float32) for t in given[j])
-            for i, j in self.cross_kv.items()
-            if j in given
-        }
+        kv = cast(
+            CrossKV,
+            {
+                i: tuple(t.to(dev, torch.float32) for t in given[j])
+                for i, j in self.cross_kv.items()
+                if j in given
+            },
+        )
         s = forward_states(
             self.whisper,
             batch["decoder_input_ids"].to(dev),
@@ -111,6 +117,7 @@ class WhisperStudent:
         proj = self.projectors
         layers = None
         if self.layer_map:
+            assert s.decoder_layers is not None  # asked for with every_layer
             layers = {j: proj[f"decoder_{i}"](s.decoder_layers[i]) for i, j in self.layer_map.items()}
         return ModelStates(
             logits=s.logits,
@@ -139,8 +146,9 @@ class WhisperStudent:
         """Every file of ``save`` into the new folder ``tmp``."""
         model = self.model
         if hasattr(model, "merge_and_unload"):  # peft: keep the adapter alone too, then merge a copy
-            model.save_pretrained(str(tmp / "adapter"))
-            model = copy.deepcopy(model).merge_and_unload()
+            peft = cast("PeftModel", model)
+            peft.save_pretrained(str(tmp / "adapter"))
+            model = copy.deepcopy(peft).merge_and_unload()
         model.save_pretrained(str(tmp))
         self.processor.save_pretrained(str(tmp))
         if len(self.projectors):
@@ -158,8 +166,11 @@ def base_student(
     """(student Whisper before LoRA, its processor): a layer copy of ``teacher`` or ``student.from``."""
     s = cfg.student
     if s.init == "copy":
-        student = copy_layers(teacher, s.encoder_layers, s.decoder_layers).to(device, torch.float32)
+        copied = copy_layers(teacher, s.encoder_layers, s.decoder_layers)
+        # PreTrainedModel.to is @functools.wraps(nn.Module.to): typeshed's _Wrapped does not bind self
+        student = copied.to(device, torch.float32)  # type: ignore[arg-type]
         return student, teacher_processor
+    assert s.from_ is not None  # validate_config: init "pretrained" needs student.from
     student, processor = load_whisper(s.from_, device=str(device), dtype=torch.float32)
     check_same_tokenizer(teacher_processor.tokenizer, processor.tokenizer, cfg.teacher, s.from_)
     if s.encoder_layers is not None or s.decoder_layers is not None:
@@ -167,9 +178,12 @@ def base_student(
     return student, processor
 
 
-def attach_training_parts(cfg: Config, student: WhisperForConditionalGeneration) -> nn.Module:
+def attach_training_parts(
+    cfg: Config, student: WhisperForConditionalGeneration
+) -> PeftModel | WhisperForConditionalGeneration:
     """Freeze what the config freezes and add LoRA; returns the module to train and save."""
     s = cfg.student
+    model: PeftModel | WhisperForConditionalGeneration
     if s.lora.r > 0:
         model = add_lora(student, s.lora.r, s.lora.alpha, s.lora.dropout, s.lora.targets)
     else:

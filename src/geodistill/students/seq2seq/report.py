@@ -8,13 +8,14 @@ from pathlib import Path
 import torch
 
 from geodistill.config import Config
+from geodistill.contracts import Batch
 from geodistill.models import load_whisper
 from geodistill.students.seq2seq.model import base_student
 from geodistill.students.states import Compared, collect_states, load_projectors, plan_sides
 
 
 def report_sides(
-    cfg: Config, student_dir: Path, teacher, processor, batches: list[dict], device: torch.device
+    cfg: Config, student_dir: Path, teacher, processor, batches: list[Batch], device: torch.device
 ) -> tuple[dict[str, Compared], list[str]]:
     """The comparable sides of a Whisper student (trained, and as training started) with the teacher."""
     student, _ = load_whisper(str(student_dir), device=str(device))

@@ -20,6 +20,7 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
     cross_kv = shared_cross_kv(cfg, teacher, student.whisper, shares)
     provider = side.provider
     if provider is None:
+        assert teacher is not None  # train.setup leaves it unloaded only when a cache provider stands in
         provider = make_teacher(cfg, (teacher, side.processor), cross_kv_layers=tuple(cross_kv.values()))
     offer = provider.offer
     student.shares_encoder = shares
