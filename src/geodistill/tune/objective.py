@@ -18,14 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.distributions import BaseDistribution
 
 from geodistill.config import Config
 from geodistill.errors import GeodistillError
-from geodistill.students.seq2seq.sharing import cross_kv_plan
-from geodistill.teacher.factory import load_teacher, make_teacher
-from geodistill.train import loop as training  # called as training.train: tests stand in for it
 from geodistill.tune.space import suggest, trial_config
 
 log = logging.getLogger("geodistill.tune")  # one logger for the package: study_log attaches to it
@@ -67,6 +63,7 @@ def record_failure(trial: optuna.Trial, run_dir: Path, exc: BaseException) -> No
 
 
 def _free_memory() -> None:
+    import torch  # noqa: PLC0415 (tune workers start light; the training stack loads with the first trial)
 
     gc.collect()
     if torch.cuda.is_available():
@@ -89,12 +86,17 @@ class Objective:
     def teacher(self):
         """The (model, processor) pair every trial of this process shares."""
         if self._teacher is None:
+            from geodistill.teacher.factory import load_teacher  # noqa: PLC0415 (tune workers start light; the training stack loads with the first trial)
+
             self._teacher = load_teacher(self.cfg)
         return self._teacher
 
     def teacher_outputs(self):
         """The study's cached teacher outputs (None without a cache); loads the teacher on first use."""
         if self._provider is None and self.cfg.teacher_cache:
+            from geodistill.students.seq2seq.sharing import cross_kv_plan  # noqa: PLC0415 (tune workers start light; the training stack loads with the first trial)
+            from geodistill.teacher.factory import make_teacher  # noqa: PLC0415 (tune workers start light; the training stack loads with the first trial)
+
             teacher = self.teacher()
             # The base config's student decides which cross-attention K/V are stored.
             layers = tuple(cross_kv_plan(self.cfg, teacher[0].config).values())
@@ -122,6 +124,8 @@ class Objective:
     def _run(self, trial: optuna.Trial, params: dict[str, Any], run_dir: Path) -> float:
 
         cfg = trial_config(self.cfg, params, run_dir, self.steps)
+        from geodistill.train import loop as training  # noqa: PLC0415 (tune workers start light; the training stack loads with the first trial)
+
         result = training.train(
             cfg,
             on_eval=self._reporter(trial),

@@ -11,7 +11,6 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from geodistill.config import Config, ConfigError, from_dict, merge, to_dict, validate
-from geodistill.students import family_for_init
 
 log = logging.getLogger("geodistill.tune")  # one logger for the package: _study_log attaches to it
 
@@ -42,6 +41,8 @@ def default_space(cfg: Config) -> dict[str, dict[str, Any]]:
         space.pop("student.lora.dropout")
     if cfg.loss.hidden_loss == "none":
         space.pop("loss.geo_weight")
+    from geodistill.students import family_for_init  # noqa: PLC0415 (tune workers start light; the training stack loads with the first trial)
+
     for name in family_for_init(cfg.student.init).untuned:  # e.g. a CTC student: no KL, no LoRA
         space.pop(name, None)
     return space

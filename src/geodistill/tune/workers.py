@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from geodistill.config import Config, ConfigError, from_dict, to_dict
@@ -149,6 +148,7 @@ def _worker_main(
     plan: StudyPlan | None = None,
 ) -> None:
     """Entry point of a spawned worker process (the URL arrives by pipe, never on a command line)."""
+    import torch  # noqa: PLC0415 (tune workers start light; the training stack loads with the first trial)
 
     if "OMP_NUM_THREADS" not in os.environ:  # W workers share the cores: oversubscribed OpenMP threads spin
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
