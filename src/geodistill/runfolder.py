@@ -33,17 +33,17 @@ STUDENT_DIRS = (BEST, FINAL)  # where a run keeps its student, in order of prefe
 MARKERS = (RECORD, CHECKPOINT)  # files that make a folder a geodistill run
 
 
-def read_json(path: Path, what: str) -> dict | None:
-    """The JSON object in ``path``; None when the file does not exist; a one-line GeodistillError naming
-    the file when it cannot be read or holds no JSON object."""
+def read_json(path: Path, what: str, error: type[GeodistillError] = GeodistillError) -> dict | None:
+    """The JSON object in ``path``; None when the file does not exist; a one-line ``error`` naming the
+    file when it cannot be read or holds no JSON object."""
     if not path.exists():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise GeodistillError(f"{path}: unreadable {what} ({exc})") from None
+        raise error(f"{path}: unreadable {what} ({exc})") from None
     if not isinstance(data, dict):
-        raise GeodistillError(f"{path}: {what} is not a JSON object")
+        raise error(f"{path}: {what} is not a JSON object")
     return data
 
 

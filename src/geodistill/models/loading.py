@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import pickle
 import re
@@ -29,7 +28,7 @@ from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ct2 import convert_ct2
 from geodistill.models.integrity import check_sha256, expected_sha256
 from geodistill.paths import cache_dir
-from geodistill.runfolder import STUDENT_DIRS, RunFolder
+from geodistill.runfolder import STUDENT_DIRS, RunFolder, read_json
 
 if TYPE_CHECKING:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -158,12 +157,9 @@ def converted_dir(source: Ct2Source) -> Path:
 
 
 def _read_config(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: unreadable config.json ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path}: config.json is not a JSON object")
+    data = read_json(path, "config.json", ModelLoadError)
+    if data is None:
+        raise ModelLoadError(f"{path}: missing config.json")
     return data
 
 
