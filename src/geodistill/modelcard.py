@@ -25,6 +25,16 @@ def find_eval(run_dir: Path | None, eval_json: str | Path | None) -> dict | None
     return evals[0][1] if evals else None
 
 
+def dataset_name(spec: str) -> str:
+    """A data spec as a public card names it: a Hub dataset by its id, a local file or folder by its own
+    name only (a card shows no local path)."""
+    for prefix in ("hf:", "hub:"):
+        if spec.startswith(prefix):
+            return spec.removeprefix(prefix)
+    path = Path(spec)
+    return (path.stem if path.suffix else path.name) or spec
+
+
 def evaluation_lines(evaluation: dict | None) -> list[str]:
     """The card's "Evaluation" section (none without an evaluation)."""
     if not evaluation or "wer" not in evaluation:
@@ -34,7 +44,7 @@ def evaluation_lines(evaluation: dict | None) -> list[str]:
         "",
         f"WER {100 * evaluation['wer']:.2f} % (normalised), "
         f"RTF {evaluation.get('rtf', float('nan')):.4f} "
-        f"on `{evaluation.get('data')}` ({evaluation.get('n_utterances')} utterances, "
+        f"on `{dataset_name(str(evaluation.get('data')))}` ({evaluation.get('n_utterances')} utterances, "
         f"{evaluation.get('device')}, batch {evaluation.get('batch_size')}), measured by "
         "`geodistill evaluate`.",
         "",
@@ -78,7 +88,7 @@ def front_matter(
         metrics = [{"type": "wer", "value": round(100 * evaluation["wer"], 2), "name": "WER (normalised, %)"}]
         if "rtf" in evaluation:
             metrics.append({"type": "rtf", "value": round(evaluation["rtf"], 4), "name": "real-time factor"})
-        data = str(evaluation.get("data", "evaluation set"))
+        data = dataset_name(str(evaluation.get("data", "evaluation set")))
         meta["model-index"] = [
             {
                 "name": name,

@@ -15,6 +15,7 @@ def register(sub) -> None:
     )
     q.add_argument("--eval", default=None, help="eval.json the model card quotes (default: the run's own)")
     q.add_argument("--license", default="mit", help="license in the model card (Whisper's weights: mit)")
+    q.add_argument("--name", default=None, help="the model card's title (default: the source folder's name)")
     q.set_defaults(fn=_export)
 
 
@@ -22,5 +23,15 @@ def _export(a: argparse.Namespace) -> int:
     # imported in the handler: --help stays fast (torch, transformers)
     from geodistill.export import export  # noqa: PLC0415
 
-    print(export(a.source, a.format, a.out, quantization=a.quantization, eval_json=a.eval, license=a.license))
+    print(
+        export(
+            a.source,
+            a.format,
+            a.out,
+            quantization=a.quantization,
+            eval_json=a.eval,
+            license=a.license,
+            name=a.name,
+        )
+    )
     return 0

@@ -74,11 +74,13 @@ def export(
     quantization: str | None = None,
     eval_json: str | Path | None = None,
     license: str = "mit",
+    name: str | None = None,
 ) -> Path:
     """Export ``source`` (a run folder or model spec) to ``out`` as ``fmt`` (see ``formats()``).
 
     ``quantization`` (ct2 only) defaults to float32, the exact weights. ``eval_json`` overrides the
-    evaluation the model card quotes (default: ``RUN/eval.json`` or ``RUN/*/eval.json``).
+    evaluation the model card quotes (default: ``RUN/eval.json`` or ``RUN/*/eval.json``); ``name`` titles the
+    card (default: the source's folder name).
     """
     _check_choices(fmt, quantization)
     out = Path(out)
@@ -92,7 +94,7 @@ def export(
                 f"--format {fmt}: {source} is a {family.label}, and {RUNTIMES.get(fmt, fmt)} has no such "
                 f"model; use --format {' or '.join(family.formats)}"
             )
-        name = Path(str(source)).name or str(source)
+        name = name or Path(str(source)).name or str(source)
         card = Card(find_eval(run_dir, eval_json), training_record(run_dir), license, name, str(source))
         family.export(folder, out, fmt, quantization, card)
     return out

@@ -11,18 +11,16 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
-import yaml
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from geodistill.modelcard import evaluation_lines, front_matter
 from geodistill.models.ct2_convert import convert_to_ct2
 from geodistill.models.loading import local_model_dir
 from geodistill.optional import require
 from geodistill.students.family import Card
+from geodistill.students.seq2seq.card import model_card
 
 FORMATS: tuple[str, ...] = ("hf", "ct2")
 
@@ -52,57 +50,3 @@ def write_hf(model_dir: Path, out: Path) -> None:
     # transformers 5 folds the feature extractor into processor_config.json; faster-whisper (and older
     # transformers) read preprocessor_config.json
     processor.feature_extractor.save_pretrained(out)
-
-
-def _distillation_lines(cfg: dict, config: dict) -> list[str]:
-    if not cfg:
-        return ["Exported with geodistill (no training record found next to the model)."]
-    student, loss = cfg.get("student", {}), cfg.get("loss", {})
-    train, data = cfg.get("train", {}), cfg.get("data", {})
-    return [
-        f"- teacher: `{cfg.get('teacher')}`",
-        f"- student: init `{student.get('init')}`, encoder layers {config.get('encoder_layers')}, decoder "
-        f"layers {config.get('decoder_layers')} (config: encoder {student.get('encoder_layers')}, decoder "
-        f"{student.get('decoder_layers')}), d_model {config.get('d_model')}, LoRA rank "
-        f"{student.get('lora', {}).get('r')} (merged)",
-        f"- losses: cross-entropy x {loss.get('ce_weight')}, KL(teacher||student) x {loss.get('kl_weight')} "
-        f"at T={loss.get('temperature')}, {loss.get('hidden_loss')} hidden-state loss on "
-        f"{loss.get('hidden_on')} x {loss.get('geo_weight')}, TAID {loss.get('taid')}",
-        f"- steps: {train.get('max_steps')} (batch {train.get('batch_size')} x accumulation "
-        f"{train.get('grad_accum')}, lr {train.get('lr')})",
-        f"- data: train `{data.get('train')}`, validation `{data.get('val')}`",
-    ]
-
-
-def model_card(hf_dir: Path, card: Card, fmt: str = "hf") -> str:
-    """README.md text: Hub YAML front matter, evaluation, how the model was distilled, how to load it."""
-    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
-    cfg, evaluation, name, source = card.cfg, card.evaluation, card.name, card.source
-    meta = front_matter(config.get("vocab_size", 51864) > 51864, name, cfg, evaluation, card.license)
-    if fmt == "ct2":  # the Hub lists CTranslate2 Whisper models under ctranslate2 + faster-whisper
-        meta["library_name"] = "ctranslate2"
-        meta["tags"] += ["ctranslate2", "faster-whisper"]
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
-    lines += [f"A Whisper student distilled with geodistill from `{cfg.get('teacher', source)}`.", ""]
-    lines += evaluation_lines(evaluation)
-    lines += ["## How it was distilled", "", *_distillation_lines(cfg, config), ""]
-    lines += [
-        "## How to use",
-        "",
-        "```python",
-        "from transformers import pipeline",
-        "",
-        'asr = pipeline("automatic-speech-recognition", model="PATH_OR_HUB_ID")',
-        'print(asr("speech.wav")["text"])',
-        "```",
-        "",
-        "The CTranslate2 export (`geodistill export RUN --format ct2`) loads in faster-whisper:",
-        "",
-        "```python",
-        "from faster_whisper import WhisperModel",
-        "",
-        'segments, info = WhisperModel("PATH", compute_type="int8").transcribe("speech.wav")',
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
