@@ -36,6 +36,7 @@ each utterance, augments it and writes the corpus, its manifests and summary.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -54,6 +55,7 @@ from geodistill.data.audio import SAMPLE_RATE, probe
 from geodistill.data.bad import BadSampleError
 from geodistill.errors import DataError
 from geodistill.optional import require
+from geodistill.outdir import write_file
 
 # With the names of synth_text and synth_voices that callers and tests reach through this module.
 __all__ = [
@@ -141,10 +143,19 @@ def augment(chain, audio: np.ndarray, seed: int) -> tuple[np.ndarray, list[str]]
     return np.clip(out, -1.0, 1.0).astype(np.float32), applied
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+def _atomic_write(path: Path, data: bytes | str) -> None:
+    """``path`` written atomically (a temporary sibling renamed over it); a full disk is one line naming
+    the file, and leaves no temporary file: the rerun resumes from the files already written."""
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    write_file(path, data, "the corpus", "free some space and rerun: the files written so far are kept")
+
+
+def flac_bytes(audio: np.ndarray) -> bytes:
+    """16-kHz 16-bit FLAC of ``audio``, encoded in memory: written to disk by Python, a full disk is an
+    OSError naming its cause, not libsndfile's "System error." (byte-identical to writing the file)."""
+    buf = io.BytesIO()
+    sf.write(buf, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
 
 
 def _usable(flac: Path, meta: Path, p: Plan) -> dict | None:
@@ -175,8 +186,8 @@ class Builder:
             "length_scale": round(p.length_scale, 3),
         }  # fmt: skip
         flac.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(meta, lambda t: t.write_text(json.dumps(row) + "\n", encoding="utf-8"))
-        _atomic_write(flac, lambda t: sf.write(t, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
+        _atomic_write(meta, json.dumps(row) + "\n")
+        _atomic_write(flac, flac_bytes(audio))
         self.written += 1
         self.audio_seconds += row["duration"]
         if self.written % 50 == 0:
@@ -303,10 +314,10 @@ def build_synth(
     _stale(out, {Path(r["audio_filepath"]).stem for rows in manifests.values() for r in rows})
     for split, rows in manifests.items():
         text = "".join(json.dumps(r) + "\n" for r in rows)
-        _atomic_write(out / f"{split}.jsonl", lambda t, text=text: t.write_text(text, encoding="utf-8"))
+        _atomic_write(out / f"{split}.jsonl", text)
     summary = _summary(key, manifests, voices, verses, b, time.perf_counter() - t0)
     write_readme(out, summary)
-    _atomic_write(out / "corpus.json", lambda t: t.write_text(json.dumps(summary, indent=2) + "\n"))
+    _atomic_write(out / "corpus.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -355,7 +366,7 @@ def write_readme(out: Path, s: dict) -> None:
         "", f"Text: {s['text']}.", "", f"Augmentation: {s['augmentation']}.", "",
         "Manifests: `train.jsonl`, `val.jsonl` (NeMo-style; `geodistill data scan OUT/train.jsonl`).", "",
     ]  # fmt: skip
-    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    _atomic_write(out / "README.md", "\n".join(lines))
 
 
 def held_out_val(out: str | Path, minutes: float = 3.0, exclude: list[str] | None = None) -> Path | None:

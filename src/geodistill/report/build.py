@@ -125,9 +125,15 @@ def build_report(
     out = info.run_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
+    for missing in info.missing:
+        log.warning("report: %s is missing (%s): %s", missing["file"], missing["what"], missing["effect"])
     dev = resolve_device(device)
-    curves = training_curves(
-        info.history, out / "training_curves.png", info.cfg.loss.hidden_loss, info.cfg.train.clip
+    curves = (
+        training_curves(
+            info.history, out / "training_curves.png", info.cfg.loss.hidden_loss, info.cfg.train.clip
+        )
+        if info.has_history
+        else None
     )
     latent, utts = _latent(info, data, n, dev, out)
     report = {
@@ -135,8 +141,9 @@ def build_report(
         "generated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "teacher": info.cfg.teacher,
         "student_dir": str(info.student_dir),
-        "training": training_summary(info.history),
-        "training_image": curves.name,
+        "training": training_summary(info.history) if info.has_history else None,
+        "training_image": curves.name if curves is not None else None,
+        "missing": list(info.missing),
         "comparison": comparison(info, utts, dev, out, evaluate_missing, eval_max_new_tokens),
         "latent": latent,
         "bad_samples": info.bad_samples,

@@ -133,7 +133,9 @@ def comparison_section(report: dict) -> Section:
 def training_section(report: dict) -> Section:
     hidden = "geodesic, rad" if report.get("hidden_loss") == "geodesic" else report.get("hidden_loss")
     sec = Section("Training")
-    sec.tables.append((("quantity", "value"), training_rows(report["training"])))
+    if report.get("training") is not None:
+        sec.tables.append((("quantity", "value"), training_rows(report["training"])))
+    sec.notes += [f"{m['file']} is missing ({m['what']}): {m['effect']}" for m in report.get("missing", [])]
     sec.paragraphs.append(f"Bad samples: {report['bad_samples']} (lines of {report['bad_samples_file']}).")
     sec.figures.append(
         (

@@ -22,6 +22,11 @@ class RunInfo:
     history: dict  # training_history.json: {"train": [...], "val": [...], "skipped": [...]}
     student_dir: Path  # best/ if it holds a model, else adapter_final/ (the student a run-folder spec loads)
     bad_samples: int  # lines of bad_samples.jsonl (0 when the file is absent)
+    missing: tuple[dict, ...] = ()  # files the report does without: {"file", "what", "effect"}
+
+    @property
+    def has_history(self) -> bool:
+        return not any(m["file"] == str(self.run_dir / runfolder.HISTORY) for m in self.missing)
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -51,7 +56,9 @@ def _student_dir(run_dir: Path) -> Path:
 
 
 def read_run(run_dir: str | Path) -> RunInfo:
-    """What the report needs from ``run_dir``, checked; a GeodistillError names whatever is missing."""
+    """What the report needs from ``run_dir``, checked; a GeodistillError names whatever is missing that the
+    report cannot do without (the run's configuration, its student). A missing training history is listed
+    in ``missing``: the report is built without its curves and numbers."""
     run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():
         raise GeodistillError(f"{run_dir}: not a folder (expected a geodistill run folder)")
@@ -64,7 +71,12 @@ def read_run(run_dir: str | Path) -> RunInfo:
     except ConfigError as exc:
         reason = str(exc).replace("\n", " ")
         raise GeodistillError(f"{run_dir / 'training_config.json'}: {reason}") from None
-    history = read_json(folder.history_file, "training history")
+    missing: list[dict] = []
+    history = runfolder.read_json(folder.history_file, "training history")
+    if history is None:  # a run killed before its first checkpoint, or a student folder copied elsewhere
+        effect = "no training curves and no training numbers"
+        missing.append({"file": str(folder.history_file), "what": "training history", "effect": effect})
+        history = {}
     for key in ("train", "val"):
         if not isinstance(history.get(key, []), list):
             raise GeodistillError(f"{run_dir / 'training_history.json'}: '{key}' is not a list")
@@ -80,6 +92,7 @@ def read_run(run_dir: str | Path) -> RunInfo:
         history=history,
         student_dir=_student_dir(run_dir),
         bad_samples=count_lines(folder.bad_samples),
+        missing=tuple(missing),
     )
 
 

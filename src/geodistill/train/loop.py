@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -347,7 +348,12 @@ def _loop(session: Session, on_eval) -> TrainResult:
                     stop.exit_code or 143, state.step, run.run_dir, state.best_wer, None, state.history
                 )
             started = time.perf_counter()
-            values, ids, ok = session.train_step()
+            try:
+                values, ids, ok = session.train_step()
+            except RuntimeError as exc:  # torch.OutOfMemoryError is one
+                if not is_out_of_memory(exc):
+                    raise
+                raise out_of_memory(run, state.step + 1, exc) from None
             session.writer.add_scalar("time/step_seconds", time.perf_counter() - started, state.step + 1)
             if not ok:
                 _skip_step(state, ids, t.max_bad_steps)
@@ -373,6 +379,49 @@ def _loop(session: Session, on_eval) -> TrainResult:
         run.student.save(run.folder.final, extra={"step": state.step, "val_wer": last_wer})
     log.info("done: %d steps, best validation WER %s, run folder %s", state.step, state.best_wer, run.run_dir)
     return TrainResult(0, state.step, run.run_dir, state.best_wer, last_wer, state.history)
+
+
+# CUDA: "Tried to allocate 2.00 GiB"; the CPU allocator: "you tried to allocate 12884901888 bytes"
+_TRIED = re.compile(r"[Tt]ried to allocate (\d+(?:\.\d+)?) ?(bytes|[KMGT]i?B)")
+_UNITS = {"bytes": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30,
+          "TiB": 2**40}  # fmt: skip
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA out-of-memory error, or the CPU allocator's (a RuntimeError "can't allocate memory")."""
+    text = str(exc)
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError)
+        and ("can't allocate memory" in text or "not enough memory" in text or "DefaultCPUAllocator" in text)
+    )
+
+
+def _tried(exc: BaseException) -> str | None:
+    """The allocation that failed, from the error's text ("12.00 GiB"), or None when it does not say."""
+    found = _TRIED.search(str(exc))
+    if found is None:
+        return None
+    size = float(found.group(1)) * _UNITS[found.group(2)]
+    for unit in ("GiB", "MiB", "KiB"):
+        if size >= _UNITS[unit]:
+            return f"{size / _UNITS[unit]:.2f} {unit}"
+    return f"{size:.0f} bytes"
+
+
+def out_of_memory(run: Run, step: int, exc: BaseException) -> GeodistillError:
+    """The one-line error of a training step that ran out of memory: the batch size, the allocation that
+    failed, what to change, and that the last checkpoint (if any) was not touched."""
+    t = run.cfg.train
+    where = "GPU memory" if isinstance(exc, torch.OutOfMemoryError) else "memory"
+    tried = _tried(exc)
+    size = f"; it tried to allocate {tried}" if tried else ""
+    checkpoint = run.folder.checkpoint
+    kept = f"the checkpoint {checkpoint} is intact" if checkpoint.is_file() else "no checkpoint was written"
+    return GeodistillError(
+        f"training step {step} ran out of {where} with train.batch_size={t.batch_size} on {run.device}"
+        f"{size}; lower train.batch_size (raise train.grad_accum to keep the effective batch of "
+        f"{t.batch_size * t.grad_accum}); {kept}"
+    )
 
 
 def _skip_step(state: TrainState, ids: list[str], max_bad: int) -> None:

@@ -25,6 +25,7 @@ from geodistill.errors import GeodistillError
 from geodistill.tune.space import suggest, trial_config
 
 log = logging.getLogger("geodistill.tune")  # one logger for the package: study_log attaches to it
+RECORDED = "geodistill_error_file"  # set on an exception record_failure has written to the trial's error.txt
 
 
 def sampler_seed(cfg: Config, n_existing: int, shared: bool) -> int:
@@ -52,6 +53,8 @@ def record_failure(trial: optuna.Trial, run_dir: Path, exc: BaseException) -> No
     """The error's traceback in ``run_dir/error.txt`` and its one-line text in the trial's user attrs."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.txt").write_text("".join(traceback.format_exception(exc)))
+    with contextlib.suppress(AttributeError, TypeError):  # an exception type that takes no attributes
+        setattr(exc, RECORDED, str(run_dir / "error.txt"))  # Optuna need not print it again (study_log)
     trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
     log.warning(
         "trial %d failed: %s: %s (traceback in %s)",

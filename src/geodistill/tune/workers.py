@@ -8,6 +8,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from geodistill.config import Config, ConfigError, from_dict, to_dict
 from geodistill.errors import GeodistillError
-from geodistill.tune.objective import Objective, sampler_seed
+from geodistill.tune.objective import RECORDED, Objective, sampler_seed
 from geodistill.tune.outputs import write_outputs
 from geodistill.tune.space import search_space
 from geodistill.tune.storage import HEARTBEAT_S, BudgetSpent, budget_used, mask_url, open_study
@@ -113,10 +114,35 @@ def run_worker(
     )
 
 
+class RecordedFailures(logging.Filter):
+    """On Optuna's trial logger: drops its report of a failed trial (the error with its traceback, then
+    "Trial N failed with value None.") when the objective has recorded that error: the tool's own line
+    already names the trial's error.txt, which holds the traceback."""
+
+    FAILED = re.compile(r"Trial (\d+) failed")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trials: set[str] = set()  # the trials whose failure is silenced
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        failed = self.FAILED.match(message)
+        if failed is None:
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and hasattr(error, RECORDED):
+            self.trials.add(failed.group(1))
+            return False
+        follow_up = error is None and "failed with value" in message
+        return not (follow_up and failed.group(1) in self.trials)
+
+
 @contextlib.contextmanager
 def study_log(study_dir: Path, who: str = "") -> Iterator[None]:
     """While the block runs, this process's tuning messages and Optuna's trial results also go to
-    ``<study folder>/tune.log``, each line tagged ``[who]`` when given (a spawned worker's index)."""
+    ``<study folder>/tune.log``, each line tagged ``[who]`` when given (a spawned worker's index).
+    Optuna prints no traceback of a trial whose error the objective has recorded (``RecordedFailures``)."""
     study_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"[{who}] " if who else ""
     file = logging.FileHandler(study_dir / "tune.log")
@@ -128,9 +154,13 @@ def study_log(study_dir: Path, who: str = "") -> Iterator[None]:
     pairs = [(log, file), (log, console), (logging.getLogger("optuna"), file)]
     for logger, handler in pairs:
         logger.addHandler(handler)
+    # the logger Optuna reports each trial's end on (optuna/study/_optimize.py)
+    trials, recorded = logging.getLogger("optuna.study._optimize"), RecordedFailures()
+    trials.addFilter(recorded)
     try:
         yield
     finally:
+        trials.removeFilter(recorded)
         for logger, handler in pairs:
             logger.removeHandler(handler)
         file.close()
