@@ -229,6 +229,22 @@ def test_models_whisper_cpp_cannot_hold_are_refused_naming_the_folder(tmp_path, 
     assert not out.exists() and list(tmp_path.glob(".out.bin*")) == []
 
 
+def test_a_shape_error_half_way_through_leaves_no_file(tmp_path, hf_dir):
+    short = tmp_path / "short-text-ctx"
+    short.mkdir()
+    for f in hf_dir.iterdir():
+        (short / f.name).symlink_to(f)
+    (short / "config.json").unlink()
+    config = json.loads((hf_dir / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_target_positions": 400}))
+    out = tmp_path / "out.bin"
+    with pytest.raises(
+        GeodistillError, match=r"decoder\.embed_positions\.weight has shape \(448, 64\), expected"
+    ):
+        write_ggml(short, out)  # the encoder's tensors are already written by then
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short-text-ctx"]
+
+
 def test_context_rule(tmp_path, hf_dir):
     assert context_rule(hf_dir) == {}
     student = tmp_path / "student"

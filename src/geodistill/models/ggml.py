@@ -29,11 +29,12 @@ compare it with the HF weights, and reports a damaged file as a one-line ``Model
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
+import secrets
 import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,12 +367,6 @@ def _tensor_header(name: str, shape: tuple[int, ...], ttype: str) -> bytes:
     return struct.pack(f"<3i{len(dims)}i", len(dims), len(raw), TYPE_CODES[ttype], *dims) + raw
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_ggml(hf_dir: Path, out_file: Path, dtype: str = "f16") -> Path:
     """Write the Whisper model in HF folder ``hf_dir`` as a whisper.cpp model file ``out_file``.
 
@@ -397,16 +392,16 @@ def write_ggml(hf_dir: Path, out_file: Path, dtype: str = "f16") -> Path:
     tmp = None
     try:
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".tmp", dir=out_file.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file an ordinary file's mode
-        with os.fdopen(fd, "wb") as f:
+        # a new sibling (not mkstemp, whose 0600 mode would stick to the model file)
+        tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        with open(tmp, "xb") as f:
             f.write(struct.pack("<12i", GGML_MAGIC, *(hp[k] for k in HPARAMS)))
             f.write(struct.pack("<2i", *filters.shape))
             f.write(filters.astype("<f4").tobytes())
             f.write(struct.pack("<i", len(vocab)))
             for token in vocab:
                 f.write(struct.pack("<I", len(token)) + token)
-            for name, data in (first, *tensors):
+            for name, data in itertools.chain([first], tensors):  # one tensor in memory at a time
                 ttype = storage_type(name, data.ndim, dtype)
                 f.write(_tensor_header(name, data.shape, ttype))
                 f.write(_encode(data, ttype))
@@ -416,7 +411,7 @@ def write_ggml(hf_dir: Path, out_file: Path, dtype: str = "f16") -> Path:
         raise StorageError(f"cannot write {out_file} ({exc.strerror or exc})") from exc
     finally:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
     return out_file
 
 
