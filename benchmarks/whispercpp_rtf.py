@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
 
-    from geodistill.data.audio import load_audio
     from geodistill.evaluate.wer import wer_scores
-    from geodistill.evaluate.whispercpp import WhisperCppModel
+
+    from geodistill.data.audio import load_audio
+    from geodistill.decoding.whispercpp import WhisperCppModel
     from geodistill.models.ggml import write_ggml
 
     paths, refs = real_clips()

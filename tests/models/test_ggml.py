@@ -16,15 +16,14 @@ import pytest
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ggml import (
     Q8_BLOCK,
-    check_loadable,
     context_rule,
     dequantize_q8_0,
     ggml_name,
     quantize_q8_0,
-    read_ggml,
     storage_type,
     write_ggml,
 )
+from geodistill.models.ggml_read import check_loadable, read_ggml
 from geodistill.optional import MissingDependencyError
 from tests.conftest import make_tiny_whisper
 
@@ -311,7 +310,7 @@ def test_layout_check_catches_what_whisper_cpp_would_refuse(tmp_path, ggml_files
 
 
 def test_missing_pywhispercpp_names_the_extra(monkeypatch, ggml_files):
-    from geodistill.evaluate.whispercpp import WhisperCppModel
+    from geodistill.decoding.whispercpp import WhisperCppModel
 
     monkeypatch.setitem(sys.modules, "pywhispercpp", None)
     monkeypatch.setitem(sys.modules, "pywhispercpp.model", None)
@@ -320,7 +319,7 @@ def test_missing_pywhispercpp_names_the_extra(monkeypatch, ggml_files):
 
 
 def test_engine_refuses_bad_files_and_options_before_whisper_cpp_sees_them(tmp_path, ggml_files):
-    from geodistill.evaluate.whispercpp import WhisperCppModel
+    from geodistill.decoding.whispercpp import WhisperCppModel
 
     with pytest.raises(ModelLoadError, match=r"model-f32\.bin: an f32 whisper\.cpp file.*#2557"):
         WhisperCppModel(ggml_files["f32"], threads=1)  # whisper.cpp would abort the process
@@ -338,7 +337,7 @@ def test_engine_refuses_bad_files_and_options_before_whisper_cpp_sees_them(tmp_p
 @pytest.mark.parametrize("dtype", ["f16", "q8_0"])
 def test_whisper_cpp_loads_the_written_files(ggml_files, dtype):
     pytest.importorskip("pywhispercpp")
-    from geodistill.evaluate.whispercpp import WhisperCppModel
+    from geodistill.decoding.whispercpp import WhisperCppModel
 
     with WhisperCppModel(ggml_files[dtype], threads=1, audio_context="dynamic", margin=64) as engine:
         assert engine.n_audio_ctx == 1500
@@ -387,9 +386,10 @@ def test_real_tiny_en_f16_file_holds_its_weights(tiny_en_files_cpp):
 @pytest.mark.integration
 def test_real_tiny_en_transcribes_real_speech_like_the_hf_model(tiny_en_files_cpp, real_speech):
     pytest.importorskip("pywhispercpp")
-    from geodistill.evaluate.transcribe import transcribe_files
     from geodistill.evaluate.wer import wer_scores
-    from geodistill.evaluate.whispercpp import WhisperCppModel
+
+    from geodistill.decoding.whispercpp import WhisperCppModel
+    from geodistill.evaluate.transcribe import transcribe_files
 
     hf, files = tiny_en_files_cpp
     paths, audios, refs = real_speech
@@ -406,7 +406,8 @@ def test_real_tiny_en_transcribes_real_speech_like_the_hf_model(tiny_en_files_cp
 def test_dynamic_context_sets_a_short_audio_ctx_and_still_transcribes(tiny_en_files_cpp, real_speech):
     pytest.importorskip("pywhispercpp")
     from geodistill.evaluate.wer import wer_scores
-    from geodistill.evaluate.whispercpp import WhisperCppModel
+
+    from geodistill.decoding.whispercpp import WhisperCppModel
 
     _, files = tiny_en_files_cpp
     _, audios, refs = real_speech

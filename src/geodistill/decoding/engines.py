@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -23,15 +24,29 @@ import torch
 from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizerFast
 
 from geodistill.decoding.assistant import AssistedWhisper, with_assistant
+from geodistill.decoding.whispercpp import WhisperCppModel
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models import load_whisper, resolve_device
+from geodistill.models.context import DEFAULT_MARGIN
 from geodistill.models.ct2 import read_ct2
 from geodistill.models.ct2_convert import CONTEXT_FILE, convert_to_ct2
+from geodistill.models.ggml import context_rule, write_ggml
+from geodistill.models.ggml_read import read_ggml
 from geodistill.models.loading import EMBEDDED, converted_dir, embedded_source, local_model_dir
 from geodistill.optional import require
 from geodistill.paths import cache_dir
 
-ENGINES = ("hf", "ct2")
+ENGINES = ("hf", "ct2", "whispercpp")
+GGML_FILE = "ggml-model.bin"  # the whisper.cpp file of `export --format ggml` and of the engine's cache
+# --compute-type -> the whisper.cpp weights type (f32 files abort whisper.cpp's CPU convolution)
+GGML_TYPES = {
+    "int8": "q8_0",
+    "int8_float32": "q8_0",
+    "int8_float16": "q8_0",
+    "float16": "f16",
+    "float32": "f16",
+}
+GGML_REVISION = 1  # bump when the conversion changes so stale cache entries are not reused
 COMPUTE_TYPES = ("int8", "int8_float32", "int8_float16", "float16", "float32")
 DEFAULT_COMPUTE_TYPE = "int8"  # CPU int8: what faster-whisper users deploy
 CT2_REVISION = 1  # bump when the conversion changes so stale cache entries are not reused
@@ -98,6 +113,46 @@ def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def ggml_folder(spec: str, dtype: str) -> Path:
+    """A folder holding a whisper.cpp file of ``spec`` (``GGML_FILE``, its tokenizer and context rule): an
+    export itself, else a conversion (geodistill.models.ggml) under ``<cache>/ggml/``, made once."""
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / GGML_FILE).is_file():
+        return path
+    hf = hf_folder(spec)
+    h = hashlib.sha256(f"geodistill-ggml-{GGML_REVISION}-{dtype}".encode())
+    for file in sorted(hf.glob("*.json")) + sorted(hf.glob("*.safetensors")):
+        st = file.stat()
+        h.update(f"|{file.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    name = re.sub(r"[^\w.-]", "_", path.name or spec)
+    final = cache_dir() / "ggml" / f"{name}-{dtype}-{h.hexdigest()[:12]}"
+    if (final / GGML_FILE).is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        write_ggml_folder(hf, tmp, dtype)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / GGML_FILE).is_file():  # else a concurrent run finished first: use its copy
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def write_ggml_folder(hf_dir: Path, out: Path, dtype: str) -> None:
+    """``GGML_FILE`` + tokenizer.json + preprocessor_config.json + a dynamic student's context rule."""
+    write_ggml(hf_dir, out / GGML_FILE, dtype)
+    processor = WhisperProcessor.from_pretrained(hf_dir, local_files_only=True)
+    processor.tokenizer.save_pretrained(out)
+    processor.feature_extractor.save_pretrained(out)
+    rule = context_rule(hf_dir)
+    if rule:
+        (out / CONTEXT_FILE).write_text(json.dumps(rule, indent=2) + "\n", encoding="utf-8")
 
 
 def _processor(folder: Path):
@@ -249,6 +304,17 @@ def engine_fields(model) -> dict:
 
     if isinstance(model, AssistedWhisper):
         return {"engine": "hf", **model.fields()}
+    if isinstance(model, WhisperCppModel):
+        header = read_ggml(model.model_file, load_tensors=False)
+        return {
+            "engine": "whispercpp",
+            "params": sum(int(math.prod(shape)) for shape in header.shapes.values()),
+            "disk_mb": model.model_file.stat().st_size / 2**20,
+            "dtype": header.dtype,
+            "device": f"cpu (whisper.cpp, {model.threads} threads)",
+            "timing": "whisper.cpp's whole decode of each clip (log-Mel + encoder + decoder, batch 1); "
+            "audio decoding excluded",
+        }
     if not isinstance(model, Ct2Whisper):
         return {"engine": "hf"}
 
@@ -269,8 +335,10 @@ def load_engine(
     engine: str = "hf",
     compute_type: str = DEFAULT_COMPUTE_TYPE,
     assistant: str | None = None,
+    fallback: bool | None = None,
 ):
-    """(model, processor, device) for ``engine`` ("ct2"), or the HF ``spec`` drafting with ``assistant``."""
+    """(model, processor, device) for ``engine`` ("ct2", "whispercpp"), or the HF ``spec`` drafting with
+    ``assistant``. ``fallback``: whisper.cpp's own temperature fallback (None: on, its default)."""
     if engine not in ENGINES:
         raise GeodistillError(f"--engine: unknown engine '{engine}' (choose {' or '.join(ENGINES)})")
     if compute_type not in COMPUTE_TYPES:
@@ -280,7 +348,17 @@ def load_engine(
             raise GeodistillError("--assistant needs --engine hf (assisted generation is transformers')")
         return _assisted(spec, device, assistant)
     if isinstance(spec, tuple | list):
-        raise GeodistillError("--engine ct2 needs a model spec or folder, not a model already in memory")
+        raise GeodistillError(
+            f"--engine {engine} needs a model spec or folder, not a model already in memory"
+        )
+    if engine == "whispercpp":
+        folder = ggml_folder(str(spec), GGML_TYPES[compute_type])
+        rule = _context_rule(folder)
+        mode = rule.get("geodistill_audio_context", "full")
+        margin = int(rule.get("geodistill_context_margin", DEFAULT_MARGIN))
+        threads = torch.get_num_threads()
+        cpp = WhisperCppModel(folder / GGML_FILE, threads, mode, margin, fallback=fallback is not False)
+        return cpp, _processor(folder), torch.device("cpu")
 
     ct2_device = "cuda" if resolve_device(device).type == "cuda" else "cpu"
     folder = ct2_folder(str(spec), compute_type)

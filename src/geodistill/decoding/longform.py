@@ -27,6 +27,7 @@ from geodistill.decoding.whisper import (
     features,
     generate_ids,
 )
+from geodistill.decoding.whispercpp import WhisperCppModel
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -120,6 +121,13 @@ def decode_audios(
     ``features(processor, audios)`` (e.g. to cut the features to an audio context).
     """
 
+    if isinstance(model, WhisperCppModel):  # whisper.cpp decodes audio itself, any length, batch 1
+        with compute:
+            texts = model.transcribe(list(audios))
+        tokenizer = processor.tokenizer
+        return [
+            torch.tensor(tokenizer(t, add_special_tokens=False).input_ids, dtype=torch.long) for t in texts
+        ]
     out: list[torch.Tensor | None] = [None] * len(audios)
     via_long = how.fallback and isinstance(model, Ct2Whisper)  # CT2's fallback is faster-whisper's
     short = [] if via_long else [i for i, a in enumerate(audios) if not is_long(a)]

@@ -40,7 +40,8 @@ def load(spec, device: str, options: DecodeOptions) -> tuple:
     (speculative decoding, ``geodistill.decoding.assistant``).
     """
     if options.engine != "hf" or options.assistant is not None:
-        return load_engine(spec, str(device), options.engine, options.compute_type, options.assistant)
+        o = options
+        return load_engine(spec, str(device), o.engine, o.compute_type, o.assistant, o.fallback)
     if isinstance(spec, tuple | list):
         loaded, processor = spec
         return loaded, processor, loaded.device

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from geodistill.errors import GeodistillError, ModelLoadError
-from geodistill.models.ggml import check_loadable, read_ggml
+from geodistill.models.ggml_read import check_loadable, read_ggml
 from geodistill.optional import require
 
 AUDIO_CONTEXTS = ("full", "dynamic")  # geodistill.models.context.AUDIO_CONTEXTS
@@ -62,17 +62,24 @@ class WhisperCppModel:
     ``threads``: whisper.cpp's ``n_threads``. ``audio_context``: ``full`` or ``dynamic`` (the student's rule,
     ``geodistill.models.ggml.context_rule``); ``margin``: encoder positions after the clip (dynamic only).
 
-    Decoding keeps whisper.cpp's own temperature fallback on (its default; openai-whisper's CLI has the same
-    schedule): each clip is first decoded greedily at temperature 0; when the result fails whisper.cpp's
-    checks, an average token log-probability below -1.0 (``logprob_thold``) or, past 32 tokens, an entropy
-    of the last 32 tokens' counts below 2.4 (``entropy_thold``, whisper.cpp's stand-in for openai-whisper's
+    ``fallback`` off sets ``temperature_inc`` 0: greedy only. On (whisper.cpp's default; openai-whisper's
+    CLI has the same schedule), each clip is first decoded greedily at temperature 0; when the result fails
+    whisper.cpp's checks, an average token log-probability below -1.0 (``logprob_thold``) or, past 32
+    tokens, an entropy of the last 32 tokens' counts below 2.4 (``entropy_thold``, whisper.cpp's stand-in for openai-whisper's
     gzip compression ratio: it catches repetition loops), the clip is decoded again by sampling at temperature
     0.2, 0.4, ... up to 1.0 (``temperature_inc`` 0.2, ``best_of`` 5 candidates each) until a result passes.
-    A clip the model cannot decode can therefore cost many times an ordinary one. geodistill's HF decoding
-    does this only with ``--fallback`` (off by default), so the engines can differ on hard clips.
+    A clip the model cannot decode can therefore cost many times an ordinary one. ``geodistill evaluate``
+    passes its ``--fallback`` (off by default) and ``transcribe`` its own default (on), as for every engine.
     """
 
-    def __init__(self, model_file: Path, threads: int, audio_context: str = "full", margin: int = 64):
+    def __init__(
+        self,
+        model_file: Path,
+        threads: int,
+        audio_context: str = "full",
+        margin: int = 64,
+        fallback: bool = True,
+    ):
         model_file = Path(model_file)
         if audio_context not in AUDIO_CONTEXTS:
             raise GeodistillError(f"audio_context: must be one of {AUDIO_CONTEXTS}, got {audio_context!r}")
@@ -96,6 +103,7 @@ class WhisperCppModel:
         self.threads = threads
         self.audio_context = audio_context
         self.margin = margin
+        self.fallback = fallback
         self.n_audio_ctx = header.hparams["n_audio_ctx"]
         with quiet_stderr():
             model = pw_model.Model(
@@ -110,6 +118,7 @@ class WhisperCppModel:
                 print_realtime=False,
                 print_timestamps=False,
                 print_special=False,
+                temperature_inc=0.2 if fallback else 0.0,  # 0: no temperature fallback (greedy only)
             )
         self._model = model
         _OPEN.add(self)
