@@ -65,9 +65,9 @@ class WhisperCppModel:
     ``fallback`` off sets ``temperature_inc`` 0: greedy only. On (whisper.cpp's default; openai-whisper's
     CLI has the same schedule), each clip is first decoded greedily at temperature 0; when the result fails
     whisper.cpp's checks, an average token log-probability below -1.0 (``logprob_thold``) or, past 32
-    tokens, an entropy of the last 32 tokens' counts below 2.4 (``entropy_thold``, whisper.cpp's stand-in for openai-whisper's
-    gzip compression ratio: it catches repetition loops), the clip is decoded again by sampling at temperature
-    0.2, 0.4, ... up to 1.0 (``temperature_inc`` 0.2, ``best_of`` 5 candidates each) until a result passes.
+    tokens, an entropy of the last 32 tokens' counts below 2.4 (``entropy_thold``, whisper.cpp's stand-in
+    for openai-whisper's gzip compression ratio: it catches repetition loops), the clip is decoded again by
+    sampling at temperature 0.2, 0.4, ... up to 1.0 (``temperature_inc`` 0.2, ``best_of`` 5 candidates each) until a result passes.
     A clip the model cannot decode can therefore cost many times an ordinary one. ``geodistill evaluate``
     passes its ``--fallback`` (off by default) and ``transcribe`` its own default (on), as for every engine.
     """
