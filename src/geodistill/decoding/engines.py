@@ -206,10 +206,12 @@ class Ct2Whisper:
         task: str | None = None,
         do_sample: bool = False,
         use_cache: bool = True,
+        no_speech: list[float | None] | None = None,
         **unsupported,
     ) -> torch.LongTensor:
         """Token ids (B, T) of ``input_features`` (B, n_mels, frames <= 3000), prompt excluded, padded with
-        <|endoftext|>. Raises GeodistillError for HF-only options (assistant models, timestamps)."""
+        <|endoftext|>. Raises GeodistillError for HF-only options (assistant models, timestamps).
+        ``no_speech``: a list, extended with each clip's no-speech probability (CTranslate2's own)."""
         if unsupported:
             raise GeodistillError(f"--engine ct2 does not support {', '.join(sorted(unsupported))}")
         import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
@@ -224,13 +226,35 @@ class Ct2Whisper:
             beam_size=num_beams,
             max_length=2 * max_new_tokens + len(prompts[0]),
             suppress_blank=True,
+            return_no_speech_prob=no_speech is not None,
         )
+        if no_speech is not None:
+            no_speech.extend(float(r.no_speech_prob) for r in results)
         seqs = [r.sequences_ids[0][:max_new_tokens] for r in results]
         eot = self.processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
         width = max((len(s) for s in seqs), default=0)
         return torch.tensor([s + [eot] * (width - len(s)) for s in seqs], dtype=torch.long).reshape(
             len(seqs), -1
         )
+
+    def no_speech_probs(self, input_features: torch.Tensor) -> list[float | None]:
+        """Each clip's no-speech probability (``geodistill.decoding.whisper.no_speech_probs``), by
+        CTranslate2, which reads it at <|startoftranscript|>: one decoding step, language given (the
+        decoder is causal, so the later prompt tokens do not change it)."""
+        import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
+
+        feats = ctranslate2.StorageView.from_array(input_features.float().contiguous().numpy())
+        prompt = ["<|startoftranscript|>", "<|notimestamps|>"]
+        if self.model.is_multilingual:
+            prompt[1:1] = ["<|en|>", "<|transcribe|>"]
+        results = self.model.generate(
+            feats,
+            [prompt] * input_features.shape[0],
+            beam_size=1,
+            max_length=len(prompt) + 1,
+            return_no_speech_prob=True,
+        )
+        return [float(r.no_speech_prob) for r in results]
 
 
 def _assisted(spec, device: str, assistant: str):

@@ -3,7 +3,9 @@
 Writes, when ``out`` is given:
 - ``eval.json``: every number plus what produced it (model, device, threads, batch, beam, versions, date);
 - ``eval.md``: the headline numbers as a small table;
-- ``utterances.jsonl``: one row per decoded utterance (reference, hypothesis, error counts, WER);
+- ``utterances.jsonl``: one row per decoded utterance (reference, hypothesis, error counts, WER, and
+  Whisper's no-speech probability: over 0.6 the clip is likely silence or noise, its hypothesis a
+  hallucination; null for a family without one);
 - ``bad_samples.jsonl``: the utterances this run skipped, with the reason (started afresh each run).
 
 Compute time covers ``model.generate`` only (encoder + KV-cached decoding, device-synchronised). Audio
@@ -143,8 +145,15 @@ def _write_outputs(
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "eval.md").write_text(eval_markdown(result))
     with open(out_dir / "utterances.jsonl", "w") as f:
-        for utt, ref, hyp, secs, row in zip(
-            decoded.utterances, refs, decoded.hypotheses, decoded.audio_seconds, per_utt, strict=True
+        no_speech = decoded.no_speech or [None] * len(decoded.utterances)
+        for utt, ref, hyp, secs, row, p in zip(
+            decoded.utterances,
+            refs,
+            decoded.hypotheses,
+            decoded.audio_seconds,
+            per_utt,
+            no_speech,
+            strict=True,
         ):
             errors = {k: row[k] for k in ("substitutions", "deletions", "insertions", "hits")}
             line = {
@@ -155,6 +164,7 @@ def _write_outputs(
                 "errors": errors,
                 "ref_words": row["ref_words"],
                 "wer": row["wer"],
+                "no_speech_prob": p,
             }
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
 

@@ -1,0 +1,176 @@
+"""Issue 28 ("Hardening 2"), items 2, 3, 7, 8, 12c and 12d, reproduced the way the issue's attacker did.
+
+Each test is named after its item. Most drive ``geodistill.cli.main`` and assert the promise: the command
+works, or exits 2 with one ``error:`` line naming the file, folder or key and the reason (no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import WhisperForConditionalGeneration
+
+from geodistill.decoding.longform import Decoding, decode_audios
+from geodistill.decoding.speed import Timer
+from geodistill.decoding.whisper import NO_SPEECH_THRESHOLD, features, generate_ids, no_speech_probs
+from tests.conftest import make_tiny_whisper
+from tests.test_hardening_cli import (  # noqa: F401  (model_dir is a fixture)
+    _copy_model,
+    assert_one_line_error,
+    cli,
+    model_dir,
+    write_wav,
+)
+
+SR = 16000
+PROGRESS = ("Loading weights", "Writing model shards")  # transformers' tqdm bars, not messages
+
+
+def messages(err: str) -> list[str]:
+    """stderr lines that are messages (transformers' own progress bars left out)."""
+    return [line for line in err.strip().splitlines() if line and not line.startswith(PROGRESS)]
+
+
+def one_line_error(rc: int, err: str, *needles: str) -> str:
+    """``assert_one_line_error`` for a command that loads weights first (their progress bar is not a line)."""
+    return assert_one_line_error(rc, "\n".join(messages(err)), *needles)
+
+
+def write_noise(path: Path, seconds: float = 30.0) -> Path:
+    sf.write(path, (0.3 * np.random.default_rng(0).standard_normal(int(seconds * SR))).astype(np.float32), SR)
+    return path
+
+
+def write_silence(path: Path, seconds: float = 30.0) -> Path:
+    sf.write(path, np.zeros(int(seconds * SR), np.float32), SR)
+    return path
+
+
+def real_tiny_en():
+    """Skip unless the embedded tiny.en (geodistill[models]) is installed."""
+    from geodistill.errors import ModelLoadError
+    from geodistill.models.loading import embedded_source
+
+    try:
+        embedded_source("tiny.en")
+    except ModelLoadError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def gd_cache(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "gd-cache"
+    monkeypatch.setenv("GEODISTILL_CACHE", str(path))
+    return path
+
+
+# 2. the temperature fallback on noise, and a no-speech probability per utterance
+
+
+class HearsSilence(WhisperForConditionalGeneration):
+    """A tiny random Whisper that is sure a silent clip holds no speech: its full forward pass (the one
+    transformers' no-speech detector runs on the features) puts all the weight on <|nocaptions|> for a clip
+    whose features are constant. Its other clips are decoded as any random model decodes them."""
+
+    def forward(self, input_features=None, **kwargs):
+        out = super().forward(input_features=input_features, **kwargs)
+        if input_features is not None:
+            silent = input_features.flatten(1).std(dim=1) < 1e-4
+            out.logits[silent, :, self.generation_config.no_timestamps_token_id - 1] = 1e4
+        return out
+
+
+@pytest.fixture
+def hears_silence() -> HearsSilence:
+    base = make_tiny_whisper(d_model=32, layers=1)
+    model = HearsSilence(base.config)
+    model.load_state_dict(base.state_dict())
+    model.generation_config = base.generation_config
+    return model.eval()
+
+
+def test_item2_fallback_skipping_a_silent_clip_gives_integer_ids(hears_silence, tiny_processor):
+    """transformers skips the silent clip (no speech, low log-probability) and pads its empty float tensor
+    next to the other clip's ids: the batch came back as floats (50256.) and decoding it raised TypeError."""
+    tone = 0.2 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR).astype(np.float32)
+    audios = [tone, np.zeros(SR, np.float32)]
+    ids = generate_ids(hears_silence, features(tiny_processor, audios), max_new_tokens=4, fallback=True)
+    assert ids.dtype == torch.long
+    assert ids[1].tolist() == [hears_silence.generation_config.eos_token_id] * ids.shape[1]  # skipped
+    how = Decoding(max_new_tokens=4, fallback=True)
+    decoded = decode_audios(hears_silence, tiny_processor, audios, how, Timer(), Timer())
+    texts = tiny_processor.tokenizer.batch_decode([x.tolist() for x in decoded], skip_special_tokens=True)
+    assert texts[0] and texts[1] == ""
+    assert len(how.no_speech) == 2 and all(0 <= p <= 1 for p in how.no_speech)
+
+
+def test_item2_no_speech_probability_comes_with_generate_at_no_cost(tiny_processor):
+    """Without the fallback the encoder runs once: generate's ids are unchanged and the probability is the
+    one a separate pass gives."""
+    model = make_tiny_whisper(d_model=32, layers=1)
+    rng = np.random.default_rng(1)
+    feats = features(tiny_processor, [0.1 * rng.standard_normal(n).astype(np.float32) for n in (SR, SR // 2)])
+    found: list = []
+    with torch.inference_mode():
+        ids = generate_ids(model, feats, max_new_tokens=3, no_speech=found)
+        assert ids.tolist() == generate_ids(model, feats, max_new_tokens=3).tolist()
+    assert found == pytest.approx(no_speech_probs(model, feats), abs=1e-6)
+
+
+def test_item2_ct2_gives_the_same_no_speech_probability(model_dir, tiny_processor, gd_cache):  # noqa: F811
+    pytest.importorskip("ctranslate2")
+    from geodistill.decoding.engines import load_engine
+    from geodistill.models import load_whisper
+
+    hf, _ = load_whisper(str(model_dir), device="cpu")
+    ct2, _, _ = load_engine(str(model_dir), "cpu", "ct2", compute_type="float32")
+    rng = np.random.default_rng(2)
+    feats = features(tiny_processor, [0.1 * rng.standard_normal(n).astype(np.float32) for n in (SR, SR // 2)])
+    want = no_speech_probs(hf, feats)
+    found: list = []
+    generate_ids(ct2, feats, max_new_tokens=3, no_speech=found)
+    assert found == pytest.approx(want, abs=1e-4)
+    assert no_speech_probs(ct2, feats) == pytest.approx(want, abs=1e-4)
+
+
+@pytest.mark.integration
+def test_item2_fallback_on_noise_next_to_speech(capsys, tmp_path, alsa_wav):
+    """The issue's reproduction: transcribe (fallback on by default) speech, 30 s of white noise and 30 s of
+    digital silence in one batch. It crashed with TypeError; now every file gets its line, and each clip
+    that is likely silence or noise gets one warning naming it."""
+    real_tiny_en()
+    noise, silence = write_noise(tmp_path / "noise.wav"), write_silence(tmp_path / "silence.wav")
+    rc, out, err = cli(capsys, "transcribe", "tiny.en", alsa_wav, noise, silence, "--device", "cpu")
+    assert rc == 0, err
+    assert "Traceback" not in err
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(alsa_wav), str(noise), str(silence)]
+    assert "center" in lines[0].lower()
+    warned = [m for m in messages(err) if "no-speech probability" in m]
+    assert len(warned) == 2 and str(noise) in warned[0] and str(silence) in warned[1], err
+
+
+@pytest.mark.integration
+def test_item2_evaluate_fallback_records_a_high_no_speech_probability_on_silence(capsys, tmp_path, alsa_wav):
+    """``evaluate --fallback`` failed the same way; utterances.jsonl now records each clip's no-speech
+    probability: high for digital silence and white noise, low for speech."""
+    real_tiny_en()
+    rows = [
+        {"audio_filepath": str(alsa_wav), "text": "front center"},
+        {"audio_filepath": str(write_noise(tmp_path / "noise.wav")), "text": "noise"},
+        {"audio_filepath": str(write_silence(tmp_path / "silence.wav")), "text": "silence"},
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["evaluate", "--model", "tiny.en", "--data", manifest, "--device", "cpu", "--fallback"]
+    rc, out, err = cli(capsys, *args, "--out", tmp_path / "ev")
+    assert rc == 0, err
+    scored = [json.loads(x) for x in (tmp_path / "ev" / "utterances.jsonl").read_text().splitlines()]
+    prob = {u["id"]: u["no_speech_prob"] for u in scored}
+    assert prob["silence"] > NO_SPEECH_THRESHOLD and prob["noise"] > NO_SPEECH_THRESHOLD
+    assert prob["Front_Center"] < 0.2
