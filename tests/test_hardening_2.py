@@ -15,6 +15,8 @@ import soundfile as sf
 import torch
 from transformers import WhisperForConditionalGeneration
 
+from geodistill.data import BadSamples, load_spec
+from geodistill.data.dataset import SpeechDataset
 from geodistill.decoding.longform import Decoding, decode_audios
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.whisper import NO_SPEECH_THRESHOLD, features, generate_ids, no_speech_probs
@@ -174,3 +176,50 @@ def test_item2_evaluate_fallback_records_a_high_no_speech_probability_on_silence
     prob = {u["id"]: u["no_speech_prob"] for u in scored}
     assert prob["silence"] > NO_SPEECH_THRESHOLD and prob["noise"] > NO_SPEECH_THRESHOLD
     assert prob["Front_Center"] < 0.2
+
+
+# 3. NaN / inf samples are bad audio
+
+
+def write_non_finite(path: Path) -> Path:
+    x = (0.2 * np.sin(2 * np.pi * 220 * np.arange(int(1.5 * SR)) / SR)).astype(np.float32)
+    x[100:200], x[300] = np.nan, np.inf
+    sf.write(path, x, SR, subtype="FLOAT")
+    return path
+
+
+def test_item3_nan_audio_is_a_bad_sample_in_evaluate(capsys, model_dir, tmp_path):  # noqa: F811
+    rows = [
+        {"audio_filepath": str(write_wav(tmp_path / "good.wav")), "text": "a tone"},
+        {"audio_filepath": str(write_non_finite(tmp_path / "nan.wav")), "text": "a tone"},
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["evaluate", "--model", model_dir, "--data", manifest, "--device", "cpu"]
+    rc, out, err = cli(capsys, *args, "--out", tmp_path / "ev")
+    assert rc == 0, err
+    assert (json.loads(out)["n_utterances"], json.loads(out)["n_skipped"]) == (1, 1)
+    logged = [json.loads(x) for x in (tmp_path / "ev" / "bad_samples.jsonl").read_text().splitlines()]
+    assert len(logged) == 1 and logged[0]["item"].endswith("nan.wav")
+    assert logged[0]["reason"].startswith("non-finite samples (NaN/inf)")
+
+
+def test_item3_nan_audio_is_a_bad_sample_in_training(tmp_path, tiny_processor):
+    """Training reads its samples through SpeechDataset: a NaN clip is skipped and logged, never a step."""
+    utts = load_spec(str(_manifest(tmp_path, write_non_finite(tmp_path / "nan.wav"))))
+    bad = BadSamples()
+    assert SpeechDataset(utts, tiny_processor, bad)[0] is None
+    assert [b["reason"].split(":")[0] for b in bad.items] == ["non-finite samples (NaN/inf)"]
+
+
+def test_item3_nan_audio_is_one_line_in_transcribe(capsys, model_dir, tmp_path):  # noqa: F811
+    nan = write_non_finite(tmp_path / "nan.wav")
+    rc, out, err = cli(capsys, "transcribe", model_dir, nan, "--device", "cpu")
+    one_line_error(rc, err, str(nan), "non-finite samples (NaN/inf)")
+    assert not out
+
+
+def _manifest(folder: Path, *wavs: Path) -> Path:
+    path = folder / "m.jsonl"
+    path.write_text("".join(json.dumps({"audio_filepath": str(w), "text": "a tone"}) + "\n" for w in wavs))
+    return path
