@@ -223,3 +223,34 @@ def _manifest(folder: Path, *wavs: Path) -> Path:
     path = folder / "m.jsonl"
     path.write_text("".join(json.dumps({"audio_filepath": str(w), "text": "a tone"}) + "\n" for w in wavs))
     return path
+
+
+# 8. a config.json whose vocab_size contradicts the weights
+
+
+@pytest.fixture
+def vocab_mismatch(model_dir, tmp_path) -> Path:  # noqa: F811
+    folder = _copy_model(model_dir, tmp_path / "vocab-mismatch")
+    config = json.loads((folder / "config.json").read_text())
+    config["vocab_size"] = 51865  # the weights have 51864 rows
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("case", ["export_hf", "export_ct2", "transcribe"])
+def test_item8_vocab_mismatch_is_one_line(capsys, vocab_mismatch, tmp_path, gd_cache, case):
+    if case != "export_hf" and case != "transcribe":
+        pytest.importorskip("ctranslate2")
+    wav = write_wav(tmp_path / "a.wav")
+    args = {
+        "export_hf": ["export", vocab_mismatch, "--format", "hf", "--out", tmp_path / "out"],
+        "export_ct2": ["export", vocab_mismatch, "--format", "ct2", "--out", tmp_path / "out"],
+        "engine_ct2": ["transcribe", vocab_mismatch, wav, "--engine", "ct2", "--device", "cpu"],
+        "transcribe": ["transcribe", vocab_mismatch, wav, "--device", "cpu"],
+    }[case]
+    rc, out, err = cli(capsys, *args)
+    line = one_line_error(
+        rc, err, str(vocab_mismatch), "model.decoder.embed_tokens.weight", "vocab_size 51865"
+    )
+    assert "51864 rows" in line and "ignore_mismatched_sizes" not in line
+    assert not out
