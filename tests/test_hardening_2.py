@@ -7,6 +7,7 @@ works, or exits 2 with one ``error:`` line naming the file, folder or key and th
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,13 @@ import soundfile as sf
 import torch
 from transformers import WhisperForConditionalGeneration
 
+import geodistill.decoding.engines as engines
 from geodistill.data import BadSamples, load_spec
 from geodistill.data.dataset import SpeechDataset
 from geodistill.decoding.longform import Decoding, decode_audios
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.whisper import NO_SPEECH_THRESHOLD, features, generate_ids, no_speech_probs
+from geodistill.models.integrity import MANIFEST, manifest_problem
 from tests.conftest import make_tiny_whisper
 from tests.test_hardening_cli import (  # noqa: F401  (model_dir is a fixture)
     _copy_model,
@@ -225,6 +228,67 @@ def _manifest(folder: Path, *wavs: Path) -> Path:
     return path
 
 
+# 7. a damaged converted CTranslate2 cache entry is rebuilt
+
+
+def _truncate(entry: Path) -> None:
+    os.truncate(entry / "model.bin", (entry / "model.bin").stat().st_size // 2)
+
+
+def _garbage(entry: Path) -> None:
+    with open(entry / "model.bin", "r+b") as f:
+        f.seek((entry / "model.bin").stat().st_size // 3)
+        f.write(np.random.default_rng(0).bytes(4096))
+
+
+def _no_config(entry: Path) -> None:
+    (entry / "config.json").unlink()
+
+
+def _empty(entry: Path) -> None:
+    (entry / "model.bin").write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    "damage", [_truncate, _garbage, _no_config, _empty], ids=["truncated", "garbage", "no_config", "empty"]
+)
+def test_item7_damaged_ct2_cache_entry_is_rebuilt(capsys, model_dir, tmp_path, gd_cache, damage):  # noqa: F811
+    pytest.importorskip("ctranslate2")
+    entry = engines.ct2_folder(str(model_dir))
+    assert entry.parent == gd_cache / "ct2" and manifest_problem(entry) is None
+    damage(entry)
+    wav = write_wav(tmp_path / "a.wav")
+    rc, out, err = cli(
+        capsys, "transcribe", model_dir, wav, "--engine", "ct2", "--no-fallback", "--device", "cpu"
+    )
+    assert rc == 0, err
+    assert "Traceback" not in err and out.strip() != ""
+    warned = messages(err)
+    assert len(warned) == 1 and str(entry) in warned[0] and "converting it again" in warned[0], err
+    assert manifest_problem(entry) is None  # rebuilt whole, and it passes its own check again
+    assert sorted(p.name for p in gd_cache.joinpath("ct2").iterdir()) == [entry.name]  # nothing left aside
+
+
+def test_item7_a_rebuild_that_fails_too_is_one_line(capsys, model_dir, tmp_path, gd_cache, monkeypatch):  # noqa: F811
+    pytest.importorskip("ctranslate2")
+    entry = engines.ct2_folder(str(model_dir))
+    assert (entry / MANIFEST).is_file()
+    _truncate(entry)
+
+    def failing(hf, out, quantization="float32"):
+        raise RuntimeError("simulated converter failure\nwith a second line")
+
+    monkeypatch.setattr(engines, "convert_to_ct2", failing)
+    wav = write_wav(tmp_path / "a.wav")
+    rc, out, err = cli(
+        capsys, "transcribe", model_dir, wav, "--engine", "ct2", "--no-fallback", "--device", "cpu"
+    )
+    lines = messages(err)
+    assert "converting it again" in lines[0] and str(entry) in lines[0]
+    assert_one_line_error(rc, "\n".join(lines[1:]), str(entry), "simulated converter failure")
+    assert not out
+
+
 # 8. a config.json whose vocab_size contradicts the weights
 
 
@@ -237,7 +301,7 @@ def vocab_mismatch(model_dir, tmp_path) -> Path:  # noqa: F811
     return folder
 
 
-@pytest.mark.parametrize("case", ["export_hf", "export_ct2", "transcribe"])
+@pytest.mark.parametrize("case", ["export_hf", "export_ct2", "engine_ct2", "transcribe"])
 def test_item8_vocab_mismatch_is_one_line(capsys, vocab_mismatch, tmp_path, gd_cache, case):
     if case != "export_hf" and case != "transcribe":
         pytest.importorskip("ctranslate2")

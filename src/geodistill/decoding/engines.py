@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -27,15 +28,26 @@ from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.models.ct2 import read_ct2
 from geodistill.models.ct2_convert import CONTEXT_FILE, convert_to_ct2
-from geodistill.models.loading import EMBEDDED, converted_dir, embedded_source, local_model_dir
+from geodistill.models.integrity import manifest_problem, write_manifest
+from geodistill.models.loading import (
+    EMBEDDED,
+    converted_dir,
+    embedded_source,
+    folder_reason,
+    load_reason,
+    local_model_dir,
+    weights_errors,
+)
 from geodistill.optional import require
 from geodistill.paths import cache_dir
 
 ENGINES = ("hf", "ct2")
 COMPUTE_TYPES = ("int8", "int8_float32", "int8_float16", "float16", "float32")
 DEFAULT_COMPUTE_TYPE = "int8"  # CPU int8: what faster-whisper users deploy
-CT2_REVISION = 1  # bump when the conversion changes so stale cache entries are not reused
+CT2_REVISION = 2  # bump when the conversion changes so stale cache entries are not reused (2: manifest)
 ENGLISH_ONLY_VOCAB = 51864
+
+log = logging.getLogger("geodistill")
 
 
 def is_ct2_folder(folder: Path) -> bool:
@@ -74,7 +86,11 @@ def _fingerprint(folder: Path, quantization: str) -> str:
 def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
     """A CTranslate2 folder for ``spec``: itself if it is one, else its conversion under ``<cache>/ct2/``.
 
-    Conversion writes into a temporary folder and renames it into place (a crash leaves nothing half-done).
+    Conversion writes into a temporary folder, records each file's size and SHA-256 in a manifest written
+    last (``geodistill.models.integrity``), and renames the folder into place (a crash leaves nothing
+    half-done). A reused entry is checked against its manifest; a damaged one (a file cut short, changed,
+    emptied or deleted) is converted again, once, with a warning naming it. A conversion that fails is one
+    ModelLoadError naming the model folder, the entry and the reason.
     """
     path = Path(spec).expanduser()
     if path.is_dir() and is_ct2_folder(path):
@@ -84,20 +100,53 @@ def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
     hf = hf_folder(spec)
     name = re.sub(r"[^\w.-]", "_", Path(spec).name or spec)
     final = cache_dir() / "ct2" / f"{name}-{_fingerprint(hf, quantization)}"
-    if is_ct2_folder(final):
-        return final
+    if final.exists():
+        problem = manifest_problem(final)
+        if problem is None:
+            return final
+        log.warning(f"{final}: damaged converted CTranslate2 model ({problem}); converting it again")
+        _discard(final, problem)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        convert_to_ct2(hf, tmp, quantization)
+        _convert(hf, tmp, quantization, final)
         try:
             os.replace(tmp, final)
-        except OSError:
-            if not is_ct2_folder(final):  # else a concurrent run finished first: use its copy
-                raise
+        except OSError as exc:
+            if manifest_problem(final) is not None:  # else a concurrent run finished first: use its copy
+                raise ModelLoadError(f"{final}: cannot move the converted model into place ({exc})") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _convert(hf: Path, out: Path, quantization: str, final: Path) -> None:
+    """CTranslate2's conversion of ``hf`` into ``out`` plus its manifest; a failure is one line."""
+    try:
+        convert_to_ct2(hf, out, quantization)
+        write_manifest(out)
+    except weights_errors() as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # a full disk, no permission: the CLI says
+            raise
+        raise ModelLoadError(
+            f"could not convert '{hf}' to CTranslate2 (into {final}): {folder_reason(hf, exc)}"
+        ) from exc
+
+
+def _discard(entry: Path, problem: str) -> None:
+    """Remove a damaged cache entry: renamed aside first (a concurrent run may be doing the same), then
+    deleted. One line naming it when the cache is not writable."""
+    aside = entry.with_name(f".{entry.name}.damaged-{os.getpid()}")
+    try:
+        os.replace(entry, aside)
+    except FileNotFoundError:
+        return  # another run took it away first
+    except OSError as exc:
+        raise ModelLoadError(
+            f"{entry}: damaged converted CTranslate2 model ({problem}) that cannot be removed "
+            f"({exc.strerror or exc}); delete it"
+        ) from exc
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _processor(folder: Path):
@@ -146,9 +195,12 @@ class Ct2Whisper:
         ctranslate2 = require("ctranslate2", "deploy", "--engine ct2")
         threads = torch.get_num_threads()
         self.folder, self.compute_type, self.processor = folder, compute_type, processor
-        self.model = ctranslate2.models.Whisper(
-            str(folder), device=device, compute_type=compute_type, intra_threads=threads
-        )
+        try:
+            self.model = ctranslate2.models.Whisper(
+                str(folder), device=device, compute_type=compute_type, intra_threads=threads
+            )
+        except (RuntimeError, ValueError, OSError) as exc:  # a damaged model.bin / config.json / vocabulary
+            raise ModelLoadError(f"{folder}: not a loadable CTranslate2 model ({load_reason(exc)})") from exc
         self.ct2_device = device
         self.device = torch.device("cpu")  # where the features are made; CT2 copies them itself
         self.dtype = torch.float32  # the dtype CT2 takes features in
