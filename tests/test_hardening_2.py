@@ -17,6 +17,9 @@ import torch
 from transformers import WhisperForConditionalGeneration
 
 import geodistill.decoding.engines as engines
+from geodistill.ablate.variants import ablation_variants
+from geodistill.config import ConfigError
+from geodistill.config.load import load_config
 from geodistill.data import BadSamples, load_spec
 from geodistill.data.dataset import SpeechDataset
 from geodistill.decoding.longform import Decoding, decode_audios
@@ -318,3 +321,26 @@ def test_item8_vocab_mismatch_is_one_line(capsys, vocab_mismatch, tmp_path, gd_c
     )
     assert "51864 rows" in line and "ignore_mismatched_sizes" not in line
     assert not out
+
+
+# 12c. one-line configuration errors
+
+
+def test_item12c_yaml_tab_error_is_one_line(capsys, tmp_path):
+    path = tmp_path / "tab.yaml"
+    path.write_text("train:\n\tlr: 1.0e-4\n")
+    rc, _, err = cli(capsys, "train", "--config", path)
+    assert_one_line_error(rc, err, str(path), "not valid YAML", "line 2 column 1", "not tabs")
+
+
+def test_item12c_invalid_ablation_is_one_line(capsys, tmp_path):
+    cfg = load_config(None, ["ablate.run=[nope, ce]", "ablate.seeds=0"])
+    with pytest.raises(ConfigError) as caught:
+        ablation_variants(cfg)
+    text = str(caught.value)
+    assert "\n" not in text and text.startswith("invalid ablation: ")
+    assert "ablate.seeds: must be >= 1" in text and "unknown variant 'nope'" in text
+    path = tmp_path / "ablate.yaml"
+    path.write_text(f"run_dir: {tmp_path / 'run'}\nablate:\n  seeds: 0\n  run: [nope, ce]\n")
+    rc, _, err = cli(capsys, "ablate", "--config", path)
+    assert_one_line_error(rc, err, "invalid ablation: ", "unknown variant 'nope'")
