@@ -344,3 +344,44 @@ def test_item12c_invalid_ablation_is_one_line(capsys, tmp_path):
     path.write_text(f"run_dir: {tmp_path / 'run'}\nablate:\n  seeds: 0\n  run: [nope, ce]\n")
     rc, _, err = cli(capsys, "ablate", "--config", path)
     assert_one_line_error(rc, err, "invalid ablation: ", "unknown variant 'nope'")
+
+
+# 12d. a derived id is stable: one clip, one id; its repeats are duplicates
+
+
+def test_item12d_rows_without_ids_on_one_file_keep_one_clip(capsys, tmp_path):
+    wav = write_wav(tmp_path / "clip.wav")
+    rows = [{"audio_filepath": "clip.wav", "text": "a tone"}] * 5000
+    rows += [{"audio_filepath": str(wav), "text": "a tone"}]  # the same file by its absolute path
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bad = BadSamples(tmp_path / "bad.jsonl")
+    utts = load_spec(str(manifest), bad=bad)
+    assert [u.id for u in utts] == ["clip"]
+    assert bad.count == 5000
+    assert {b["reason"] for b in bad.items} == {"duplicate of 'clip' (the same clip listed again)"}
+    rc, out, _ = cli(capsys, "data", "scan", manifest)
+    assert rc == 0 and "utterances: 1" in out
+
+
+def test_item12d_derived_ids_stay_distinct_for_distinct_clips(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        write_wav(tmp_path / folder / "x.wav")
+    rows = [
+        {"audio_filepath": "a/x.wav", "text": "one"},
+        {"audio_filepath": "b/x.wav", "text": "two"},
+        {"audio_filepath": "a/x.wav", "text": "one", "offset": 0.5, "duration": 1.0},
+        {"audio_filepath": "b/x.wav", "text": "two again"},
+        {"audio_filepath": "b/x.wav", "text": "given", "id": "a-x"},  # a given id is taken as given
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bad = BadSamples()
+    utts = load_spec(str(manifest), bad=bad)
+    assert [u.id for u in utts] == ["a-x", "b-x", "a-x-0.50"]
+    assert [b["reason"] for b in bad.items] == [
+        "duplicate of 'b-x' (the same clip listed again)",
+        f"duplicate id 'a-x' (first used by {tmp_path / 'a' / 'x.wav'})",
+    ]
