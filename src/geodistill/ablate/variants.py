@@ -148,7 +148,7 @@ def ablation_variants(cfg: Config) -> dict[str, dict[str, Any]]:
         if flat is not None:
             out[name] = flat
     if problems:
-        raise ConfigError("invalid ablation:\n  " + "\n  ".join(problems))
+        raise ConfigError("invalid ablation: " + "; ".join(problems))  # one line, as every error
     return out
 
 

@@ -79,6 +79,15 @@ def _coerce(value: Any, hint: Any, where: str, problems: list[str]) -> Any:
     return value
 
 
+def yaml_reason(exc: yaml.YAMLError) -> str:
+    """One line saying what is wrong in a YAML text and where (PyYAML's own message spans five lines)."""
+    problem = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    hint = ": YAML indents with spaces, not tabs" if "'\\t'" in problem else ""
+    return f"{problem}{where}{hint}"
+
+
 def _override_value(item: str, raw: str) -> Any:
     """The YAML value of one override; a ConfigError naming the override when it does not parse."""
     if not raw.strip():
@@ -155,7 +164,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+            raise ConfigError(f"{path}: not valid YAML ({yaml_reason(exc)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
     cfg, problems = _build_config(merge(data, parse_overrides(overrides or [])))

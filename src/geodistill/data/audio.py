@@ -27,6 +27,13 @@ from geodistill.optional import require
 SAMPLE_RATE = 16000  # Whisper's input rate: 30 s -> 480000 samples -> 3000 log-Mel frames
 HF_PREFIX = "hf://"  # audio reference into a saved datasets dataset: hf://<dir>#<row>
 TAIL_FRAMES = 1024  # frames read at the end of a file to prove it is not truncated
+NON_FINITE = "non-finite samples (NaN/inf)"  # a float file's NaN or inf would poison features and losses
+
+
+def non_finite(samples: np.ndarray) -> str | None:
+    """The bad-sample reason when ``samples`` hold NaN or inf (how many of how many), else None."""
+    bad = samples.size - int(np.isfinite(samples).sum())
+    return f"{NON_FINITE}: {bad} of {samples.size}" if bad else None
 
 
 def hf_ref(folder: str | Path, row: int) -> str:
@@ -170,6 +177,9 @@ def _decode(ref: str, offset: float, duration: float | None) -> tuple[np.ndarray
             x = f.read(n, dtype="float32", always_2d=True)
         except (RuntimeError, OSError, ValueError) as e:
             raise BadSampleError(ref, f"truncated or corrupt audio ({_message(e)})") from None
+    reason = non_finite(x)
+    if reason:
+        raise BadSampleError(ref, reason)
     return x, rate
 
 
@@ -177,7 +187,8 @@ def load_audio(utt_or_path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode an Utterance (honouring offset/duration) or a path/``hf://`` reference.
 
     Returns float32 mono samples at ``sample_rate``, shape (n_samples,). Channels are averaged; resampling
-    uses soxr (high quality). Raises BadSampleError (a DataError) naming the file and the reason.
+    uses soxr (high quality). Raises BadSampleError (a DataError) naming the file and the reason, NaN or inf
+    samples included (``NON_FINITE``).
     """
     ref = str(getattr(utt_or_path, "audio", utt_or_path))
     offset = float(getattr(utt_or_path, "offset", 0.0) or 0.0)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from geodistill.data.audio import SAMPLE_RATE, load_audio
+from geodistill.data.audio import SAMPLE_RATE, load_audio, non_finite
 from geodistill.data.bad import BadSampleError, BadSamples
 from geodistill.data.specs import Utterance
 from geodistill.data.tokens import MAX_LABEL_TOKENS, text_tokens
@@ -74,6 +74,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         reason = None
         if audio.size == 0:
             reason = "no audio samples"
+        elif nan := non_finite(audio):  # streamed audio arrives decoded; load_audio checks files itself
+            reason = nan
         elif audio.size > N_SAMPLES:
             reason = f"longer than Whisper's 30 s window ({audio.size / SAMPLE_RATE:.2f} s)"
         elif not text.strip():

@@ -172,15 +172,27 @@ def read_librispeech(root: Path, bad: BadSamples) -> list[Utterance]:
     return utts
 
 
-def _derived_id(path: Path, base: Path, offset: float, taken: set[str]) -> str:
-    """An id from the file name (relative to ``base`` when inside it); the full path if that one is taken."""
+def _derived_id(path: Path, base: Path, offset: float, owners: dict[str, object]) -> str:
+    """The id of a row without one: from the file name (relative to ``base`` when inside it), else the full
+    path (without, then with its suffix), else that plus a counter, the first of them no other clip holds.
+
+    Stable: ``owners`` maps each id given out to its clip (path, offset), so one clip always gets the one
+    id, however often it is listed; ``load_spec`` then keeps its first row and logs the others as
+    duplicates of that id.
+    """
+    clip = (os.path.abspath(path), offset)  # "a.wav" and "/data/a.wav" from /data are one clip
     rel = os.path.relpath(path, base)
-    stem = os.path.splitext(path.name if rel.startswith("..") else rel)[0].replace(os.sep, "-")
-    uid = f"{stem}-{offset:.2f}" if offset else stem
-    if uid in taken:
-        stem = str(path.with_suffix("")).strip(os.sep).replace(os.sep, "-")
-        uid = f"{stem}-{offset:.2f}" if offset else stem
-    return uid
+    full = str(path).strip(os.sep).replace(os.sep, "-")
+    stems = [os.path.splitext(path.name if rel.startswith("..") else rel)[0].replace(os.sep, "-")]
+    stems += [os.path.splitext(full)[0], full]
+    n = 1
+    while True:
+        for stem in stems:
+            uid = f"{stem}-{offset:.2f}" if offset else stem
+            if owners.setdefault(uid, clip) == clip:
+                return uid
+        n += 1
+        stems = [f"{full}-{n}"]
 
 
 def _number(value) -> float | None:
@@ -208,7 +220,9 @@ def _segment(row: dict) -> tuple[float, float | None] | str:
     return offset or 0.0, duration
 
 
-def _row_utterance(row: dict, base: Path, where: str, bad: BadSamples, taken: set[str]) -> Utterance | None:
+def _row_utterance(
+    row: dict, base: Path, where: str, bad: BadSamples, owners: dict[str, object]
+) -> Utterance | None:
     """One manifest/metadata row -> Utterance (None, with the reason logged, when a field is unusable)."""
     audio = _pick(row, AUDIO_KEYS)
     if audio is None:
@@ -225,8 +239,10 @@ def _row_utterance(row: dict, base: Path, where: str, bad: BadSamples, taken: se
     if text is not None and not isinstance(text, str):
         bad.add(where, f"text is not a string (got {type(text).__name__} {text!r:.60})")
         return None
-    uid = str(row.get("id") or row.get("utt_id") or _derived_id(path, base, offset, taken))
-    taken.add(uid)
+    given = row.get("id") or row.get("utt_id")
+    uid = str(given) if given else _derived_id(path, base, offset, owners)
+    if given:
+        owners.setdefault(uid, where)  # a derived id never takes a given one
     speaker, language = _pick(row, SPEAKER_KEYS), _pick(row, LANGUAGE_KEYS)
     return Utterance(
         id=uid,
@@ -280,11 +296,14 @@ def read_manifest(path: Path, bad: BadSamples, base: Path | None = None) -> list
     """JSONL (one object a line), a JSON array, or CSV/TSV with a header; paths relative to ``base``."""
     base = base or path.parent
     rows = _csv_rows(path, bad) if path.suffix.lower() in (".csv", ".tsv") else _json_rows(path, bad)
-    utts, taken = [], set()
+    utts: list[Utterance] = []
+    owners: dict[
+        str, object
+    ] = {}  # id -> the clip (path, offset) it was derived for, or the row that gave it
     for where, row in rows:
         if not isinstance(row, dict):
             bad.add(where, "not a JSON object")
-        elif (utt := _row_utterance(row, base, where, bad, taken)) is not None:
+        elif (utt := _row_utterance(row, base, where, bad, owners)) is not None:
             utts.append(utt)
     return utts
 
@@ -374,15 +393,22 @@ def load_spec(
     Unusable items (missing/empty/corrupt/unsupported audio, empty transcript, non-UTF-8 line, duplicate id,
     duration outside [min_duration, max_duration]) go to ``bad`` with the reason; with ``bad.strict`` the
     first one raises. ``require_text=False`` keeps utterances without a transcript (for pseudo-labelling).
+
+    A clip listed again (same audio and offset) under the same id, given or derived (a row without an id
+    gets one per clip: ``_derived_id``), is kept once; the repeats are logged "duplicate of '<id>'".
     """
     kind, path = parse_spec(spec)
     bad = bad if bad is not None else BadSamples()
     kept, seen, lengths = [], {}, {}
     for utt in READERS[kind](path, bad):
         if utt.id in seen:
-            bad.add(utt, f"duplicate id {utt.id!r} (first used by {seen[utt.id]})")
+            first = seen[utt.id]
+            if (os.path.abspath(first.audio), first.offset) == (os.path.abspath(utt.audio), utt.offset):
+                bad.add(utt, f"duplicate of {utt.id!r} (the same clip listed again)")
+            else:
+                bad.add(utt, f"duplicate id {utt.id!r} (first used by {first.audio})")
             continue
-        seen[utt.id] = utt.audio
+        seen[utt.id] = utt
         checked = _checked(utt, bad, min_duration, max_duration, lengths, require_text)
         if checked is not None:
             kept.append(checked)

@@ -35,6 +35,10 @@ class Decoded:
         0  # generated text tokens (special tokens, padding excluded); None: no tokens (CTC)
     )
     stats: dict = field(default_factory=dict)  # long clips decoded, short clips that hit the token cap
+    # each utterance's no-speech probability (Whisper's; None where the family has none, e.g. CTC)
+    no_speech: list[float | None] = field(default_factory=list)
+    # the batch being decoded: a family's ``texts`` may set its clips' no-speech probabilities here
+    batch_no_speech: list[float | None] = field(default_factory=list)
     warmup: dict | None = None  # the untimed warm-up batch (utterances, seconds), when one ran
 
 
@@ -111,7 +115,9 @@ def decode_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    rows: dict[int, tuple[str, float]] = {}  # input position -> (hypothesis, seconds)
+    rows: dict[
+        int, tuple[str, float, float | None]
+    ] = {}  # input position -> (hypothesis, seconds, no-speech)
     order = longest_first([u.duration or 0.0 for u in utts])
     with eval_mode(model):
         if warm is not None:
@@ -123,12 +129,18 @@ def decode_batches(
                 kept = [batch[p] for p in positions]
             if not kept:
                 continue
+            out.batch_no_speech = []
             hyps = texts(audios, [utts[i].id for i in kept], out)
+            probs = out.batch_no_speech if len(out.batch_no_speech) == len(kept) else [None] * len(kept)
             rows.update(
-                {i: (t.strip(), len(a) / SAMPLE_RATE) for i, t, a in zip(kept, hyps, audios, strict=True)}
+                {
+                    i: (t.strip(), len(a) / SAMPLE_RATE, p)
+                    for i, t, a, p in zip(kept, hyps, audios, probs, strict=True)
+                }
             )
     for i in sorted(rows):
         out.utterances.append(utts[i])
         out.hypotheses.append(rows[i][0])
         out.audio_seconds.append(rows[i][1])
+        out.no_speech.append(rows[i][2])
     return out

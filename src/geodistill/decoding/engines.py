@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -32,7 +33,16 @@ from geodistill.models.ct2 import read_ct2
 from geodistill.models.ct2_convert import CONTEXT_FILE, convert_to_ct2
 from geodistill.models.ggml import context_rule, write_ggml
 from geodistill.models.ggml_read import read_ggml
-from geodistill.models.loading import EMBEDDED, converted_dir, embedded_source, local_model_dir
+from geodistill.models.integrity import manifest_problem, write_manifest
+from geodistill.models.loading import (
+    EMBEDDED,
+    converted_dir,
+    embedded_source,
+    folder_reason,
+    load_reason,
+    local_model_dir,
+    weights_errors,
+)
 from geodistill.optional import require
 from geodistill.paths import cache_dir
 
@@ -49,8 +59,10 @@ GGML_TYPES = {
 GGML_REVISION = 1  # bump when the conversion changes so stale cache entries are not reused
 COMPUTE_TYPES = ("int8", "int8_float32", "int8_float16", "float16", "float32")
 DEFAULT_COMPUTE_TYPE = "int8"  # CPU int8: what faster-whisper users deploy
-CT2_REVISION = 1  # bump when the conversion changes so stale cache entries are not reused
+CT2_REVISION = 2  # bump when the conversion changes so stale cache entries are not reused (2: manifest)
 ENGLISH_ONLY_VOCAB = 51864
+
+log = logging.getLogger("geodistill")
 
 
 def is_ct2_folder(folder: Path) -> bool:
@@ -89,7 +101,11 @@ def _fingerprint(folder: Path, quantization: str) -> str:
 def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
     """A CTranslate2 folder for ``spec``: itself if it is one, else its conversion under ``<cache>/ct2/``.
 
-    Conversion writes into a temporary folder and renames it into place (a crash leaves nothing half-done).
+    Conversion writes into a temporary folder, records each file's size and SHA-256 in a manifest written
+    last (``geodistill.models.integrity``), and renames the folder into place (a crash leaves nothing
+    half-done). A reused entry is checked against its manifest; a damaged one (a file cut short, changed,
+    emptied or deleted) is converted again, once, with a warning naming it. A conversion that fails is one
+    ModelLoadError naming the model folder, the entry and the reason.
     """
     path = Path(spec).expanduser()
     if path.is_dir() and is_ct2_folder(path):
@@ -99,17 +115,21 @@ def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
     hf = hf_folder(spec)
     name = re.sub(r"[^\w.-]", "_", Path(spec).name or spec)
     final = cache_dir() / "ct2" / f"{name}-{_fingerprint(hf, quantization)}"
-    if is_ct2_folder(final):
-        return final
+    if final.exists():
+        problem = manifest_problem(final)
+        if problem is None:
+            return final
+        log.warning(f"{final}: damaged converted CTranslate2 model ({problem}); converting it again")
+        _discard(final, problem)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        convert_to_ct2(hf, tmp, quantization)
+        _convert(hf, tmp, quantization, final)
         try:
             os.replace(tmp, final)
-        except OSError:
-            if not is_ct2_folder(final):  # else a concurrent run finished first: use its copy
-                raise
+        except OSError as exc:
+            if manifest_problem(final) is not None:  # else a concurrent run finished first: use its copy
+                raise ModelLoadError(f"{final}: cannot move the converted model into place ({exc})") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
@@ -153,6 +173,35 @@ def write_ggml_folder(hf_dir: Path, out: Path, dtype: str) -> None:
     rule = context_rule(hf_dir)
     if rule:
         (out / CONTEXT_FILE).write_text(json.dumps(rule, indent=2) + "\n", encoding="utf-8")
+
+
+def _convert(hf: Path, out: Path, quantization: str, final: Path) -> None:
+    """CTranslate2's conversion of ``hf`` into ``out`` plus its manifest; a failure is one line."""
+    try:
+        convert_to_ct2(hf, out, quantization)
+        write_manifest(out)
+    except weights_errors() as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # a full disk, no permission: the CLI says
+            raise
+        raise ModelLoadError(
+            f"could not convert '{hf}' to CTranslate2 (into {final}): {folder_reason(hf, exc)}"
+        ) from exc
+
+
+def _discard(entry: Path, problem: str) -> None:
+    """Remove a damaged cache entry: renamed aside first (a concurrent run may be doing the same), then
+    deleted. One line naming it when the cache is not writable."""
+    aside = entry.with_name(f".{entry.name}.damaged-{os.getpid()}")
+    try:
+        os.replace(entry, aside)
+    except FileNotFoundError:
+        return  # another run took it away first
+    except OSError as exc:
+        raise ModelLoadError(
+            f"{entry}: damaged converted CTranslate2 model ({problem}) that cannot be removed "
+            f"({exc.strerror or exc}); delete it"
+        ) from exc
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _processor(folder: Path):
@@ -201,9 +250,12 @@ class Ct2Whisper:
         ctranslate2 = require("ctranslate2", "deploy", "--engine ct2")
         threads = torch.get_num_threads()
         self.folder, self.compute_type, self.processor = folder, compute_type, processor
-        self.model = ctranslate2.models.Whisper(
-            str(folder), device=device, compute_type=compute_type, intra_threads=threads
-        )
+        try:
+            self.model = ctranslate2.models.Whisper(
+                str(folder), device=device, compute_type=compute_type, intra_threads=threads
+            )
+        except (RuntimeError, ValueError, OSError) as exc:  # a damaged model.bin / config.json / vocabulary
+            raise ModelLoadError(f"{folder}: not a loadable CTranslate2 model ({load_reason(exc)})") from exc
         self.ct2_device = device
         self.device = torch.device("cpu")  # where the features are made; CT2 copies them itself
         self.dtype = torch.float32  # the dtype CT2 takes features in
@@ -261,10 +313,12 @@ class Ct2Whisper:
         task: str | None = None,
         do_sample: bool = False,
         use_cache: bool = True,
+        no_speech: list[float | None] | None = None,
         **unsupported,
     ) -> torch.LongTensor:
         """Token ids (B, T) of ``input_features`` (B, n_mels, frames <= 3000), prompt excluded, padded with
-        <|endoftext|>. Raises GeodistillError for HF-only options (assistant models, timestamps)."""
+        <|endoftext|>. Raises GeodistillError for HF-only options (assistant models, timestamps).
+        ``no_speech``: a list, extended with each clip's no-speech probability (CTranslate2's own)."""
         if unsupported:
             raise GeodistillError(f"--engine ct2 does not support {', '.join(sorted(unsupported))}")
         import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
@@ -279,13 +333,35 @@ class Ct2Whisper:
             beam_size=num_beams,
             max_length=2 * max_new_tokens + len(prompts[0]),
             suppress_blank=True,
+            return_no_speech_prob=no_speech is not None,
         )
+        if no_speech is not None:
+            no_speech.extend(float(r.no_speech_prob) for r in results)
         seqs = [r.sequences_ids[0][:max_new_tokens] for r in results]
         eot = self.processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
         width = max((len(s) for s in seqs), default=0)
         return torch.tensor([s + [eot] * (width - len(s)) for s in seqs], dtype=torch.long).reshape(
             len(seqs), -1
         )
+
+    def no_speech_probs(self, input_features: torch.Tensor) -> list[float | None]:
+        """Each clip's no-speech probability (``geodistill.decoding.whisper.no_speech_probs``), by
+        CTranslate2, which reads it at <|startoftranscript|>: one decoding step, language given (the
+        decoder is causal, so the later prompt tokens do not change it)."""
+        import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
+
+        feats = ctranslate2.StorageView.from_array(input_features.float().contiguous().numpy())
+        prompt = ["<|startoftranscript|>", "<|notimestamps|>"]
+        if self.model.is_multilingual:
+            prompt[1:1] = ["<|en|>", "<|transcribe|>"]
+        results = self.model.generate(
+            feats,
+            [prompt] * input_features.shape[0],
+            beam_size=1,
+            max_length=len(prompt) + 1,
+            return_no_speech_prob=True,
+        )
+        return [float(r.no_speech_prob) for r in results]
 
 
 def _assisted(spec, device: str, assistant: str):

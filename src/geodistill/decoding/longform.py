@@ -26,6 +26,8 @@ from geodistill.decoding.whisper import (
     fallback_kwargs,
     features,
     generate_ids,
+    no_speech_probs,
+    token_ids,
 )
 from geodistill.decoding.whispercpp import WhisperCppModel
 
@@ -43,6 +45,8 @@ class Decoding:
     max_new_tokens: int | None = None
     fallback: bool = False  # temperature fallback on loops/garbage
     stats: dict = field(default_factory=lambda: {"long_clips": 0, "hit_token_cap": 0})
+    # each clip's no-speech probability in the last ``decode_audios`` call (None: the model has none)
+    no_speech: list[float | None] = field(default_factory=list)
 
 
 def is_long(audio: np.ndarray) -> bool:
@@ -73,6 +77,7 @@ def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Te
     feats = inputs.input_features.to(model.device, model.dtype)
     ids = model.generate(feats, attention_mask=inputs.attention_mask.to(model.device), **kwargs)
     ids = ids["sequences"] if isinstance(ids, dict) else ids
+    ids = token_ids(ids)  # a window skipped as silence can leave float ids (``token_ids``)
     first_timestamp = processor.tokenizer.convert_tokens_to_ids("<|0.00|>")
     keep = ids[0][ids[0] < first_timestamp]
     return keep.reshape(1, -1)
@@ -119,6 +124,10 @@ def decode_audios(
     reached ``max_new_tokens`` in ``how.stats["hit_token_cap"]``. ``generate`` replaces
     ``transcribe.generate_ids`` for the short batch (same signature); ``featurize(audios)`` replaces
     ``features(processor, audios)`` (e.g. to cut the features to an audio context).
+
+    Sets ``how.no_speech`` to each clip's no-speech probability (``whisper.no_speech_probs``; a long clip's
+    is its first 30-s window's). It comes with the short batch's generate call where that costs nothing,
+    else from one more pass of the encoder and one decoder step, left out of both timers.
     """
 
     if isinstance(model, WhisperCppModel):  # whisper.cpp decodes audio itself, any length, batch 1
@@ -129,23 +138,34 @@ def decode_audios(
             torch.tensor(tokenizer(t, add_special_tokens=False).input_ids, dtype=torch.long) for t in texts
         ]
     out: list[torch.Tensor | None] = [None] * len(audios)
+    probs: list[float | None] = [None] * len(audios)
     via_long = how.fallback and isinstance(model, Ct2Whisper)  # CT2's fallback is faster-whisper's
     short = [] if via_long else [i for i, a in enumerate(audios) if not is_long(a)]
     if short:
         with feature:
             clips = [audios[i] for i in short]
             feats = featurize(clips) if featurize is not None else features(processor, clips)
+        found: list[float | None] = []
         with compute:
             ids = (generate or generate_ids)(
-                model, feats, how.language, how.beam_size, how.max_new_tokens, how.fallback
+                model, feats, how.language, how.beam_size, how.max_new_tokens, how.fallback, no_speech=found
             )
+        if len(found) != len(short):  # not free with this generate call (temperature fallback)
+            found = no_speech_probs(model, feats)
+        for i, p in zip(short, found, strict=True):
+            probs[i] = p
         cap = how.max_new_tokens or default_max_new_tokens(model)
         eos = processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
         for row, i in zip(ids, short, strict=True):
             out[i] = row
             how.stats["hit_token_cap"] += int(row.numel() >= cap and bool((row != eos).all()))
-    for i, audio in enumerate(audios):
-        if i not in short:
-            with compute:
-                out[i] = long_ids(model, processor, audio, how)[0]
+    rest = [i for i in range(len(audios)) if i not in short]
+    for i in rest:
+        with compute:
+            out[i] = long_ids(model, processor, audios[i], how)[0]
+    if rest:  # their first window, at full context
+        first = features(processor, [audios[i][:WINDOW_SAMPLES] for i in rest])
+        for i, p in zip(rest, no_speech_probs(model, first), strict=True):
+            probs[i] = p
+    how.no_speech = probs
     return out  # type: ignore[return-value]

@@ -73,6 +73,7 @@ def generate_ids(
     beam_size: int = 1,
     max_new_tokens: int | None = None,
     fallback: bool = False,
+    no_speech: list[float | None] | None = None,
 ) -> torch.Tensor:
     """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, F), prompt excluded.
 
@@ -81,6 +82,9 @@ def generate_ids(
     ``language`` (e.g. "en") and task "transcribe" go to multilingual models only; English-only models
     reject them. A multilingual model given no language detects it per utterance. ``max_new_tokens`` None
     means ``default_max_new_tokens(model)``.
+
+    ``no_speech``: a list, extended with each clip's ``no_speech_probs`` where they come with this call at
+    no extra cost (a shared encoder pass, CTranslate2's own), left as it is otherwise.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -95,14 +99,71 @@ def generate_ids(
     if is_multilingual(model):
         kwargs.update(task="transcribe", language=language)
     feats = input_features.to(device=model.device, dtype=model.dtype)
-    short = feats.shape[-1] != MEL_FRAMES and hasattr(model, "get_encoder")
+    hf = hasattr(model, "get_encoder")  # else CTranslate2, which takes short input itself
+    short = feats.shape[-1] != MEL_FRAMES and hf
     if fallback and short:  # transformers' fallback path re-reads 30-s input_features: greedy here
         _warn_once("temperature fallback is not applied at dynamic audio context (greedy decoding)")
     elif fallback:  # Whisper's temperature fallback (geodistill.decoding.longform)
         kwargs.update(fallback_kwargs())
-    if not short:  # 30 s, or CTranslate2 (which takes short input itself)
-        return model.generate(feats, **kwargs)
-    return model.generate(encoder_outputs=encode(model.get_encoder(), feats), **kwargs)
+    if not hf:
+        return token_ids(
+            model.generate(feats, **kwargs, **({} if no_speech is None else {"no_speech": no_speech}))
+        )
+    # the encoder runs once and its states serve the no-speech probability too, except where generate
+    # must see the features (the fallback re-reads them; an assisted model drafts from them)
+    share = short or (no_speech is not None and not fallback and isinstance(model, torch.nn.Module))
+    if not share:
+        return token_ids(model.generate(feats, **kwargs))
+    states = _encode(model, feats)
+    if no_speech is not None:
+        no_speech.extend(no_speech_probs(model, feats, states))
+    return token_ids(model.generate(encoder_outputs=states, **kwargs))
+
+
+def token_ids(ids: torch.Tensor) -> torch.Tensor:
+    """``generate``'s ids as integers. With the temperature fallback, transformers gives a clip it skipped as
+    silence (no-speech probability over the threshold, mean log-probability under it) an empty float
+    tensor, and padding it next to the other clips' ids turns the whole batch into floats (50256.)."""
+    return ids.round().long() if ids.is_floating_point() else ids
+
+
+@torch.no_grad()
+def _encode(model, feats: torch.Tensor):
+    """The encoder's output for ``feats``: the model's own encoder at 30 s, ``context.encode`` below."""
+    if feats.shape[-1] == MEL_FRAMES:
+        return model.get_encoder()(feats)
+    return encode(model.get_encoder(), feats)
+
+
+def no_speech_token(model) -> int | None:
+    """Whisper's no-speech token (``<|nospeech|>``, ``<|nocaptions|>`` in older vocabularies): the one
+    before ``<|notimestamps|>``, as transformers and openai-whisper find it; None when the model has none."""
+    no_timestamps = getattr(model.generation_config, "no_timestamps_token_id", None)
+    return None if no_timestamps is None else int(no_timestamps) - 1
+
+
+@torch.inference_mode()
+def no_speech_probs(model, input_features: torch.Tensor, states=None) -> list[float | None]:
+    """Whisper's no-speech probability of each clip of ``input_features`` (B, n_mels, F): the softmax of the
+    no-speech token in the logits at ``<|startoftranscript|>``, before any token is suppressed, as
+    openai-whisper computes it (the decoder is causal, so the rest of the prompt does not change it). Above
+    ``NO_SPEECH_THRESHOLD`` the clip is likely silence or noise, and its transcript a hallucination.
+
+    ``states``: the encoder's output, when it already ran. A CTranslate2 model answers itself; a model
+    without the tokens gives None per clip.
+    """
+    n = input_features.shape[0]
+    if hasattr(model, "no_speech_probs"):  # CTranslate2 (geodistill.decoding.engines.Ct2Whisper)
+        return model.no_speech_probs(input_features)
+    token = no_speech_token(model)
+    sot = getattr(model.generation_config, "decoder_start_token_id", None)
+    if token is None or sot is None or not hasattr(model, "get_encoder"):
+        return [None] * n
+    feats = input_features.to(device=model.device, dtype=model.dtype)
+    states = _encode(model, feats) if states is None else states
+    prompt = torch.full((n, 1), int(sot), dtype=torch.long, device=model.device)
+    logits = model(encoder_outputs=states, decoder_input_ids=prompt).logits[:, 0]
+    return [float(p) for p in logits.float().softmax(dim=-1)[:, token]]
 
 
 def transcribe_batch(

@@ -67,7 +67,8 @@ class WhisperCppModel:
     whisper.cpp's checks, an average token log-probability below -1.0 (``logprob_thold``) or, past 32
     tokens, an entropy of the last 32 tokens' counts below 2.4 (``entropy_thold``, whisper.cpp's stand-in
     for openai-whisper's gzip compression ratio: it catches repetition loops), the clip is decoded again by
-    sampling at temperature 0.2, 0.4, ... up to 1.0 (``temperature_inc`` 0.2, ``best_of`` 5 candidates each) until a result passes.
+    sampling at temperature 0.2, 0.4, ... up to 1.0 (``temperature_inc`` 0.2, ``best_of`` 5 candidates
+    each) until a result passes.
     A clip the model cannot decode can therefore cost many times an ordinary one. ``geodistill evaluate``
     passes its ``--fallback`` (off by default) and ``transcribe`` its own default (on), as for every engine.
     """

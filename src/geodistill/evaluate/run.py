@@ -3,7 +3,9 @@
 Writes, when ``out`` is given:
 - ``eval.json``: every number plus what produced it (model, device, threads, batch, beam, versions, date);
 - ``eval.md``: the headline numbers as a small table;
-- ``utterances.jsonl``: one row per decoded utterance (reference, hypothesis, error counts, WER);
+- ``utterances.jsonl``: one row per decoded utterance (reference, hypothesis, error counts, WER, and
+  Whisper's no-speech probability: over 0.6 the clip is likely silence or noise, its hypothesis a
+  hallucination; null for a family without one);
 - ``bad_samples.jsonl``: the utterances this run skipped, with the reason (started afresh each run).
 
 One evaluation at a time writes into ``out`` (it holds the folder's lock: ``geodistill.runlock``). The
@@ -167,8 +169,9 @@ def _write_outputs(
 ) -> None:
     """utterances.jsonl, bad_samples.jsonl (removed when nothing was skipped), eval.md, then eval.json."""
     rows = []
-    for utt, ref, hyp, secs, row in zip(
-        decoded.utterances, refs, decoded.hypotheses, decoded.audio_seconds, per_utt, strict=True
+    no_speech = decoded.no_speech or [None] * len(decoded.utterances)
+    for utt, ref, hyp, secs, row, p in zip(
+        decoded.utterances, refs, decoded.hypotheses, decoded.audio_seconds, per_utt, no_speech, strict=True
     ):
         errors = {k: row[k] for k in ("substitutions", "deletions", "insertions", "hits")}
         rows.append(
@@ -180,6 +183,7 @@ def _write_outputs(
                 "errors": errors,
                 "ref_words": row["ref_words"],
                 "wer": row["wer"],
+                "no_speech_prob": p,
             }
         )
     files = {

@@ -1,4 +1,6 @@
-"""SHA-256 of the embedded CTranslate2 model files, checked once when a model is converted (not per load).
+"""SHA-256 of the embedded CTranslate2 model files, checked once when a model is converted (not per
+load); and the manifest (size + SHA-256 of each file) a converted cache entry carries, checked each time the
+entry is reused.
 
 The table was computed from the pinned packages of the ``models`` extra. A mismatch means a corrupt or
 altered download, or a package version other than the pinned one; the conversion is refused.
@@ -7,6 +9,8 @@ altered download, or a package version other than the pinned one; the conversion
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -57,3 +61,42 @@ def check_sha256(files: Iterable[tuple[Path, str]], name: str, hint: str) -> Non
                 f"embedded model '{name}': {path} has sha256 {got[:16]}..., expected {want[:16]}... "
                 f"(corrupt or altered file; reinstall: {hint})"
             )
+
+
+MANIFEST = "geodistill_manifest.json"  # inside a converted cache entry: its files' sizes and digests
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and SHA-256 of every file in ``folder`` in ``folder/MANIFEST``, written last (through
+    a temporary file and a rename), so an entry with a manifest was complete when it was made."""
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"files": files}, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST)
+
+
+def manifest_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not what its manifest recorded, in a few words (no or an unreadable manifest, a file
+    missing, of another size, or with another SHA-256), or None when every file matches."""
+    path = folder / MANIFEST
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        recorded = {str(name): (int(f["size"]), str(f["sha256"])) for name, f in files.items()}
+    except FileNotFoundError:
+        return f"no {MANIFEST}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"unreadable {MANIFEST} ({type(exc).__name__})"
+    for name, (size, _) in recorded.items():  # sizes first: cheap
+        file = folder / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} has {file.stat().st_size} bytes, {size} were written"
+    for name, (_, digest) in recorded.items():
+        if sha256_file(folder / name) != digest:
+            return f"{name} has changed since it was written (sha256)"
+    return None

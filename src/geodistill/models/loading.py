@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 
 import torch
 from huggingface_hub import constants
-from safetensors import SafetensorError
-from transformers import WhisperForConditionalGeneration, WhisperProcessor
+from safetensors import SafetensorError, safe_open
+from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
 
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ct2 import convert_ct2
@@ -254,6 +254,36 @@ def load_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def shape_mismatch(folder: str | Path) -> str | None:
+    """The first weight of ``folder``'s safetensors whose shape differs from the one its config.json builds,
+    in one line naming the file, the key and (a vocabulary mismatch) config.json's ``vocab_size``; None when
+    the shapes agree or cannot be read. transformers only says ``ignore_mismatched_sizes`` for it."""
+    folder = Path(folder)
+    try:
+        config = WhisperConfig.from_pretrained(folder, local_files_only=True)
+        with torch.device("meta"):
+            built = WhisperForConditionalGeneration(config).state_dict()
+        for path in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(path), "pt") as f:
+                for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    have, want = list(f.get_slice(key).get_shape()), built.get(key)
+                    if want is None or list(want.shape) == have:
+                        continue
+                    where = f"{key} in {path.name}"
+                    if key.endswith(("embed_tokens.weight", "proj_out.weight")) and have[0] != want.shape[0]:
+                        return f"{where} has {have[0]} rows, config.json says vocab_size {config.vocab_size}"
+                    return f"{where} has shape {have}, config.json builds {list(want.shape)}"
+    except Exception:  # noqa: BLE001 (only a better message is at stake; the caller's error stands)
+        return None
+    return None
+
+
+def folder_reason(folder: str | Path, exc: BaseException) -> str:
+    """Why the HF Whisper ``folder`` did not load, in one line: a weight whose shape its config.json
+    contradicts (``shape_mismatch``), else ``load_reason(exc)``."""
+    return shape_mismatch(folder) or load_reason(exc)
+
+
 def _from_pretrained(where: str, dtype: torch.dtype, local_only: bool) -> Loaded:
 
     model = WhisperForConditionalGeneration.from_pretrained(where, dtype=dtype, local_files_only=local_only)
@@ -286,8 +316,9 @@ def _load_local(spec: str, dtype: torch.dtype) -> Loaded:
         return _from_pretrained(where, dtype, local_only=True)
     except weights_errors() as exc:
         hint = " (delete it to reconvert)" if spec in EMBEDDED else ""
+        why = folder_reason(where, exc)
         raise ModelLoadError(
-            f"could not load '{spec}': {where} is not a loadable HF Whisper{hint} ({load_reason(exc)})"
+            f"could not load '{spec}': {where} is not a loadable HF Whisper{hint} ({why})"
         ) from exc
 
 

@@ -9,6 +9,7 @@ override it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +21,13 @@ from geodistill.decoding.engines import engine_fields, load_engine
 from geodistill.decoding.longform import Decoding, decode_audios
 from geodistill.decoding.options import DecodeOptions
 from geodistill.decoding.speed import Timer
-from geodistill.decoding.whisper import WHISPER_WINDOW, default_max_new_tokens, features, generate_ids
+from geodistill.decoding.whisper import (
+    NO_SPEECH_THRESHOLD,
+    WHISPER_WINDOW,
+    default_max_new_tokens,
+    features,
+    generate_ids,
+)
 from geodistill.models import load_whisper
 from geodistill.models.context import AudioContext, get_audio_context, resolve_audio_context
 from geodistill.students.family import Texts
@@ -30,6 +37,8 @@ TIMING = (
     "log-Mel extraction excluded (feature_seconds)"
 )
 WINDOW = WHISPER_WINDOW
+
+log = logging.getLogger("geodistill")
 
 
 def load(spec, device: str, options: DecodeOptions) -> tuple:
@@ -51,7 +60,10 @@ def load(spec, device: str, options: DecodeOptions) -> tuple:
 
 def texts(model, processor, options: DecodeOptions) -> Texts:
     """(audios, names) -> stripped transcripts by Whisper's decoding (``decode_audios``: short clips
-    batched, long ones by long-form generate) at the resolved audio context; ``fallback`` None means on."""
+    batched, long ones by long-form generate) at the resolved audio context; ``fallback`` None means on.
+
+    A clip whose no-speech probability is over Whisper's threshold (0.6) gets one warning naming it: it is
+    likely silence or noise, and its transcript a hallucination."""
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fallback = True if options.fallback is None else options.fallback
     how = Decoding(options.language, options.beam_size, None, fallback)
@@ -67,6 +79,12 @@ def texts(model, processor, options: DecodeOptions) -> Texts:
             featurize=lambda clips: features(processor, clips, context, names),
         )
         out = processor.tokenizer.batch_decode([x.tolist() for x in ids], skip_special_tokens=True)
+        for name, p in zip(names, how.no_speech, strict=True):
+            if p is not None and p > NO_SPEECH_THRESHOLD:
+                log.warning(
+                    f"{name}: no-speech probability {p:.2f} (over Whisper's {NO_SPEECH_THRESHOLD}): "
+                    "likely silence or noise, its transcript may be a hallucination"
+                )
         return [t.strip() for t in out]
 
     return run
@@ -99,6 +117,7 @@ def decode_utterances(
         )
         assert out.n_tokens is not None  # None only for a CTC student's decoding
         out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
+        out.batch_no_speech = list(how.no_speech)
         return processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
 
     def warm(audios: list[np.ndarray]) -> None:  # a scratch Decoding: the warm-up counts no statistics

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+from geodistill.errors import ModelLoadError
 from geodistill.models.ct2_convert import convert_to_ct2
-from geodistill.models.loading import local_model_dir
+from geodistill.models.loading import folder_reason, local_model_dir, weights_errors
 from geodistill.optional import require
 from geodistill.students.family import Card
 from geodistill.students.seq2seq.card import model_card
@@ -41,9 +42,17 @@ def export(folder: Path, out: Path, fmt: str, quantization: str | None, card: Ca
 
 
 def write_hf(model_dir: Path, out: Path) -> None:
-    """Re-save the model (safetensors), its generation config and its processor into ``out``."""
+    """Re-save the model (safetensors), its generation config and its processor into ``out``.
 
-    model = WhisperForConditionalGeneration.from_pretrained(model_dir, local_files_only=True)
+    Weights that do not load (cut short, or shaped otherwise than config.json says) are one ModelLoadError
+    naming the folder, the key and the reason."""
+
+    try:
+        model = WhisperForConditionalGeneration.from_pretrained(model_dir, local_files_only=True)
+    except weights_errors() as exc:
+        raise ModelLoadError(
+            f"could not export '{model_dir}': not a loadable HF Whisper ({folder_reason(model_dir, exc)})"
+        ) from exc
     model.save_pretrained(out)
     processor = WhisperProcessor.from_pretrained(model_dir, local_files_only=True)
     processor.save_pretrained(out)
