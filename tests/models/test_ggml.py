@@ -386,8 +386,7 @@ def test_real_tiny_en_f16_file_holds_its_weights(tiny_en_files_cpp):
 @pytest.mark.integration
 def test_real_tiny_en_transcribes_real_speech_like_the_hf_model(tiny_en_files_cpp, real_speech):
     pytest.importorskip("pywhispercpp")
-    from geodistill.evaluate.wer import wer_scores
-
+    from geodistill.decoding.wer import wer_scores
     from geodistill.decoding.whispercpp import WhisperCppModel
     from geodistill.evaluate.transcribe import transcribe_files
 
@@ -405,8 +404,7 @@ def test_real_tiny_en_transcribes_real_speech_like_the_hf_model(tiny_en_files_cp
 @pytest.mark.integration
 def test_dynamic_context_sets_a_short_audio_ctx_and_still_transcribes(tiny_en_files_cpp, real_speech):
     pytest.importorskip("pywhispercpp")
-    from geodistill.evaluate.wer import wer_scores
-
+    from geodistill.decoding.wer import wer_scores
     from geodistill.decoding.whispercpp import WhisperCppModel
 
     _, files = tiny_en_files_cpp
@@ -420,3 +418,65 @@ def test_dynamic_context_sets_a_short_audio_ctx_and_still_transcribes(tiny_en_fi
     positions = math.ceil(math.ceil(clip.size / 160) / 2)  # Mel frames -> encoder positions
     assert seen == [{"audio_ctx": positions + 64}] and positions + 64 < 500  # vs 1500 at full context
     assert wer_scores([ref], [text])["wer"] <= 0.2, text
+
+
+# -------------------------------------------------------------- export --format ggml, --engine whispercpp
+
+
+def test_export_ggml_writes_a_loadable_folder_and_a_card(tmp_path, hf_dir):
+    from geodistill.cli import main
+    from geodistill.export import export
+
+    out = export(str(hf_dir), "ggml", tmp_path / "cpp", quantization="q8_0", name="tiny-cpp")
+    model = read_ggml(out / "ggml-model.bin", load_tensors=False)
+    check_loadable(model)
+    assert model.dtype == "q8_0" and (out / "tokenizer.json").is_file()
+    card = (out / "README.md").read_text()
+    assert "# tiny-cpp" in card and "whisper.cpp" in card and "ggml" in card
+    assert (
+        main(
+            [
+                "export",
+                str(hf_dir),
+                "--format",
+                "ggml",
+                "--quantization",
+                "int8",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+    with pytest.raises(GeodistillError, match=r"unknown quantisation 'int8' for ggml \(choose f16, q8_0\)"):
+        export(str(hf_dir), "ggml", tmp_path / "y", quantization="int8")
+
+
+def test_a_dynamic_students_ggml_card_gives_the_audio_ctx_rule(tmp_path, hf_model, tiny_processor):
+    from geodistill.export import export
+
+    hf_model.config.geodistill_audio_context, hf_model.config.geodistill_context_margin = "dynamic", 48
+    try:
+        hf_model.save_pretrained(tmp_path / "dyn")
+    finally:
+        del hf_model.config.geodistill_audio_context, hf_model.config.geodistill_context_margin
+    tiny_processor.save_pretrained(tmp_path / "dyn")
+    out = export(str(tmp_path / "dyn"), "ggml", tmp_path / "cpp")
+    assert json.loads((out / "geodistill_context.json").read_text())["geodistill_context_margin"] == 48
+    card = (out / "README.md").read_text()
+    assert "MARGIN = 48" in card and "audio_ctx=audio_ctx" in card and "--audio-ctx N" in card
+
+
+@pytest.mark.integration
+def test_engine_whispercpp_evaluates_real_speech_like_hf(tmp_path, real_speech):
+    pytest.importorskip("pywhispercpp")
+    from geodistill.evaluate import evaluate
+
+    paths, _, refs = real_speech
+    rows = [{"audio_filepath": p, "text": t} for p, t in zip(paths, refs, strict=True)]
+    manifest = tmp_path / "clips.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cpp = evaluate("tiny.en", str(manifest), device="cpu", engine="whispercpp", batch_size=1)
+    hf = evaluate("tiny.en", str(manifest), device="cpu", batch_size=1)
+    assert cpp["engine"] == "whispercpp" and cpp["dtype"] == "q8_0" and cpp["n_utterances"] == len(rows)
+    assert abs(cpp["wer"] - hf["wer"]) <= 0.05, (cpp["wer"], hf["wer"])

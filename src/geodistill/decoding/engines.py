@@ -31,7 +31,7 @@ from geodistill.models import load_whisper, resolve_device
 from geodistill.models.context import DEFAULT_MARGIN
 from geodistill.models.ct2 import read_ct2
 from geodistill.models.ct2_convert import CONTEXT_FILE, convert_to_ct2
-from geodistill.models.ggml import context_rule, write_ggml
+from geodistill.models.ggml import GGML_FILE, write_ggml_folder
 from geodistill.models.ggml_read import read_ggml
 from geodistill.models.integrity import manifest_problem, write_manifest
 from geodistill.models.loading import (
@@ -47,7 +47,6 @@ from geodistill.optional import require
 from geodistill.paths import cache_dir
 
 ENGINES = ("hf", "ct2", "whispercpp")
-GGML_FILE = "ggml-model.bin"  # the whisper.cpp file of `export --format ggml` and of the engine's cache
 # --compute-type -> the whisper.cpp weights type (f32 files abort whisper.cpp's CPU convolution)
 GGML_TYPES = {
     "int8": "q8_0",
@@ -162,17 +161,6 @@ def ggml_folder(spec: str, dtype: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def write_ggml_folder(hf_dir: Path, out: Path, dtype: str) -> None:
-    """``GGML_FILE`` + tokenizer.json + preprocessor_config.json + a dynamic student's context rule."""
-    write_ggml(hf_dir, out / GGML_FILE, dtype)
-    processor = WhisperProcessor.from_pretrained(hf_dir, local_files_only=True)
-    processor.tokenizer.save_pretrained(out)
-    processor.feature_extractor.save_pretrained(out)
-    rule = context_rule(hf_dir)
-    if rule:
-        (out / CONTEXT_FILE).write_text(json.dumps(rule, indent=2) + "\n", encoding="utf-8")
 
 
 def _convert(hf: Path, out: Path, quantization: str, final: Path) -> None:

@@ -20,8 +20,10 @@ import sys
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ggml_read import check_loadable, read_ggml
@@ -123,6 +125,36 @@ class WhisperCppModel:
             )
         self._model = model
         _OPEN.add(self)
+
+    # The slice of a Whisper model's interface geodistill's decoding and evaluate read (as Ct2Whisper's).
+    training = False
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    @property
+    def config(self) -> SimpleNamespace:
+        return SimpleNamespace(
+            geodistill_audio_context=self.audio_context,
+            geodistill_context_margin=self.margin,
+            max_target_positions=448,
+        )
+
+    def parameters(self) -> Iterator:
+        """No torch parameters (eval.json's counts are read off the file: engine_fields)."""
+        return iter(())
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def eval(self) -> WhisperCppModel:
+        return self
+
+    def train(self, mode: bool = True) -> WhisperCppModel:
+        return self
+
+    def use_context(self, mode: str, margin: int) -> None:
+        """Decode at this audio context from now on (``--audio-context`` / ``--context-margin``)."""
+        self.audio_context, self.margin = mode, margin
 
     def audio_ctx(self, n_samples: int) -> int:
         """whisper.cpp's ``audio_ctx`` for a clip: 0 (full) or its positions + margin, at most the model's."""

@@ -25,7 +25,11 @@ from geodistill.students import FAMILIES, family_of_folder, student_folder
 from geodistill.students.family import Card
 
 RUNTIMES = {"hf": "transformers", "ct2": "CTranslate2", "ggml": "whisper.cpp", "onnx": "ONNX Runtime"}
-QUANTIZATIONS: tuple[str, ...] = ("int8", "int8_float32", "float16", "float32")
+# the weight types a format can be written in (the first is its default); other formats keep float32
+QUANTIZATIONS: dict[str, tuple[str, ...]] = {
+    "ct2": ("float32", "int8", "int8_float32", "float16"),
+    "ggml": ("f16", "q8_0"),
+}
 
 
 def run_student_dir(run_dir: Path) -> Path:
@@ -50,12 +54,18 @@ def formats() -> tuple[str, ...]:
 def _check_choices(fmt: str, quantization: str | None) -> None:
     if fmt not in formats():
         raise GeodistillError(f"--format: unknown format '{fmt}' (choose {' or '.join(formats())})")
-    if quantization is not None and quantization not in QUANTIZATIONS:
+    if quantization is None:
+        return
+    if fmt not in QUANTIZATIONS:
         raise GeodistillError(
-            f"--quantization: unknown quantisation '{quantization}' (choose {', '.join(QUANTIZATIONS)})"
+            f"--quantization applies to --format {' or '.join(QUANTIZATIONS)} only "
+            f"({fmt} exports keep float32)"
         )
-    if quantization is not None and fmt != "ct2":
-        raise GeodistillError("--quantization applies to --format ct2 only (hf exports keep float32)")
+    if quantization not in QUANTIZATIONS[fmt]:
+        choices = ", ".join(QUANTIZATIONS[fmt])
+        raise GeodistillError(
+            f"--quantization: unknown quantisation '{quantization}' for {fmt} (choose {choices})"
+        )
 
 
 def resolve_source(source: str, work: Path) -> tuple[Path, Path | None]:

@@ -41,11 +41,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from transformers import WhisperFeatureExtractor
+from transformers import WhisperFeatureExtractor, WhisperProcessor
 
 from geodistill.errors import GeodistillError, StorageError
+from geodistill.models.ct2_convert import CONTEXT_FILE
 
 GGML_MAGIC = 0x67676D6C
+GGML_FILE = "ggml-model.bin"  # the file of `export --format ggml` and of `--engine whispercpp`'s cache
 DTYPES = ("f16", "f32", "q8_0")
 FTYPES = {"f32": 0, "f16": 1, "q8_0": 7}  # ggml_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0
 QNT_VERSION = 2  # GGML_QNT_VERSION, written into a quantised file's ftype as whisper.cpp's quantize does
@@ -72,7 +74,6 @@ Q8_DTYPE = np.dtype([("d", "<f2"), ("qs", "i1", (Q8_BLOCK,))])  # 34 bytes, no p
 N_FFT = 400  # Whisper's STFT size -> 201 frequency bins
 MAX_NAME = 256  # longer tensor names mean a damaged file
 EOT = "<|endoftext|>"
-CONTEXT_KEYS = ("geodistill_audio_context", "geodistill_context_margin")
 DEFAULT_MARGIN = 64  # geodistill.models.context.DEFAULT_MARGIN
 
 # HF block submodule -> whisper.cpp block submodule (see whisper.cpp's convert-h5-to-ggml.py)
@@ -421,3 +422,14 @@ def context_rule(hf_dir: Path) -> dict:
         "geodistill_audio_context": config["geodistill_audio_context"],
         "geodistill_context_margin": int(config.get("geodistill_context_margin", DEFAULT_MARGIN)),
     }
+
+
+def write_ggml_folder(hf_dir: Path, out: Path, dtype: str) -> None:
+    """``GGML_FILE`` + tokenizer.json + preprocessor_config.json + a dynamic student's context rule."""
+    write_ggml(hf_dir, out / GGML_FILE, dtype)
+    processor = WhisperProcessor.from_pretrained(hf_dir, local_files_only=True)
+    processor.tokenizer.save_pretrained(out)
+    processor.feature_extractor.save_pretrained(out)
+    rule = context_rule(hf_dir)
+    if rule:
+        (out / CONTEXT_FILE).write_text(json.dumps(rule, indent=2) + "\n", encoding="utf-8")

@@ -60,6 +60,40 @@ def _distillation_lines(cfg: dict, config: dict) -> list[str]:
     ]
 
 
+WHISPERCPP_SNIPPET = """import math
+
+import soundfile as sf
+from pywhispercpp.model import Model
+
+model = Model("PATH/ggml-model.bin", n_threads=2, no_timestamps=True, language="en")
+audio, rate = sf.read("speech.wav", dtype="float32")  # 16-kHz mono
+MARGIN = {margin}  # geodistill_context.json's geodistill_context_margin
+audio_ctx = min(1500, math.ceil(math.ceil(len(audio) / 160) / 2) + MARGIN)  # 0 = Whisper's full 30 s
+print(" ".join(s.text.strip() for s in model.transcribe(audio, audio_ctx=audio_ctx)))
+"""
+
+
+def _whispercpp_use(margin: int | None) -> list[str]:
+    """How to run the ggml export in whisper.cpp (with the audio context rule for a dynamic student)."""
+    if margin is None:
+        return [
+            "## How to use",
+            "",
+            "`ggml-model.bin` loads in whisper.cpp (`whisper-cli -m ggml-model.bin -f speech.wav`) and its "
+            'bindings, e.g. pywhispercpp: `Model("PATH/ggml-model.bin").transcribe("speech.wav")`.',
+            "",
+        ]
+    return [
+        "In whisper.cpp, pass each clip's audio context: `whisper-cli -m ggml-model.bin -f speech.wav "
+        "--audio-ctx N` with N from the rule above, or per call in pywhispercpp:",
+        "",
+        "```python",
+        WHISPERCPP_SNIPPET.replace("{margin}", str(margin)).rstrip(),
+        "```",
+        "",
+    ]
+
+
 def _full_context_use() -> list[str]:
     return [
         "## How to use",
@@ -99,7 +133,9 @@ def _dynamic_context_use(margin: int, fmt: str) -> list[str]:
         "| geodistill (`geodistill transcribe`, `geodistill evaluate`; `--engine hf` or `ct2`) | yes | "
         "it reads the rule itself |",
         "| CTranslate2 (`ctranslate2.models.Whisper.generate`) | yes | cut the features to the rule's "
-        "frames: the snippet below |",
+        "frames (the ct2 export's card has the snippet) |",
+        "| whisper.cpp (`whisper-cli --audio-ctx N`, pywhispercpp's `audio_ctx=N`) | yes | N = the rule's "
+        "encoder positions, per clip (the ggml export's card has the snippet) |",
         "| faster-whisper's `WhisperModel.transcribe`, transformers' `pipeline(\"automatic-speech-"
         'recognition")` | no | both pad every clip to 30 s: the encoder costs what a 30-s clip costs, and '
         "the student is no faster than its teacher (measured in geodistill's docs/export-and-runtimes.md) |",
@@ -108,6 +144,8 @@ def _dynamic_context_use(margin: int, fmt: str) -> list[str]:
     if fmt == "ct2":
         lines += ["With CTranslate2 directly (this folder; greedy, English):", "", "```python"]
         lines += [CT2_SNIPPET.rstrip(), "```", ""]
+    elif fmt == "ggml":
+        lines += _whispercpp_use(margin)
     else:
         lines += [
             "This folder runs in transformers as any Whisper does, at full context (slow). To keep the "
@@ -126,12 +164,17 @@ def model_card(hf_dir: Path, card: Card, fmt: str = "hf") -> str:
     if fmt == "ct2":  # the Hub lists CTranslate2 Whisper models under ctranslate2 + faster-whisper
         meta["library_name"] = "ctranslate2"
         meta["tags"] += ["ctranslate2", "faster-whisper"]
+    elif fmt == "ggml":  # and whisper.cpp models by their tags, with no transformers library
+        meta.pop("library_name")
+        meta["tags"] += ["whisper.cpp", "ggml"]
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
     lines += [f"A Whisper student distilled with geodistill from `{cfg.get('teacher', source)}`.", ""]
     lines += evaluation_lines(evaluation)
     lines += ["## How it was distilled", "", *_distillation_lines(cfg, config), ""]
     if config.get("geodistill_audio_context", "full") == "dynamic":
         lines += _dynamic_context_use(int(config.get("geodistill_context_margin", 0)), fmt)
+    elif fmt == "ggml":
+        lines += _whispercpp_use(None)
     else:
         lines += _full_context_use()
     return "\n".join(lines)

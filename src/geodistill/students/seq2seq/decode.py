@@ -28,6 +28,7 @@ from geodistill.decoding.whisper import (
     features,
     generate_ids,
 )
+from geodistill.decoding.whispercpp import WhisperCppModel
 from geodistill.models import load_whisper
 from geodistill.models.context import AudioContext, get_audio_context, resolve_audio_context
 from geodistill.students.family import Texts
@@ -50,7 +51,13 @@ def load(spec, device: str, options: DecodeOptions) -> tuple:
     """
     if options.engine != "hf" or options.assistant is not None:
         o = options
-        return load_engine(spec, str(device), o.engine, o.compute_type, o.assistant, o.fallback)
+        model, processor, dev = load_engine(
+            spec, str(device), o.engine, o.compute_type, o.assistant, o.fallback
+        )
+        if isinstance(model, WhisperCppModel):  # it decodes audio itself: hand it the context to use
+            context = resolve_audio_context(model, o.audio_context, o.context_margin)
+            model.use_context(context.mode, context.margin)
+        return model, processor, dev
     if isinstance(spec, tuple | list):
         loaded, processor = spec
         return loaded, processor, loaded.device

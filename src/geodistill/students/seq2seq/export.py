@@ -7,6 +7,9 @@
 - ``ct2``: CTranslate2's own ``TransformersConverter`` over that HF folder
   (``geodistill.models.ct2_convert``), plus the ``tokenizer.json`` and ``preprocessor_config.json``
   faster-whisper reads; loads in ``faster_whisper.WhisperModel(DIR)``.
+- ``ggml``: whisper.cpp's model file ``ggml-model.bin`` (``geodistill.models.ggml``, f16 or q8_0) with the
+  tokenizer and, for a dynamic-context student, ``geodistill_context.json``; loads in whisper.cpp and
+  pywhispercpp.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from geodistill.errors import ModelLoadError
 from geodistill.models.ct2_convert import convert_to_ct2
+from geodistill.models.ggml import write_ggml_folder
 from geodistill.models.loading import folder_reason, local_model_dir, weights_errors
 from geodistill.optional import require
 from geodistill.students.family import Card
 from geodistill.students.seq2seq.card import model_card
 
-FORMATS: tuple[str, ...] = ("hf", "ct2")
+FORMATS: tuple[str, ...] = ("hf", "ct2", "ggml")
 
 
 def export(folder: Path, out: Path, fmt: str, quantization: str | None, card: Card) -> None:
@@ -38,6 +42,8 @@ def export(folder: Path, out: Path, fmt: str, quantization: str | None, card: Ca
         text = model_card(hf_dir, card, fmt)
         if fmt == "ct2":
             convert_to_ct2(hf_dir, out, quantization or "float32")
+        elif fmt == "ggml":  # whisper.cpp: f16 by default, q8_0 quantised
+            write_ggml_folder(hf_dir, out, quantization or "f16")
         (out / "README.md").write_text(text, encoding="utf-8")
 
 
