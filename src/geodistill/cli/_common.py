@@ -112,7 +112,10 @@ def model_flags(q: argparse.ArgumentParser) -> None:
         help="dynamic: encoder positions (20 ms) after the clip; default: the model's, else 64",
     )
     q.add_argument(
-        "--engine", default="hf", help="hf (transformers) | ct2 (CTranslate2, CPU int8; converted once)"
+        "--engine",
+        default="hf",
+        help="hf (transformers) | ct2 (CTranslate2, CPU int8) | onnx (ONNX Runtime, CPU fp32, greedy); "
+        "ct2/onnx convert a model once",
     )
     q.add_argument(
         "--assistant",

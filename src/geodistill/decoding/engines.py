@@ -1,4 +1,5 @@
-"""Decoding engines behind ``transcribe`` / ``evaluate --engine``: Hugging Face (default) and CTranslate2.
+"""Decoding engines behind ``transcribe`` / ``evaluate --engine``: Hugging Face (default), CTranslate2 and
+ONNX Runtime.
 
 ``Ct2Whisper`` wraps ``ctranslate2.models.Whisper`` in the slice of the HF model interface geodistill's
 decoding uses (``generate(features, num_beams=, max_new_tokens=, language=, task=)``, ``config``,
@@ -6,6 +7,11 @@ decoding uses (``generate(features, num_beams=, max_new_tokens=, language=, task
 code. Any model spec works: a CTranslate2 folder made by ``geodistill export --format ct2`` is used as it
 is; anything else is converted once (CTranslate2's own converter) into ``<cache>/ct2/`` and reused.
 CTranslate2 accepts fewer than 3000 feature frames, so a short-context student keeps its short input.
+
+``OnnxWhisper`` (``geodistill.decoding.onnx``) does the same for ONNX Runtime: a folder made by
+``geodistill export --format onnx`` is used as it is, anything else is exported once into ``<cache>/onnx/``.
+It decodes greedily, clips of up to 30 s, without the temperature fallback; ``check_engine`` refuses the
+rest before anything loads.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,18 +30,22 @@ import torch
 from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizerFast
 
 from geodistill.decoding.assistant import AssistedWhisper, with_assistant
+from geodistill.decoding.onnx import OnnxWhisper, load_processor, onnx_fields
+from geodistill.decoding.options import DecodeOptions
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.models.ct2 import read_ct2
 from geodistill.models.ct2_convert import CONTEXT_FILE, convert_to_ct2
 from geodistill.models.loading import EMBEDDED, converted_dir, embedded_source, local_model_dir
+from geodistill.models.onnx import is_onnx_folder, write_onnx
 from geodistill.optional import require
 from geodistill.paths import cache_dir
 
-ENGINES = ("hf", "ct2")
+ENGINES = ("hf", "ct2", "onnx")
 COMPUTE_TYPES = ("int8", "int8_float32", "int8_float16", "float16", "float32")
 DEFAULT_COMPUTE_TYPE = "int8"  # CPU int8: what faster-whisper users deploy
 CT2_REVISION = 1  # bump when the conversion changes so stale cache entries are not reused
+ONNX_REVISION = 1  # the same for the ONNX export (geodistill.models.onnx)
 ENGLISH_ONLY_VOCAB = 51864
 
 
@@ -61,14 +72,37 @@ def hf_folder(spec: str) -> Path:
     return saved
 
 
-def _fingerprint(folder: Path, quantization: str) -> str:
-    import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
-
-    h = hashlib.sha256(f"geodistill-ct2-{CT2_REVISION}-{ctranslate2.__version__}-{quantization}".encode())
+def _fingerprint(folder: Path, tag: str) -> str:
+    """12 hex digits naming ``folder``'s HF files (path, size, mtime) converted as ``tag``."""
+    h = hashlib.sha256(tag.encode())
     for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
         st = path.stat()
         h.update(f"|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:12]
+
+
+def _cache_entry(spec: str, kind: str, tag: str) -> tuple[Path, Path]:
+    """(HF folder behind ``spec``, its conversion's folder ``<cache>/<kind>/<name>-<fingerprint>``)."""
+    hf = hf_folder(spec)
+    name = re.sub(r"[^\w.-]", "_", Path(spec).name or spec)
+    return hf, cache_dir() / kind / f"{name}-{_fingerprint(hf, tag)}"
+
+
+def _convert_once(final: Path, convert, done) -> Path:
+    """``convert(tmp)`` into a temporary folder renamed to ``final`` (a crash leaves nothing half-done);
+    ``done(folder)`` says whether a folder is complete (a concurrent run may have finished first)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        convert(tmp)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not done(final):  # else a concurrent run finished first: use its copy
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
@@ -79,25 +113,48 @@ def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
     path = Path(spec).expanduser()
     if path.is_dir() and is_ct2_folder(path):
         return path
-    require("ctranslate2", "deploy", "--engine ct2")
-
-    hf = hf_folder(spec)
-    name = re.sub(r"[^\w.-]", "_", Path(spec).name or spec)
-    final = cache_dir() / "ct2" / f"{name}-{_fingerprint(hf, quantization)}"
+    ctranslate2 = require("ctranslate2", "deploy", "--engine ct2")
+    tag = f"geodistill-ct2-{CT2_REVISION}-{ctranslate2.__version__}-{quantization}"
+    hf, final = _cache_entry(spec, "ct2", tag)
     if is_ct2_folder(final):
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        convert_to_ct2(hf, tmp, quantization)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not is_ct2_folder(final):  # else a concurrent run finished first: use its copy
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return _convert_once(final, lambda tmp: convert_to_ct2(hf, tmp, quantization), is_ct2_folder)
+
+
+def onnx_folder(spec: str) -> Path:
+    """An ONNX export of ``spec``: itself if it is one, else its export under ``<cache>/onnx/`` (made once,
+    atomically, as ``ct2_folder``)."""
+    path = Path(spec).expanduser()
+    if path.is_dir() and is_onnx_folder(path):
+        return path
+    require("onnxruntime", "onnx", "--engine onnx")
+    require("onnx", "onnx", "--engine onnx")
+    hf, final = _cache_entry(spec, "onnx", f"geodistill-onnx-{ONNX_REVISION}-{torch.__version__}")
+    if is_onnx_folder(final):
+        return final
+    return _convert_once(final, lambda tmp: write_onnx(hf, tmp), is_onnx_folder)
+
+
+def check_engine(options: DecodeOptions) -> DecodeOptions:
+    """The options as the engine applies them, refusing in one line what it cannot do.
+
+    ``onnx`` decodes greedily, one 30-s window per clip: beam search and an asked-for temperature fallback
+    are refused; the model's own safeguard (``fallback`` None) is off, and clips over 30 s are refused as
+    for a model without long-form decoding (``long_form`` off).
+    """
+    if options.engine != "onnx":
+        return options
+    if options.beam_size != 1:
+        raise GeodistillError(
+            f"--beam-size {options.beam_size}: --engine onnx decodes greedily; use --beam-size 1 "
+            "(or --engine hf / ct2 for beam search)"
+        )
+    if options.fallback:
+        raise GeodistillError(
+            "--fallback: --engine onnx has no temperature fallback (greedy only); "
+            "drop it or use --engine hf / ct2"
+        )
+    return replace(options, fallback=False, long_form=False)
 
 
 def _processor(folder: Path):
@@ -249,6 +306,8 @@ def engine_fields(model) -> dict:
 
     if isinstance(model, AssistedWhisper):
         return {"engine": "hf", **model.fields()}
+    if isinstance(model, OnnxWhisper):
+        return onnx_fields(model)
     if not isinstance(model, Ct2Whisper):
         return {"engine": "hf"}
 
@@ -270,7 +329,8 @@ def load_engine(
     compute_type: str = DEFAULT_COMPUTE_TYPE,
     assistant: str | None = None,
 ):
-    """(model, processor, device) for ``engine`` ("ct2"), or the HF ``spec`` drafting with ``assistant``."""
+    """(model, processor, device) for ``engine`` ("ct2", "onnx"), or the HF ``spec`` drafting with
+    ``assistant``."""
     if engine not in ENGINES:
         raise GeodistillError(f"--engine: unknown engine '{engine}' (choose {' or '.join(ENGINES)})")
     if compute_type not in COMPUTE_TYPES:
@@ -280,7 +340,13 @@ def load_engine(
             raise GeodistillError("--assistant needs --engine hf (assisted generation is transformers')")
         return _assisted(spec, device, assistant)
     if isinstance(spec, tuple | list):
-        raise GeodistillError("--engine ct2 needs a model spec or folder, not a model already in memory")
+        raise GeodistillError(
+            f"--engine {engine} needs a model spec or folder, not a model already in memory"
+        )
+    if engine == "onnx":
+        folder = onnx_folder(str(spec))
+        model = OnnxWhisper(folder, load_processor(folder))
+        return model, model.processor, torch.device("cpu")
 
     ct2_device = "cuda" if resolve_device(device).type == "cuda" else "cpu"
     folder = ct2_folder(str(spec), compute_type)
