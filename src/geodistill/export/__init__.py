@@ -2,8 +2,9 @@
 
 The source is a run folder (``best/`` if present, else ``adapter_final/``), a saved student, or any model
 spec ``geodistill.models.load_whisper`` accepts. Its student family (``geodistill.students``) writes it:
-a Whisper model as ``hf`` (a plain transformers folder) or ``ct2`` (CTranslate2 / faster-whisper); a CTC
-student as its own safetensors folder (``hf``). A format the family cannot hold is refused in one line.
+a Whisper model as ``hf`` (a plain transformers folder), ``ct2`` (CTranslate2 / faster-whisper) or ``onnx``
+(ONNX Runtime graphs); a CTC student as its own safetensors folder (``hf``). A format the family cannot hold
+is refused in one line.
 """
 
 from __future__ import annotations
