@@ -31,14 +31,21 @@ from geodistill.optional import require
 PURPOSE = "--engine onnx"
 
 
-def _session(path: Path, threads: int):
-    """An ONNX Runtime CPU session of one graph; a missing or corrupt file is a one-line ModelLoadError."""
+def _session(path: Path, threads: int, arena: bool):
+    """An ONNX Runtime CPU session of one graph; a missing or corrupt file is a one-line ModelLoadError.
+
+    ``arena``: keep freed blocks for the next call (ONNX Runtime's CPU arena). Right for the encoder (run one
+    clip at a time, so a few shapes: without it each call page-faults its attention matrices afresh); wrong
+    for the decoder steps, whose cache length changes every call (the arena would keep every size).
+    """
     ort = require("onnxruntime", "onnx", PURPOSE)
     if not path.is_file():
         raise ModelLoadError(f"{path}: missing (an ONNX export holds {', '.join(GRAPHS)})")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = arena
+    options.enable_mem_pattern = False  # shapes change from call to call
     options.log_severity_level = 3  # errors only: the exporter's unused-initializer notices are noise
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -84,9 +91,9 @@ class OnnxWhisper:
             self.generation_config = GenerationConfig.from_pretrained(folder, local_files_only=True)
         else:
             self.generation_config = GenerationConfig.from_model_config(self.config)
-        self.encoder = _session(folder / ENCODER, threads)
-        self.decoder = _session(folder / DECODER, threads)
-        self.decoder_with_past = _session(folder / DECODER_WITH_PAST, threads)
+        self.encoder = _session(folder / ENCODER, threads, arena=True)
+        self.decoder = _session(folder / DECODER, threads, arena=False)
+        self.decoder_with_past = _session(folder / DECODER_WITH_PAST, threads, arena=False)
         n = self.config.decoder_layers
         self.past_names = kv_names(n, "past_key_values", "decoder")
         self.cross_names = kv_names(n, "past_key_values", "encoder")
@@ -105,6 +112,13 @@ class OnnxWhisper:
 
     def state_dict(self) -> dict:
         return {}
+
+    def encode(self, feats: np.ndarray) -> np.ndarray:
+        """Encoder states (B, frames / 2, d_model), one clip at a time: the exported attention holds a
+        (heads, positions, positions) matrix per clip, so a batch would multiply that memory by B for no
+        speed-up on a CPU."""
+        rows = [self.encoder.run(None, {"input_features": feats[i : i + 1]})[0] for i in range(len(feats))]
+        return np.concatenate(rows, axis=0)
 
     def _token(self, token: str) -> int:
         return int(self.processor.tokenizer.convert_tokens_to_ids(token))
@@ -200,7 +214,7 @@ class OnnxWhisper:
             raise GeodistillError(
                 f"input_features: {frames} Mel frames; need a multiple of 2 up to {longest}"
             )
-        hidden = self.encoder.run(None, {"input_features": feats})[0]
+        hidden = self.encode(feats)
         used, logits, self_kv, cross_kv = self._start(hidden, language, task)
         steps = max(0, min(max_new_tokens, self.config.max_target_positions - used))
         eot = self._eot()
