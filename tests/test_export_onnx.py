@@ -140,6 +140,25 @@ def test_onnx_engine_uses_an_export_as_it_is_and_generates_like_hf(
     assert got.shape == want.shape and got.tolist() == want.tolist()
 
 
+def test_a_multilingual_model_detects_or_takes_the_language_like_hf(tmp_path, tiny_processor):
+    model = make_tiny_whisper(d_model=32, layers=1, seed=1)
+    tok = tiny_processor.tokenizer
+    gen = model.generation_config
+    gen.is_multilingual = True
+    gen.lang_to_id = {t: tok.convert_tokens_to_ids(t) for t in ("<|en|>", "<|de|>", "<|fr|>", "<|es|>")}
+    gen.task_to_id = {t: tok.convert_tokens_to_ids(f"<|{t}|>") for t in ("transcribe", "translate")}
+    model.save_pretrained(tmp_path / "multi")
+    tiny_processor.save_pretrained(tmp_path / "multi")
+    onnx, _, _ = load_engine(str(tmp_path / "multi"), "cpu", "onnx")
+    rng = np.random.default_rng(1)
+    feats = features(tiny_processor, [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000, 8000)])
+    for language in (None, "german"):  # None: detected per clip from the first decoder step
+        want = generate_ids(model, feats, language=language, max_new_tokens=6)
+        assert generate_ids(onnx, feats, language=language, max_new_tokens=6).tolist() == want.tolist()
+    with pytest.raises(GeodistillError, match="--language klingon"):
+        generate_ids(onnx, feats, language="klingon", max_new_tokens=6)
+
+
 def _hypotheses(out: Path) -> list[str]:
     return [json.loads(x)["hypothesis"] for x in (out / "utterances.jsonl").read_text().splitlines()]
 
