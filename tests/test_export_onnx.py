@@ -240,6 +240,15 @@ def test_transcribe_runs_greedy_and_refuses_audio_over_30_s(onnx_dir, tmp_path, 
     assert err.count("\n") == 1 and "long.wav" in err and "30 s" in err
 
 
+@pytest.mark.parametrize("engine", ["hf", "ct2"])
+def test_an_onnx_export_under_another_engine_is_one_line(onnx_dir, alsa_wav, capsys, engine):
+    if engine == "ct2":
+        pytest.importorskip("ctranslate2")
+    assert main(["transcribe", str(onnx_dir), str(alsa_wav), "--engine", engine]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "an ONNX export" in err and "--engine onnx" in err
+
+
 def test_missing_onnxruntime_is_one_line_naming_the_extra(onnx_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(GeodistillError, match=r"^--engine onnx needs the 'onnxruntime' package: .*\[onnx\]"):
