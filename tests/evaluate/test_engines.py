@@ -71,9 +71,9 @@ def test_evaluate_with_ct2_records_the_engine(tiny_model_dir, clip_manifest, tmp
 
 
 def test_unknown_engine_is_one_line_exit_2(tiny_model_dir, alsa_wav, capsys):
-    assert main(["transcribe", str(tiny_model_dir), str(alsa_wav), "--engine", "onnx"]) == 2
+    assert main(["transcribe", str(tiny_model_dir), str(alsa_wav), "--engine", "tensorrt"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--engine" in err and "onnx" in err
+    assert len(err.splitlines()) == 1 and "--engine" in err and "tensorrt" in err and "onnx" in err
 
 
 @pytest.mark.integration

@@ -114,7 +114,8 @@ def model_flags(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--engine",
         default="hf",
-        help="hf (transformers) | ct2 (CTranslate2, int8) | whispercpp (whisper.cpp, q8_0); converted once",
+        help="hf (transformers) | ct2 (CTranslate2, int8) | whispercpp (whisper.cpp, q8_0) | "
+        "onnx (ONNX Runtime, fp32, greedy); ct2/whispercpp/onnx convert a model once",
     )
     q.add_argument(
         "--assistant",

@@ -1,4 +1,4 @@
-"""``geodistill export SOURCE --format hf|ct2|ggml --out DIR``: ship a student as a model folder."""
+"""``geodistill export SOURCE --format hf|ct2|ggml|onnx --out DIR``: ship a student as a model folder."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 
 
 def register(sub) -> None:
-    q = sub.add_parser("export", help="ship a run's student as a Hugging Face or CTranslate2 model folder")
+    q = sub.add_parser(
+        "export", help="ship a run's student as a Hugging Face, CTranslate2 or ONNX model folder"
+    )
     q.add_argument("source", help="run folder (best/ else adapter_final/) or any model spec")
     q.add_argument(
         "--format",
         required=True,
-        help="hf (transformers + model card) | ct2 (faster-whisper) | ggml (whisper.cpp)",
+        help="hf (transformers + card) | ct2 (faster-whisper) | ggml (whisper.cpp) | onnx (ONNX Runtime)",
     )
     q.add_argument("--out", required=True, help="new (or empty) output folder")
     q.add_argument(

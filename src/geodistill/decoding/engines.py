@@ -1,4 +1,6 @@
-"""Decoding engines behind ``transcribe`` / ``evaluate --engine``: Hugging Face (default) and CTranslate2.
+"""Decoding engines behind ``transcribe`` / ``evaluate --engine``: Hugging Face (default), CTranslate2
+(``ct2``), whisper.cpp (``whispercpp``, ``geodistill.decoding.whispercpp``) and ONNX Runtime (``onnx``,
+``geodistill.decoding.onnx``); their conversions are cached by ``geodistill.decoding.converted``.
 
 ``Ct2Whisper`` wraps ``ctranslate2.models.Whisper`` in the slice of the HF model interface geodistill's
 decoding uses (``generate(features, num_beams=, max_new_tokens=, language=, task=)``, ``config``,
@@ -10,14 +12,10 @@ CTranslate2 accepts fewer than 3000 feature frames, so a short-context student k
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
-import re
-import shutil
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,28 +23,23 @@ import torch
 from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizerFast
 
 from geodistill.decoding.assistant import AssistedWhisper, with_assistant
+from geodistill.decoding.converted import ct2_folder, ggml_folder, onnx_folder
+from geodistill.decoding.onnx import OnnxWhisper, load_processor, onnx_fields
+from geodistill.decoding.options import DEFAULT_COMPUTE_TYPE, DecodeOptions
 from geodistill.decoding.whispercpp import WhisperCppModel
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.models.context import DEFAULT_MARGIN
 from geodistill.models.ct2 import read_ct2
-from geodistill.models.ct2_convert import CONTEXT_FILE, convert_to_ct2
-from geodistill.models.ggml import GGML_FILE, write_ggml_folder
+from geodistill.models.ct2_convert import CONTEXT_FILE
+from geodistill.models.ggml import GGML_FILE
 from geodistill.models.ggml_read import read_ggml
-from geodistill.models.integrity import manifest_problem, write_manifest
 from geodistill.models.loading import (
-    EMBEDDED,
-    converted_dir,
-    embedded_source,
-    folder_reason,
     load_reason,
-    local_model_dir,
-    weights_errors,
 )
 from geodistill.optional import require
-from geodistill.paths import cache_dir
 
-ENGINES = ("hf", "ct2", "whispercpp")
+ENGINES = ("hf", "ct2", "whispercpp", "onnx")
 # --compute-type -> the whisper.cpp weights type (f32 files abort whisper.cpp's CPU convolution)
 GGML_TYPES = {
     "int8": "q8_0",
@@ -55,141 +48,11 @@ GGML_TYPES = {
     "float16": "f16",
     "float32": "f16",
 }
-GGML_REVISION = 1  # bump when the conversion changes so stale cache entries are not reused
 COMPUTE_TYPES = ("int8", "int8_float32", "int8_float16", "float16", "float32")
-DEFAULT_COMPUTE_TYPE = "int8"  # CPU int8: what faster-whisper users deploy
-CT2_REVISION = 2  # bump when the conversion changes so stale cache entries are not reused (2: manifest)
+
 ENGLISH_ONLY_VOCAB = 51864
 
 log = logging.getLogger("geodistill")
-
-
-def is_ct2_folder(folder: Path) -> bool:
-    """A converter-made CTranslate2 Whisper folder (model.bin + vocabulary + tokenizer.json)."""
-    vocab = (folder / "vocabulary.json").is_file() or (folder / "vocabulary.txt").is_file()
-    return (folder / "model.bin").is_file() and vocab and (folder / "tokenizer.json").is_file()
-
-
-def hf_folder(spec: str) -> Path:
-    """The HF Whisper folder behind a model spec (embedded names and CT2 folders converted, hub ids
-    saved under ``<cache>/hub/`` once)."""
-
-    if spec in EMBEDDED:
-        return converted_dir(embedded_source(spec))
-    path = Path(spec).expanduser()
-    if path.exists():
-        return local_model_dir(path)
-    saved = cache_dir() / "hub" / re.sub(r"[^\w.-]", "_", spec)
-    if not (saved / "config.json").is_file():
-        model, processor = load_whisper(spec, device="cpu")
-        model.save_pretrained(saved)
-        processor.save_pretrained(saved)
-    return saved
-
-
-def _fingerprint(folder: Path, quantization: str) -> str:
-    import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
-
-    h = hashlib.sha256(f"geodistill-ct2-{CT2_REVISION}-{ctranslate2.__version__}-{quantization}".encode())
-    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
-        st = path.stat()
-        h.update(f"|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:12]
-
-
-def ct2_folder(spec: str, quantization: str = DEFAULT_COMPUTE_TYPE) -> Path:
-    """A CTranslate2 folder for ``spec``: itself if it is one, else its conversion under ``<cache>/ct2/``.
-
-    Conversion writes into a temporary folder, records each file's size and SHA-256 in a manifest written
-    last (``geodistill.models.integrity``), and renames the folder into place (a crash leaves nothing
-    half-done). A reused entry is checked against its manifest; a damaged one (a file cut short, changed,
-    emptied or deleted) is converted again, once, with a warning naming it. A conversion that fails is one
-    ModelLoadError naming the model folder, the entry and the reason.
-    """
-    path = Path(spec).expanduser()
-    if path.is_dir() and is_ct2_folder(path):
-        return path
-    require("ctranslate2", "deploy", "--engine ct2")
-
-    hf = hf_folder(spec)
-    name = re.sub(r"[^\w.-]", "_", Path(spec).name or spec)
-    final = cache_dir() / "ct2" / f"{name}-{_fingerprint(hf, quantization)}"
-    if final.exists():
-        problem = manifest_problem(final)
-        if problem is None:
-            return final
-        log.warning(f"{final}: damaged converted CTranslate2 model ({problem}); converting it again")
-        _discard(final, problem)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        _convert(hf, tmp, quantization, final)
-        try:
-            os.replace(tmp, final)
-        except OSError as exc:
-            if manifest_problem(final) is not None:  # else a concurrent run finished first: use its copy
-                raise ModelLoadError(f"{final}: cannot move the converted model into place ({exc})") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def ggml_folder(spec: str, dtype: str) -> Path:
-    """A folder holding a whisper.cpp file of ``spec`` (``GGML_FILE``, its tokenizer and context rule): an
-    export itself, else a conversion (geodistill.models.ggml) under ``<cache>/ggml/``, made once."""
-    path = Path(spec).expanduser()
-    if path.is_dir() and (path / GGML_FILE).is_file():
-        return path
-    hf = hf_folder(spec)
-    h = hashlib.sha256(f"geodistill-ggml-{GGML_REVISION}-{dtype}".encode())
-    for file in sorted(hf.glob("*.json")) + sorted(hf.glob("*.safetensors")):
-        st = file.stat()
-        h.update(f"|{file.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-    name = re.sub(r"[^\w.-]", "_", path.name or spec)
-    final = cache_dir() / "ggml" / f"{name}-{dtype}-{h.hexdigest()[:12]}"
-    if (final / GGML_FILE).is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        write_ggml_folder(hf, tmp, dtype)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / GGML_FILE).is_file():  # else a concurrent run finished first: use its copy
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _convert(hf: Path, out: Path, quantization: str, final: Path) -> None:
-    """CTranslate2's conversion of ``hf`` into ``out`` plus its manifest; a failure is one line."""
-    try:
-        convert_to_ct2(hf, out, quantization)
-        write_manifest(out)
-    except weights_errors() as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:  # a full disk, no permission: the CLI says
-            raise
-        raise ModelLoadError(
-            f"could not convert '{hf}' to CTranslate2 (into {final}): {folder_reason(hf, exc)}"
-        ) from exc
-
-
-def _discard(entry: Path, problem: str) -> None:
-    """Remove a damaged cache entry: renamed aside first (a concurrent run may be doing the same), then
-    deleted. One line naming it when the cache is not writable."""
-    aside = entry.with_name(f".{entry.name}.damaged-{os.getpid()}")
-    try:
-        os.replace(entry, aside)
-    except FileNotFoundError:
-        return  # another run took it away first
-    except OSError as exc:
-        raise ModelLoadError(
-            f"{entry}: damaged converted CTranslate2 model ({problem}) that cannot be removed "
-            f"({exc.strerror or exc}); delete it"
-        ) from exc
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _processor(folder: Path):
@@ -363,11 +226,35 @@ def _assisted(spec, device: str, assistant: str):
     return with_assistant(teacher, processor, assistant), processor, teacher.device
 
 
+def check_engine(options: DecodeOptions) -> DecodeOptions:
+    """The options as the engine applies them, refusing in one line what it cannot do.
+
+    ``onnx`` decodes greedily, one 30-s window per clip: beam search and an asked-for temperature fallback
+    are refused; the model's own safeguard (``fallback`` None) is off, and clips over 30 s are refused as
+    for a model without long-form decoding (``long_form`` off).
+    """
+    if options.engine != "onnx":
+        return options
+    if options.beam_size != 1:
+        raise GeodistillError(
+            f"--beam-size {options.beam_size}: --engine onnx decodes greedily; use --beam-size 1 "
+            "(or --engine hf / ct2 for beam search)"
+        )
+    if options.fallback:
+        raise GeodistillError(
+            "--fallback: --engine onnx has no temperature fallback (greedy only); "
+            "drop it or use --engine hf / ct2"
+        )
+    return replace(options, fallback=False, long_form=False)
+
+
 def engine_fields(model) -> dict:
     """eval.json fields naming the engine; a CT2 model's parameters and size are read off model.bin."""
 
     if isinstance(model, AssistedWhisper):
         return {"engine": "hf", **model.fields()}
+    if isinstance(model, OnnxWhisper):
+        return onnx_fields(model)
     if isinstance(model, WhisperCppModel):
         header = read_ggml(model.model_file, load_tensors=False)
         return {
@@ -415,6 +302,10 @@ def load_engine(
         raise GeodistillError(
             f"--engine {engine} needs a model spec or folder, not a model already in memory"
         )
+    if engine == "onnx":
+        folder = onnx_folder(str(spec))
+        onnx_model = OnnxWhisper(folder, load_processor(folder))
+        return onnx_model, onnx_model.processor, torch.device("cpu")
     if engine == "whispercpp":
         folder = ggml_folder(str(spec), GGML_TYPES[compute_type])
         rule = _context_rule(folder)

@@ -18,7 +18,7 @@ class DecodeOptions:
     max_new_tokens: int | None = None  # per 30-s window; None = half the decoder context (224)
     audio_context: str | None = None  # "full" | "dynamic"; None = the model's stored context
     context_margin: int | None = None  # encoder positions after the clip (dynamic); None = stored
-    engine: str = "hf"  # "hf" | "ct2" (see geodistill.decoding.engines)
+    engine: str = "hf"  # "hf" | "ct2" | "onnx" (see geodistill.decoding.engines)
     compute_type: str = DEFAULT_COMPUTE_TYPE  # CTranslate2's weights type (engine ct2)
     assistant: str | None = None  # a student spec drafting for the model (speculative decoding, hf)
     long_form: bool = False  # decode clips over 30 s with the engine's sequential long-form algorithm

@@ -2,8 +2,9 @@
 
 The source is a run folder (``best/`` if present, else ``adapter_final/``), a saved student, or any model
 spec ``geodistill.models.load_whisper`` accepts. Its student family (``geodistill.students``) writes it:
-a Whisper model as ``hf`` (a plain transformers folder) or ``ct2`` (CTranslate2 / faster-whisper); a CTC
-student as its own safetensors folder (``hf``). A format the family cannot hold is refused in one line.
+a Whisper model as ``hf`` (a plain transformers folder), ``ct2`` (CTranslate2 / faster-whisper), ``ggml``
+(whisper.cpp) or ``onnx`` (ONNX Runtime graphs); a CTC student as its own safetensors folder (``hf``). A
+format the family cannot hold is refused in one line.
 
 The family writes into a temporary sibling of ``--out``, which is renamed into place once the family has
 returned: an interrupted or failed export (Ctrl-C, a full disk) leaves nothing at ``--out``, so the rerun

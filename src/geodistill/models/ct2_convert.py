@@ -24,13 +24,13 @@ def convert_to_ct2(hf_dir: Path, out: Path, quantization: str = "float32") -> Pa
     copy = [f for f in CT2_COPY_FILES if (hf_dir / f).is_file()]
     converter = converters.TransformersConverter(str(hf_dir), copy_files=copy, low_cpu_mem_usage=True)
     converter.convert(str(out), quantization=quantization, force=True)
-    _record_context(hf_dir, out)
+    record_context(hf_dir, out)
     if not (out / "preprocessor_config.json").is_file():  # transformers 5 folders hold processor_config.json
         WhisperProcessor.from_pretrained(hf_dir, local_files_only=True).feature_extractor.save_pretrained(out)
     return out
 
 
-def _record_context(hf_dir: Path, out: Path) -> None:
+def record_context(hf_dir: Path, out: Path) -> None:
     """Copy a dynamic-context student's rule (config.json ``geodistill_audio_context`` / ``_context_margin``,
     which CTranslate2's config.json drops) into ``out/geodistill_context.json``."""
     config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))

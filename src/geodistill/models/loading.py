@@ -191,6 +191,12 @@ def model_dir(folder: Path) -> Path:
     return found
 
 
+def _onnx_only(folder: Path) -> bool:
+    """An ONNX export (``geodistill.models.onnx``): its graphs and config.json, no transformers weights."""
+    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    return (folder / "encoder.onnx").is_file() and not any((folder / w).is_file() for w in weights)
+
+
 def local_model_dir(folder: Path) -> Path:
     """The HF Whisper folder behind a local path: itself, its CT2 conversion, or a run's best/adapter."""
     folder = model_dir(folder)
@@ -202,6 +208,11 @@ def local_model_dir(folder: Path) -> Path:
                 "export load it by its family)"
             )
     model_type = _read_config(config).get("model_type")
+    if model_type == "whisper" and _onnx_only(folder):
+        raise ModelLoadError(
+            f"could not load '{folder}': an ONNX export (encoder.onnx, no transformers weights); "
+            "decode it with --engine onnx"
+        )
     if model_type == "whisper":
         return folder
     if model_type is None and (folder / "model.bin").is_file():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from geodistill.config import Config
 from geodistill.contracts import TeacherOffer
+from geodistill.decoding.engines import check_engine
 from geodistill.losses import DistillationLoss
 from geodistill.students.seq2seq import decode as decoding
 from geodistill.students.seq2seq import export as exporting
@@ -50,8 +51,9 @@ class Seq2SeqFamily:
 
     @staticmethod
     def check(options):
-        """Every decoding option applies to Whisper."""
-        return options
+        """Every decoding option applies to Whisper, as far as the engine can honour it (``--engine onnx``:
+        greedy, clips of up to 30 s, no temperature fallback)."""
+        return check_engine(options)
 
 
 FAMILY = Seq2SeqFamily()

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from geodistill.modelcard import evaluation_lines, front_matter
+from geodistill.models.ct2_convert import CONTEXT_FILE
 from geodistill.students.family import Card
 
 # A runnable snippet (the card's text; tests run it verbatim with PATH and speech.wav replaced): a
@@ -156,6 +157,74 @@ def _dynamic_context_use(margin: int, fmt: str) -> list[str]:
     return lines
 
 
+def _onnx_lines(config: dict) -> list[str]:
+    """The ONNX card's graphs, their inputs and outputs, the dynamic-context rule and how to run it."""
+    n, heads = config.get("decoder_layers"), config.get("decoder_attention_heads")
+    kv = "(batch, heads, length, head_dim)"
+    lines = [
+        "## The ONNX graphs",
+        "",
+        f"fp32, opset 17; {n} decoder layers, {heads} heads. `i` runs over the decoder layers; `key|value` "
+        f"tensors are {kv}.",
+        "",
+        "| graph | inputs | outputs |",
+        "|---|---|---|",
+        "| `encoder.onnx` | `input_features` (batch, n_mels, frames): log-Mel features, **any even frame "
+        "count up to 3000** (30 s) | `last_hidden_state` (batch, frames / 2, d_model) |",
+        "| `decoder.onnx` (first step) | `input_ids` (batch, tokens): the prompt; `encoder_hidden_states` "
+        "(batch, positions, d_model) | `logits` (batch, tokens, vocab); `present.{i}.decoder.key\\|value` "
+        "(self-attention cache); `present.{i}.encoder.key\\|value` (cross-attention, computed once) |",
+        "| `decoder_with_past.onnx` (every later step) | `input_ids` (batch, tokens): the new token(s); "
+        "`past_key_values.{i}.decoder.key\\|value` (length = tokens so far); "
+        "`past_key_values.{i}.encoder.key\\|value` (from the first step) | `logits`; "
+        "`present.{i}.decoder.key\\|value` (the cache grown by the new tokens) |",
+        "",
+        "Greedy decoding: run the encoder once, `decoder.onnx` once on the prompt `<|startoftranscript|>` "
+        "[`<|lang|>` `<|task|>`] `<|notimestamps|>`, then `decoder_with_past.onnx` once per token, feeding "
+        "back the `present.*.decoder.*` tensors as `past_key_values.*.decoder.*`, suppressing "
+        "`suppress_tokens` (and `begin_suppress_tokens` at the first step) from `generation_config.json`, "
+        "until `<|endoftext|>`.",
+        "",
+    ]
+    if config.get("geodistill_audio_context", "full") == "dynamic":
+        margin = config.get("geodistill_context_margin")
+        lines += [
+            "### Dynamic audio context",
+            "",
+            f"This student was trained to see each clip plus a margin of {margin} encoder positions, "
+            f"not 30 s (the rule is kept in `{CONTEXT_FILE}`). Give the encoder the first",
+            "",
+            f"    frames = min(3000, 2 * (ceil(ceil(n_samples / 160) / 2) + {margin}))",
+            "",
+            "log-Mel frames of a clip of `n_samples` 16-kHz samples (the features of the clip padded to "
+            "30 s, cut to `frames`; a batch takes its longest clip's count).",
+            "",
+        ]
+    lines += [
+        "## How to use",
+        "",
+        "With geodistill (ONNX Runtime, the decoding above):",
+        "",
+        "```bash",
+        "geodistill transcribe PATH speech.wav --engine onnx",
+        "```",
+        "",
+        "Or by hand:",
+        "",
+        "```python",
+        "import onnxruntime as ort",
+        "from transformers import WhisperProcessor",
+        "",
+        'processor = WhisperProcessor.from_pretrained("PATH")',
+        'encoder = ort.InferenceSession("PATH/encoder.onnx")',
+        'features = processor(audio, sampling_rate=16000, return_tensors="np").input_features',
+        'hidden = encoder.run(None, {"input_features": features})[0]',
+        "```",
+        "",
+    ]
+    return lines
+
+
 def model_card(hf_dir: Path, card: Card, fmt: str = "hf") -> str:
     """README.md text: Hub YAML front matter, evaluation, how the model was distilled, how to run it."""
     config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
@@ -167,10 +236,15 @@ def model_card(hf_dir: Path, card: Card, fmt: str = "hf") -> str:
     elif fmt == "ggml":  # and whisper.cpp models by their tags, with no transformers library
         meta.pop("library_name")
         meta["tags"] += ["whisper.cpp", "ggml"]
+    elif fmt == "onnx":
+        meta["library_name"] = "onnx"
+        meta["tags"] += ["onnx", "onnxruntime"]
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
     lines += [f"A Whisper student distilled with geodistill from `{cfg.get('teacher', source)}`.", ""]
     lines += evaluation_lines(evaluation)
     lines += ["## How it was distilled", "", *_distillation_lines(cfg, config), ""]
+    if fmt == "onnx":  # its graphs, their inputs and outputs, and (dynamic) its frames rule
+        return "\n".join(lines + _onnx_lines(config))
     if config.get("geodistill_audio_context", "full") == "dynamic":
         lines += _dynamic_context_use(int(config.get("geodistill_context_margin", 0)), fmt)
     elif fmt == "ggml":
