@@ -55,7 +55,8 @@ def load(spec, device: str, options: DecodeOptions) -> tuple:
             spec, str(device), o.engine, o.compute_type, o.assistant, o.fallback
         )
         if isinstance(model, WhisperCppModel):  # it decodes audio itself: hand it the context to use
-            context = AudioContext(o.audio_context or model.audio_context, o.context_margin or model.margin)
+            margin = model.margin if o.context_margin is None else o.context_margin
+            context = AudioContext(o.audio_context or model.audio_context, margin)
             model.use_context(context.mode, context.margin)
         return model, processor, dev
     if isinstance(spec, tuple | list):
