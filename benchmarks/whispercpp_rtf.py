@@ -54,15 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--dtypes", nargs="+", default=["f16", "q8_0"])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--clips", type=int, default=None, help="the first N clips only (the small mode: 1)")
+    ap.add_argument("--no-fallback", action="store_true", help="greedy only (no temperature fallback)")
     args = ap.parse_args(argv)
 
-    from geodistill.evaluate.wer import wer_scores
-
     from geodistill.data.audio import load_audio
+    from geodistill.decoding.wer import wer_scores
     from geodistill.decoding.whispercpp import WhisperCppModel
     from geodistill.models.ggml import write_ggml
 
     paths, refs = real_clips()
+    paths, refs = paths[: args.clips], refs[: args.clips]
     audios = [load_audio(p) for p in paths]
     seconds = sum(a.size for a in audios) / 16000
     load_before = os.getloadavg()
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         engines, load_s = {}, {}
         for d, t in pairs:
             start = time.perf_counter()
-            engines[d, t] = WhisperCppModel(files[d], threads=t)
+            engines[d, t] = WhisperCppModel(files[d], threads=t, fallback=not args.no_fallback)
             load_s[d, t] = time.perf_counter() - start
             engines[d, t].transcribe(audios[:1])  # warm-up
         rtf: dict[tuple[str, int], list[float]] = {p: [] for p in pairs}

@@ -105,10 +105,9 @@ def generate_ids(
         _warn_once("temperature fallback is not applied at dynamic audio context (greedy decoding)")
     elif fallback:  # Whisper's temperature fallback (geodistill.decoding.longform)
         kwargs.update(fallback_kwargs())
-    if not hf:
-        return token_ids(
-            model.generate(feats, **kwargs, **({} if no_speech is None else {"no_speech": no_speech}))
-        )
+    if not hf:  # CTranslate2 hands its no-speech probabilities over with generate; ONNX Runtime has none
+        asks = no_speech is not None and hasattr(model, "no_speech_probs")
+        return token_ids(model.generate(feats, **kwargs, **({"no_speech": no_speech} if asks else {})))
     # the encoder runs once and its states serve the no-speech probability too, except where generate
     # must see the features (the fallback re-reads them; an assisted model drafts from them)
     share = short or (no_speech is not None and not fallback and isinstance(model, torch.nn.Module))
