@@ -151,7 +151,7 @@ def test_dynamic_context_rule_is_kept_next_to_the_ct2_model(tmp_path, tiny_proce
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--format", "ggml"], ["--format", "ggml"]),
+        (["--format", "tflite"], ["--format", "tflite"]),
         (["--format", "ct2", "--quantization", "int4"], ["--quantization", "int4"]),
         (["--format", "hf", "--quantization", "int8"], ["--quantization", "ct2"]),
     ],
