@@ -10,7 +10,7 @@ from typing import Any
 
 from geodistill.config.errors import config_error
 from geodistill.config.lora import lora_patterns
-from geodistill.config.schema import Config, CTCConfig, LoraConfig, yaml_key
+from geodistill.config.schema import Config, LoraConfig, family_sections, yaml_key
 from geodistill.errors import GeodistillError
 
 
@@ -65,42 +65,15 @@ def _check_combinations(cfg: Config, problems: list[str]) -> None:
         problems.append("teacher_cache_cross_kv: true needs teacher_cache (the folder that stores them)")
     if t.amp != "no" and t.device.split(":")[0] in ("cpu", "mps"):
         problems.append(f"train.amp: {t.amp} needs CUDA but train.device is {t.device!r}; use amp: no")
-    if s.init == "ctc":
-        _check_ctc(cfg, problems)
-    elif s.ctc != CTCConfig():
-        problems.append(f"student.ctc: only used with student.init: ctc (init is {s.init!r}); drop it")
+    for name, section in family_sections(s):  # a student family's own settings (student.ctc, ...)
+        if s.init == section.init:
+            problems += section.problems(cfg.loss)
+        elif section != type(section)():
+            problems.append(
+                f"student.{name}: only used with student.init: {section.init} (init is {s.init!r}); drop it"
+            )
     if cfg.data.val_limit is not None and cfg.data.val_limit < 1:
         problems.append(f"data.val_limit: must be >= 1 (or null for all), got {cfg.data.val_limit}")
-
-
-def _check_ctc(cfg: Config, problems: list[str]) -> None:
-    """student.init: ctc: sizes, and loss settings a decoder-less student cannot honour."""
-    c, lo = cfg.student.ctc, cfg.loss
-    for name in ("d_model", "layers", "heads", "ffn"):
-        if getattr(c, name) < 1:
-            problems.append(f"student.ctc.{name}: must be >= 1, got {getattr(c, name)}")
-    if c.heads >= 1 and c.d_model % c.heads:
-        problems.append(f"student.ctc.d_model: {c.d_model} is not divisible by heads {c.heads}")
-    if not 0 <= c.dropout < 1:
-        problems.append(f"student.ctc.dropout: must be in [0, 1), got {c.dropout}")
-    if c.downsample not in (1, 3):
-        problems.append(f"student.ctc.downsample: must be 1 or 3, got {c.downsample}")
-    if not 0 <= c.frozen_layers <= c.layers:
-        problems.append(
-            f"student.ctc.frozen_layers: must be in [0, layers={c.layers}], got {c.frozen_layers}"
-        )
-    elif c.frozen_layers and not c.init_from_teacher:
-        problems.append(
-            "student.ctc.frozen_layers: freezes copied teacher blocks; needs init_from_teacher: true "
-            "(random blocks would stay random)"
-        )
-    if lo.hidden_active and lo.hidden_on != "encoder":
-        problems.append(
-            f"loss.hidden_on: a ctc student has no decoder, only encoder states to compare; got "
-            f"{lo.hidden_on!r} (use encoder, or hidden_loss: none)"
-        )
-    if lo.taid != "off":
-        problems.append(f"loss.taid: {lo.taid!r} needs a decoder; a ctc student has none (use off)")
 
 
 def validate(cfg: Config, earlier: list[str] | None = None) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 from geodistill.config.errors import ConfigError, choice_problem
 
@@ -71,6 +71,37 @@ class CTCConfig(_Choices):
     # gradient, no dropout): the teacher's acoustic layers, which a few hours of synthetic speech would
     # otherwise overwrite. 0 trains every weight.
     frozen_layers: int = 0
+    init: ClassVar[str] = "ctc"  # the student.init this section belongs to (config.checks.family_sections)
+
+    def problems(self, lo: LossConfig) -> list[str]:
+        """Its sizes, and the loss settings a decoder-less student cannot honour (when init is ctc)."""
+        c, problems = self, []
+        for name in ("d_model", "layers", "heads", "ffn"):
+            if getattr(c, name) < 1:
+                problems.append(f"student.ctc.{name}: must be >= 1, got {getattr(c, name)}")
+        if c.heads >= 1 and c.d_model % c.heads:
+            problems.append(f"student.ctc.d_model: {c.d_model} is not divisible by heads {c.heads}")
+        if not 0 <= c.dropout < 1:
+            problems.append(f"student.ctc.dropout: must be in [0, 1), got {c.dropout}")
+        if c.downsample not in (1, 3):
+            problems.append(f"student.ctc.downsample: must be 1 or 3, got {c.downsample}")
+        if not 0 <= c.frozen_layers <= c.layers:
+            problems.append(
+                f"student.ctc.frozen_layers: must be in [0, layers={c.layers}], got {c.frozen_layers}"
+            )
+        elif c.frozen_layers and not c.init_from_teacher:
+            problems.append(
+                "student.ctc.frozen_layers: freezes copied teacher blocks; needs init_from_teacher: true "
+                "(random blocks would stay random)"
+            )
+        if lo.hidden_active and lo.hidden_on != "encoder":
+            problems.append(
+                f"loss.hidden_on: a ctc student has no decoder, only encoder states to compare; got "
+                f"{lo.hidden_on!r} (use encoder, or hidden_loss: none)"
+            )
+        if lo.taid != "off":
+            problems.append(f"loss.taid: {lo.taid!r} needs a decoder; a ctc student has none (use off)")
+        return problems
 
 
 @dataclass
@@ -90,6 +121,12 @@ class StudentConfig(_Choices):
     # // 3) (FUTO's audio-context fine-tuning uses 64); 0 disables
     context_jitter: int = 0
     ctc: CTCConfig = field(default_factory=CTCConfig)  # init: ctc only
+
+
+def family_sections(student: StudentConfig) -> list[tuple[str, Any]]:
+    """(name, section) of the student's family sections: fields whose value names the init it serves."""
+    sections = ((f.name, getattr(student, f.name)) for f in fields(student))
+    return [(name, v) for name, v in sections if isinstance(getattr(type(v), "init", None), str)]
 
 
 @dataclass
