@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 from transformers import WhisperForConditionalGeneration
 
-import geodistill.decoding.engines as engines
+import geodistill.decoding.converted as engines  # where the CT2 cache entries are made
 from geodistill.ablate.variants import ablation_variants
 from geodistill.config import ConfigError
 from geodistill.config.load import load_config
