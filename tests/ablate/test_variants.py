@@ -57,7 +57,7 @@ def test_bad_variants_are_one_error_naming_each_before_any_compute(ablate_cfg):
     assert "ablate.variants.typo.loss.kl_wieght: no such config key" in text
     assert "ablate.variants.negative: gives an invalid config (loss.kl_weight: must be >= 0" in text
     # issue 28 (12c): errors are one line, so the seven problems are joined by "; ", nothing about ce
-    assert len(text.splitlines()) == 1 and len(text.split("; ")) == 7
+    assert len(text.splitlines()) == 1 and text.count("; ablate.") == 6
     assert not Path(cfg.run_dir).exists()  # no study, no teacher cache, no run folder
 
 
