@@ -31,7 +31,7 @@ from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.models.context import DEFAULT_MARGIN
 from geodistill.models.ct2 import read_ct2
-from geodistill.models.ct2_convert import CONTEXT_FILE
+from geodistill.models.ct2_convert import read_context_rule
 from geodistill.models.ggml import GGML_FILE
 from geodistill.models.ggml_read import read_ggml
 from geodistill.models.loading import (
@@ -71,18 +71,6 @@ def _processor(folder: Path):
     return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
-def _context_rule(folder: Path) -> dict:
-    """The dynamic-context rule ``geodistill export`` kept next to model.bin ({} for full context)."""
-
-    path = folder / CONTEXT_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"{path}: unreadable context rule ({exc})") from exc
-
-
 def _vocab_size(folder: Path) -> int:
     """Output vocabulary size of a CT2 folder (vocabulary.json list, else vocabulary.txt lines)."""
     if (folder / "vocabulary.json").is_file():
@@ -111,7 +99,7 @@ class Ct2Whisper:
         self.device = torch.device("cpu")  # where the features are made; CT2 copies them itself
         self.dtype = torch.float32  # the dtype CT2 takes features in
         self.config = SimpleNamespace(max_target_positions=448, vocab_size=_vocab_size(folder))
-        self.config.__dict__.update(_context_rule(folder))  # a dynamic-context student keeps its rule
+        self.config.__dict__.update(read_context_rule(folder))  # a dynamic-context student keeps its rule
         self.generation_config = SimpleNamespace(is_multilingual=self.model.is_multilingual)
 
     def faster_whisper(self):
@@ -308,7 +296,7 @@ def load_engine(
         return onnx_model, onnx_model.processor, torch.device("cpu")
     if engine == "whispercpp":
         folder = ggml_folder(str(spec), GGML_TYPES[compute_type])
-        rule = _context_rule(folder)
+        rule = read_context_rule(folder)
         mode = rule.get("geodistill_audio_context", "full")
         margin = int(rule.get("geodistill_context_margin", DEFAULT_MARGIN))
         threads = torch.get_num_threads()

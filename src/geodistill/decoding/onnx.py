@@ -15,7 +15,6 @@ short features run as they are. Beam search and the temperature fallback are not
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from transformers import GenerationConfig, WhisperConfig, WhisperProcessor
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
 from geodistill.errors import GeodistillError, ModelLoadError
-from geodistill.models.ct2_convert import CONTEXT_FILE
+from geodistill.models.ct2_convert import read_context_rule
 from geodistill.models.onnx import DECODER, DECODER_WITH_PAST, ENCODER, GRAPHS, kv_names
 from geodistill.optional import require
 
@@ -54,17 +53,6 @@ def _session(path: Path, threads: int, arena: bool):
         raise ModelLoadError(f"{path}: not a loadable ONNX graph ({first[:300]})") from exc
 
 
-def _context_rule(folder: Path) -> dict:
-    """``geodistill_context.json`` next to the graphs ({} for full context or none)."""
-    path = folder / CONTEXT_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"{path}: unreadable context rule ({exc})") from exc
-
-
 def load_processor(folder: Path) -> WhisperProcessor:
     """The WhisperProcessor saved next to the graphs (one-line ModelLoadError when unusable)."""
     try:
@@ -85,7 +73,7 @@ class OnnxWhisper:
             self.config = WhisperConfig.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, TypeError) as exc:
             raise ModelLoadError(f"{folder / 'config.json'}: unusable Whisper config ({exc})") from exc
-        for key, value in _context_rule(folder).items():  # a dynamic-context student keeps its rule
+        for key, value in read_context_rule(folder).items():  # a dynamic-context student keeps its rule
             setattr(self.config, key, value)
         if (folder / "generation_config.json").is_file():
             self.generation_config = GenerationConfig.from_pretrained(folder, local_files_only=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from transformers import WhisperProcessor
 
+from geodistill.errors import ModelLoadError
 from geodistill.optional import require
 
 # what faster-whisper reads next to model.bin (preprocessor_config.json gives it the mel-bin count)
@@ -37,3 +38,14 @@ def record_context(hf_dir: Path, out: Path) -> None:
     rule = {k: v for k, v in config.items() if k in CONTEXT_KEYS}
     if rule.get("geodistill_audio_context", "full") != "full":
         (out / CONTEXT_FILE).write_text(json.dumps(rule, indent=2) + "\n", encoding="utf-8")
+
+
+def read_context_rule(folder: Path) -> dict:
+    """The dynamic-context rule an export keeps in ``geodistill_context.json`` ({} for full context)."""
+    path = folder / CONTEXT_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{path}: unreadable context rule ({exc})") from exc
