@@ -49,7 +49,8 @@ def main() -> int:
     text = table()
     if args.check:
         if f"{START}\n{text}\n{END}" not in DOC.read_text(encoding="utf-8"):
-            print("docs/architecture.md: the layer table is stale; run python scripts/layers.py", file=sys.stderr)
+            stale = "docs/architecture.md: the layer table is stale; run python scripts/layers.py"
+            print(stale, file=sys.stderr)
             return 1
         return 0
     replace_section(DOC, text, START, END)
