@@ -26,6 +26,7 @@ from geodistill.decoding.assistant import AssistedWhisper, with_assistant
 from geodistill.decoding.converted import ct2_folder, ggml_folder, onnx_folder
 from geodistill.decoding.onnx import OnnxWhisper, load_processor, onnx_fields
 from geodistill.decoding.options import DEFAULT_COMPUTE_TYPE, DecodeOptions
+from geodistill.decoding.runtime import OutsideTorch
 from geodistill.decoding.whispercpp import WhisperCppModel
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models import load_whisper, resolve_device
@@ -78,10 +79,8 @@ def _vocab_size(folder: Path) -> int:
     return len((folder / "vocabulary.txt").read_text(encoding="utf-8").splitlines())
 
 
-class Ct2Whisper:
+class Ct2Whisper(OutsideTorch):
     """``ctranslate2.models.Whisper`` behind the HF-generate slice geodistill decodes with (module doc)."""
-
-    training = False
 
     def __init__(
         self, folder: Path, processor, device: str = "cpu", compute_type: str = DEFAULT_COMPUTE_TYPE
@@ -96,8 +95,6 @@ class Ct2Whisper:
         except (RuntimeError, ValueError, OSError) as exc:  # a damaged model.bin / config.json / vocabulary
             raise ModelLoadError(f"{folder}: not a loadable CTranslate2 model ({load_reason(exc)})") from exc
         self.ct2_device = device
-        self.device = torch.device("cpu")  # where the features are made; CT2 copies them itself
-        self.dtype = torch.float32  # the dtype CT2 takes features in
         self.config = SimpleNamespace(max_target_positions=448, vocab_size=_vocab_size(folder))
         self.config.__dict__.update(read_context_rule(folder))  # a dynamic-context student keeps its rule
         self.generation_config = SimpleNamespace(is_multilingual=self.model.is_multilingual)
@@ -115,19 +112,6 @@ class Ct2Whisper:
     @property
     def timestamp_begin(self) -> int:
         return self.processor.tokenizer.convert_tokens_to_ids("<|0.00|>")
-
-    def eval(self) -> Ct2Whisper:
-        return self
-
-    def train(self, mode: bool = True) -> Ct2Whisper:
-        return self
-
-    def parameters(self):
-        """No torch parameters (see ``engine_fields`` for the counts read off model.bin)."""
-        return iter(())
-
-    def state_dict(self) -> dict:
-        return {}
 
     def _prompt(self, language: str | None, task: str | None, features) -> list[list[str]]:
         """Per-item prompt: <|sot|> [<|lang|> <|task|>] <|notimestamps|> (language detected if None)."""

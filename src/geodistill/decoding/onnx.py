@@ -22,6 +22,7 @@ import torch
 from transformers import GenerationConfig, WhisperConfig, WhisperProcessor
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
+from geodistill.decoding.runtime import OutsideTorch
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ct2_convert import read_context_rule
 from geodistill.models.onnx import DECODER, DECODER_WITH_PAST, ENCODER, GRAPHS, kv_names
@@ -61,10 +62,8 @@ def load_processor(folder: Path) -> WhisperProcessor:
         raise ModelLoadError(f"{folder}: unusable processor files ({exc})") from exc
 
 
-class OnnxWhisper:
+class OnnxWhisper(OutsideTorch):
     """An ONNX Whisper export behind the HF-generate slice geodistill decodes with (module doc)."""
-
-    training = False
 
     def __init__(self, folder: Path, processor: WhisperProcessor):
         threads = torch.get_num_threads()
@@ -85,21 +84,6 @@ class OnnxWhisper:
         n = self.config.decoder_layers
         self.past_names = kv_names(n, "past_key_values", "decoder")
         self.cross_names = kv_names(n, "past_key_values", "encoder")
-        self.device = torch.device("cpu")  # where the features are made and the ids returned
-        self.dtype = torch.float32  # the graphs are fp32
-
-    def eval(self) -> OnnxWhisper:
-        return self
-
-    def train(self, mode: bool = True) -> OnnxWhisper:
-        return self
-
-    def parameters(self):
-        """No torch parameters (``onnx_fields`` reads the counts off the graphs)."""
-        return iter(())
-
-    def state_dict(self) -> dict:
-        return {}
 
     def encode(self, feats: np.ndarray) -> np.ndarray:
         """Encoder states (B, frames / 2, d_model), one clip at a time: the exported attention holds a

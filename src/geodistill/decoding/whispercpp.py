@@ -23,8 +23,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import torch
 
+from geodistill.decoding.runtime import OutsideTorch
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ggml_read import check_loadable, read_ggml
 from geodistill.optional import require
@@ -58,7 +58,7 @@ def clip_positions(n_samples: int) -> int:
     return math.ceil(math.ceil(n_samples / HOP) / CONV_STRIDE)
 
 
-class WhisperCppModel:
+class WhisperCppModel(OutsideTorch):
     """A whisper.cpp model file behind ``transcribe(audios) -> texts``.
 
     ``threads``: whisper.cpp's ``n_threads``. ``audio_context``: ``full`` or ``dynamic`` (the student's rule,
@@ -126,10 +126,7 @@ class WhisperCppModel:
         self._model = model
         _OPEN.add(self)
 
-    # The slice of a Whisper model's interface geodistill's decoding and evaluate read (as Ct2Whisper's).
-    training = False
-    device = torch.device("cpu")
-    dtype = torch.float32
+    # The config geodistill's decoding reads (the rest of the interface: decoding.runtime.OutsideTorch).
 
     @property
     def config(self) -> SimpleNamespace:
@@ -138,19 +135,6 @@ class WhisperCppModel:
             geodistill_context_margin=self.margin,
             max_target_positions=448,
         )
-
-    def parameters(self) -> Iterator:
-        """No torch parameters (eval.json's counts are read off the file: engine_fields)."""
-        return iter(())
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def eval(self) -> WhisperCppModel:
-        return self
-
-    def train(self, mode: bool = True) -> WhisperCppModel:
-        return self
 
     def use_context(self, mode: str, margin: int) -> None:
         """Decode at this audio context from now on (``--audio-context`` / ``--context-margin``)."""
