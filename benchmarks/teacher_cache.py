@@ -82,15 +82,16 @@ def write_manifest(folder: Path, n: int, seed: int = 0) -> Path:
     return manifest
 
 
-def write_config(work: Path, manifest: Path, steps: int) -> Path:
+def write_config(work: Path, manifest: Path, steps: int, teacher: str = "base") -> Path:
     cfg = {
-        "teacher": "base",
+        "teacher": teacher,
         "student": {
             "init": "copy",
             "decoder_layers": 2,
             "freeze_encoder": True,
             "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "targets": "decoder-text-side"},
         },
+        "teacher_cache": str(work / "cache"),  # the cache the children read (online: none)
         "teacher_cache_cross_kv": True,
         "data": {"train": str(manifest), "val": str(manifest), "val_limit": 1, "language": "en"},
         "train": {
@@ -166,7 +167,9 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
 
     cfg = load_config(config)
     provider = None
-    if mode != "online":
+    if mode == "online":  # the teacher runs every step: no cache
+        cfg = dataclasses.replace(cfg, teacher_cache=None)
+    else:
         expect = {"data": cfg.data.train, "language": cfg.data.language, "normalise_text": False}
         temperature = None if mode == "cache-topk-lse1" else cfg.loss.temperature
         reader = CachedTeacher(cache, expect=expect, temperature=temperature)
@@ -346,6 +349,7 @@ def machine() -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--teacher", default="base", help="the small mode (make test) uses tiny.en")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--utterances", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
@@ -370,11 +374,11 @@ def main() -> None:
 
     work = Path(a.work).resolve()
     manifest = write_manifest(work / "data", a.utterances)
-    config = write_config(work, manifest, a.steps)
+    config = write_config(work, manifest, a.steps, a.teacher)
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)  # time a full build, not the reuse of an earlier one
     t0 = time.perf_counter()
-    teacher = load_whisper("base", device="cpu")
+    teacher = load_whisper(a.teacher, device="cpu")
     kv_layers = tuple(sorted(cross_kv_plan(load_config(config), teacher[0].config).values()))
     options = CacheOptions(top_k=64, full_logits=True, temperatures=(2.0,), cross_kv_layers=kv_layers)
     build_cache(

@@ -1,0 +1,37 @@
+"""benchmarks/dynamic_context.py in its small mode (the real tiny.en, one 2-s clip, one round, two tokens), so it
+cannot rot: it runs end to end and times both audio contexts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> str:
+    cmd = [sys.executable, str(BENCHMARKS / script), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=None)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.integration
+def test_dynamic_context_small_mode_times_both_contexts():
+    out = _run(
+        "dynamic_context.py",
+        "--model",
+        "tiny.en",
+        "--lengths",
+        "2",
+        "--rounds",
+        "1",
+        "--tokens",
+        "2",
+        "--threads",
+        "1",
+    )
+    assert "full" in out and "dynamic" in out and "| 2" in out
