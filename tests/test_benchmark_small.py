@@ -1,5 +1,5 @@
-"""benchmarks/dynamic_context.py in its small mode (the real tiny.en, one 2-s clip, one round, two tokens), so it
-cannot rot: it runs end to end and times both audio contexts."""
+"""benchmarks/dynamic_context.py in its small mode (the real tiny.en, one 2-s clip, one round, two tokens), so
+it cannot rot: it runs end to end and times both audio contexts."""
 
 from __future__ import annotations
 
