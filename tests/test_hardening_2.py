@@ -22,9 +22,10 @@ from geodistill.config import ConfigError
 from geodistill.config.load import load_config
 from geodistill.data import BadSamples, load_spec
 from geodistill.data.dataset import SpeechDataset
+from geodistill.decoding.fallback import NO_SPEECH_THRESHOLD
 from geodistill.decoding.longform import Decoding, decode_audios
 from geodistill.decoding.speed import Timer
-from geodistill.decoding.whisper import NO_SPEECH_THRESHOLD, features, generate_ids, no_speech_probs
+from geodistill.decoding.whisper import features, generate_ids, no_speech_probs
 from geodistill.models.integrity import MANIFEST, manifest_problem
 from tests.conftest import make_tiny_whisper
 from tests.test_hardening_cli import (  # noqa: F401  (model_dir is a fixture)

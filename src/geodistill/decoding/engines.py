@@ -137,11 +137,16 @@ class Ct2Whisper(OutsideTorch):
         do_sample: bool = False,
         use_cache: bool = True,
         no_speech: list[float | None] | None = None,
+        temperature: float = 0.0,
+        logprobs: list[float] | None = None,
         **unsupported,
     ) -> torch.LongTensor:
         """Token ids (B, T) of ``input_features`` (B, n_mels, frames <= 3000), prompt excluded, padded with
         <|endoftext|>. Raises GeodistillError for HF-only options (assistant models, timestamps).
-        ``no_speech``: a list, extended with each clip's no-speech probability (CTranslate2's own)."""
+        ``no_speech``: a list, extended with each clip's no-speech probability (CTranslate2's own).
+        ``temperature`` above 0 samples from the whole distribution (one hypothesis; CTranslate2's random
+        generator lives in its worker threads, so samples differ from call to call); ``logprobs``: a list,
+        extended with each clip's mean log-probability (faster-whisper's formula, the end token counted)."""
         if unsupported:
             raise GeodistillError(f"--engine ct2 does not support {', '.join(sorted(unsupported))}")
         import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
@@ -150,17 +155,22 @@ class Ct2Whisper(OutsideTorch):
         prompts = self._prompt(language, task, feats)
         # Measured with CTranslate2 4.8: Whisper stops after floor(max_length / 2) new tokens, not
         # max_length - len(prompt); ask for enough and cut at max_new_tokens, as HF's generate does.
+        sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
         results = self.model.generate(
             feats,
             prompts,
-            beam_size=num_beams,
+            beam_size=1 if temperature > 0 else num_beams,
             max_length=2 * max_new_tokens + len(prompts[0]),
             suppress_blank=True,
             return_no_speech_prob=no_speech is not None,
+            return_scores=logprobs is not None,
+            **sampling,
         )
         if no_speech is not None:
             no_speech.extend(float(r.no_speech_prob) for r in results)
         seqs = [r.sequences_ids[0][:max_new_tokens] for r in results]
+        if logprobs is not None:  # scores are length-normalised sums (CTranslate2's length_penalty 1)
+            logprobs.extend(r.scores[0] * len(s) / (len(s) + 1) for r, s in zip(results, seqs, strict=True))
         eot = self.processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
         width = max((len(s) for s in seqs), default=0)
         return torch.tensor([s + [eot] * (width - len(s)) for s in seqs], dtype=torch.long).reshape(
@@ -201,9 +211,9 @@ def _assisted(spec, device: str, assistant: str):
 def check_engine(options: DecodeOptions) -> DecodeOptions:
     """The options as the engine applies them, refusing in one line what it cannot do.
 
-    ``onnx`` decodes greedily, one 30-s window per clip: beam search and an asked-for temperature fallback
-    are refused; the model's own safeguard (``fallback`` None) is off, and clips over 30 s are refused as
-    for a model without long-form decoding (``long_form`` off).
+    ``onnx`` decodes one 30-s window per clip, greedily, with the temperature fallback where asked (the
+    model's own safeguard included): beam search is refused, and clips over 30 s are refused as for a
+    model without long-form decoding (``long_form`` off).
     """
     if options.engine != "onnx":
         return options
@@ -212,12 +222,7 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
             f"--beam-size {options.beam_size}: --engine onnx decodes greedily; use --beam-size 1 "
             "(or --engine hf / ct2 for beam search)"
         )
-    if options.fallback:
-        raise GeodistillError(
-            "--fallback: --engine onnx has no temperature fallback (greedy only); "
-            "drop it or use --engine hf / ct2"
-        )
-    return replace(options, fallback=False, long_form=False)
+    return replace(options, long_form=False)
 
 
 def engine_fields(model) -> dict:

@@ -6,8 +6,9 @@ Long clips are decoded one at a time, with each engine's own sequential long-for
 - CT2: faster-whisper's ``WhisperModel.transcribe`` on the same CTranslate2 folder (it always pads each
   window to 30 s).
 Clips of up to 30 s keep the batched short-form path. ``fallback=True`` adds Whisper's temperature
-fallback (re-decode at a higher temperature when the gzip compression ratio or mean log-probability says
-the output is a loop or garbage), as openai-whisper and faster-whisper do.
+fallback (re-decode at a higher temperature when the compression ratio or mean log-probability says the
+output is a loop or garbage), as openai-whisper and faster-whisper do: the engine's own on 30-s windows,
+``geodistill.decoding.fallback`` at dynamic context and in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import numpy as np
 import torch
 
 from geodistill.decoding.engines import Ct2Whisper
+from geodistill.decoding.fallback import FALLBACK_TEMPERATURES, fallback_kwargs
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.whisper import (
-    FALLBACK_TEMPERATURES,
     default_max_new_tokens,
-    fallback_kwargs,
     features,
     generate_ids,
     no_speech_probs,
@@ -33,7 +33,6 @@ from geodistill.decoding.whispercpp import WhisperCppModel
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
-# openai-whisper's defaults for the temperature fallback
 
 
 @dataclass
@@ -44,6 +43,7 @@ class Decoding:
     beam_size: int = 1
     max_new_tokens: int | None = None
     fallback: bool = False  # temperature fallback on loops/garbage
+    dynamic: bool = False  # dynamic audio context: short clips keep it, the fallback included
     stats: dict = field(default_factory=lambda: {"long_clips": 0, "hit_token_cap": 0})
     # each clip's no-speech probability in the last ``decode_audios`` call (None: the model has none)
     no_speech: list[float | None] = field(default_factory=list)
@@ -139,7 +139,8 @@ def decode_audios(
         ]
     out: list[torch.Tensor | None] = [None] * len(audios)
     probs: list[float | None] = [None] * len(audios)
-    via_long = how.fallback and isinstance(model, Ct2Whisper)  # CT2's fallback is faster-whisper's
+    # CT2's fallback on 30-s windows is faster-whisper's; at dynamic context it is generate_ids' own
+    via_long = how.fallback and isinstance(model, Ct2Whisper) and not how.dynamic
     short = [] if via_long else [i for i, a in enumerate(audios) if not is_long(a)]
     if short:
         with feature:

@@ -9,8 +9,8 @@ Decoding is greedy, as transformers' Whisper ``generate`` does it: the prompt <|
 [<|lang|> <|task|>] <|notimestamps|> (the language detected per clip from the first step when a
 multilingual model is given none), ``suppress_tokens`` at every step and ``begin_suppress_tokens`` at the
 first, stopping at <|endoftext|>. The encoder takes any even frame count, so a dynamic-context student's
-short features run as they are. Beam search and the temperature fallback are not implemented here
-(``geodistill.decoding.engines.check_engine`` refuses them before anything loads).
+short features run as they are. At a temperature above 0 it samples instead, for the temperature fallback
+(``geodistill.decoding.fallback``). Beam search is not implemented here (``check_engine`` refuses it).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from transformers import GenerationConfig, WhisperConfig, WhisperProcessor
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
+from geodistill.decoding.fallback import SEED
 from geodistill.decoding.runtime import OutsideTorch
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ct2_convert import read_context_rule
@@ -167,18 +168,22 @@ class OnnxWhisper(OutsideTorch):
         task: str | None = None,
         do_sample: bool = False,
         use_cache: bool = True,
+        temperature: float = 0.0,
+        logprobs: list[float] | None = None,
         **unsupported,
     ) -> torch.LongTensor:
         """Token ids (B, T) of ``input_features`` (B, n_mels, even frames <= 3000), prompt excluded, padded
-        with <|endoftext|>. Raises GeodistillError for beam search, sampling and HF-only options."""
+        with <|endoftext|>. Raises GeodistillError for beam search and HF-only options.
+
+        ``temperature`` above 0 samples (seeded by ``fallback.SEED``, so a clip samples the same way every
+        call); ``logprobs``: a list, extended with each clip's mean log-probability (the end token counted).
+        """
         if unsupported:
             raise GeodistillError(f"{PURPOSE} does not support {', '.join(sorted(unsupported))}")
         if num_beams != 1:
             raise GeodistillError(
                 f"--beam-size {num_beams}: {PURPOSE} decodes greedily; use --beam-size 1 (or --engine hf/ct2)"
             )
-        if do_sample:
-            raise GeodistillError(f"{PURPOSE} decodes greedily (no sampling)")
         feats = input_features.detach().to("cpu", torch.float32).contiguous().numpy()
         longest = 2 * self.config.max_source_positions
         frames = feats.shape[-1]
@@ -196,21 +201,37 @@ class OnnxWhisper(OutsideTorch):
         tokens = np.full((batch, steps), eot, dtype=np.int64)
         lengths = np.full(batch, steps)
         done = np.zeros(batch, dtype=bool)
+        total = np.zeros(batch)  # summed log-probabilities of each clip's tokens
+        rng = np.random.default_rng(SEED)
         for step in range(steps):
             scores = logits.astype(np.float32, copy=True)
             scores[:, suppress] = -np.inf
             if step == 0:
                 scores[:, begin] = -np.inf
-            nxt = np.where(done, eot, scores.argmax(-1))
+            logp = scores - np.logaddexp.reduce(scores, axis=-1, keepdims=True)
+            pick = _sample(logp, temperature, rng) if temperature > 0 else scores.argmax(-1)
+            nxt = np.where(done, eot, pick)
             tokens[:, step] = nxt
+            total += np.where(done, 0.0, logp[np.arange(batch), nxt])
             ended = ~done & (nxt == eot)
             lengths[ended] = step
             done |= ended
             if done.all() or step + 1 == steps:
                 break
             logits, self_kv = self._step(nxt[:, None], self_kv, cross_kv)
+        if logprobs is not None:  # the end token counts, where the clip reached it
+            logprobs.extend((total / np.maximum(lengths + done, 1)).tolist())
         width = int(lengths.max()) if batch else 0
         return torch.from_numpy(tokens[:, :width].copy())
+
+
+def _sample(logp: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """One token per row, drawn from softmax(logp / temperature)."""
+    scaled = logp / temperature
+    probs = np.exp(scaled - scaled.max(-1, keepdims=True))
+    cumulative = np.cumsum(probs / probs.sum(-1, keepdims=True), axis=-1)
+    draws = rng.random((logp.shape[0], 1))
+    return np.minimum((cumulative < draws).sum(-1), logp.shape[-1] - 1)
 
 
 def onnx_fields(model: OnnxWhisper) -> dict:

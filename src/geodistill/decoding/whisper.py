@@ -13,13 +13,14 @@ to however many positions it is given). Clips are decoded longest first so each 
 
 from __future__ import annotations
 
-import functools
-import logging
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
+from geodistill.decoding import fallback as safeguard
+from geodistill.decoding.fallback import fallback_kwargs
 from geodistill.models.context import (
     HOP,
     MEL_FRAMES,
@@ -36,14 +37,6 @@ WHISPER_WINDOW = f"Whisper's {CHUNK_SECONDS} s window"  # what a clip over 30 s 
 # Whisper vocabularies: 51864 tokens for English-only checkpoints, 51865 (51866 for large-v3) multilingual
 ENGLISH_ONLY_VOCAB = 51864
 
-# openai-whisper's defaults for the temperature fallback
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOGPROB_THRESHOLD = -1.0
-NO_SPEECH_THRESHOLD = 0.6
-
-log = logging.getLogger("geodistill")
-
 
 def is_multilingual(model) -> bool:
     """Whether ``model`` takes language/task tokens (its generation config says so, else its vocabulary)."""
@@ -58,12 +51,6 @@ def default_max_new_tokens(model) -> int:
     instead of at the full 448-token context, which halves the worst-case cost of an evaluation.
     """
     return model.config.max_target_positions // 2
-
-
-@torch.inference_mode()
-@functools.cache
-def _warn_once(message: str) -> None:
-    log.warning(message)
 
 
 def generate_ids(
@@ -99,11 +86,11 @@ def generate_ids(
     if is_multilingual(model):
         kwargs.update(task="transcribe", language=language)
     feats = input_features.to(device=model.device, dtype=model.dtype)
-    hf = hasattr(model, "get_encoder")  # else CTranslate2, which takes short input itself
+    hf = hasattr(model, "get_encoder")  # else CTranslate2 or ONNX Runtime, which take short input themselves
     short = feats.shape[-1] != MEL_FRAMES and hf
-    if fallback and short:  # transformers' fallback path re-reads 30-s input_features: greedy here
-        _warn_once("temperature fallback is not applied at dynamic audio context (greedy decoding)")
-    elif fallback:  # Whisper's temperature fallback (geodistill.decoding.longform)
+    if fallback and (short or not hf):  # transformers' loop re-reads 30-s features; ONNX has none
+        return _fallback_ids(model, feats, kwargs, no_speech)
+    if fallback:  # Whisper's temperature fallback, transformers' own loop on the 30-s window
         kwargs.update(fallback_kwargs())
     if not hf:  # CTranslate2 hands its no-speech probabilities over with generate; ONNX Runtime has none
         asks = no_speech is not None and hasattr(model, "no_speech_probs")
@@ -117,6 +104,60 @@ def generate_ids(
     if no_speech is not None:
         no_speech.extend(no_speech_probs(model, feats, states))
     return token_ids(model.generate(encoder_outputs=states, **kwargs))
+
+
+def _fallback_ids(model, feats: torch.Tensor, kwargs: dict, no_speech: list | None) -> torch.Tensor:
+    """``generate_ids`` with the temperature fallback of ``geodistill.decoding.fallback``: an HF model at
+    dynamic context (over its encoder states, computed once), CTranslate2 and ONNX Runtime (over the
+    features, which they encode themselves)."""
+    eos = _eos(model)
+    if hasattr(model, "get_encoder"):
+        states = _encode(model, feats)
+        probs = no_speech_probs(model, feats, states)
+
+        def attempt(rows: list[int], temperature: float):
+            sub = BaseModelOutput(last_hidden_state=states.last_hidden_state[rows])
+            return _hf_attempt(model, sub, kwargs, temperature, eos)
+
+    else:
+        probs = no_speech_probs(model, feats)
+
+        def attempt(rows: list[int], temperature: float):
+            means: list[float] = []
+            with safeguard.seeded("cpu"):
+                ids = model.generate(feats[rows], **kwargs, temperature=temperature, logprobs=means)
+            return list(token_ids(ids)), means
+
+    if no_speech is not None:
+        no_speech.extend(probs)
+    return safeguard.decode(attempt, feats.shape[0], eos, model.config.vocab_size, probs)
+
+
+def _eos(model) -> int:
+    """<|endoftext|>: an HF model's generation config says it, a model outside torch its tokenizer."""
+    if not hasattr(model, "get_encoder"):
+        return model.processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    eos = model.generation_config.eos_token_id
+    return int(eos[0] if isinstance(eos, list) else eos)
+
+
+def _hf_attempt(model, states, kwargs: dict, temperature: float, eos: int):
+    """(ids, mean log-probabilities) of one fallback attempt of an HF Whisper over encoder ``states``:
+    its greedy or beam search at temperature 0, sampling above (seeded)."""
+    kwargs = {**kwargs, "return_dict_in_generate": True, "output_scores": True}
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, num_beams=1)
+    with safeguard.seeded(model.device):
+        out = model.generate(encoder_outputs=states, **kwargs)
+    steps = len(out.scores)
+    ids = token_ids(out.sequences[:, out.sequences.shape[1] - steps :]).cpu()
+    if getattr(out, "sequences_scores", None) is not None:  # beam search: its length-normalised score
+        return list(ids), [float(s) for s in out.sequences_scores]
+    # the scores are the processed logits, divided by the temperature when sampling: undo that, as
+    # transformers does, so the log-probability is the model's own
+    scale = temperature if temperature > 0 else 1.0
+    logprobs = torch.log_softmax(torch.stack(out.scores, dim=1).float() * scale, dim=-1).cpu()
+    return list(ids), [safeguard.mean_logprob(lp, row, eos) for lp, row in zip(logprobs, ids, strict=True)]
 
 
 def token_ids(ids: torch.Tensor) -> torch.Tensor:
@@ -215,14 +256,3 @@ def features(
 def longest_first(lengths: Sequence[float]) -> list[int]:
     """Indices ordered longest first (ties keep input order): batches of similar length pad less."""
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
-
-
-def fallback_kwargs() -> dict:
-    """HF ``generate`` arguments of openai-whisper's temperature fallback."""
-    return {
-        "temperature": FALLBACK_TEMPERATURES,
-        "compression_ratio_threshold": COMPRESSION_RATIO_THRESHOLD,
-        "logprob_threshold": LOGPROB_THRESHOLD,
-        "no_speech_threshold": NO_SPEECH_THRESHOLD,
-        "do_sample": False,
-    }

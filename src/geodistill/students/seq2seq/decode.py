@@ -18,11 +18,11 @@ import torch
 from geodistill.data import BadSamples, Utterance
 from geodistill.decoding.batches import Decoded, decode_batches
 from geodistill.decoding.engines import engine_fields, load_engine
+from geodistill.decoding.fallback import NO_SPEECH_THRESHOLD
 from geodistill.decoding.longform import Decoding, decode_audios
 from geodistill.decoding.options import DecodeOptions
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.whisper import (
-    NO_SPEECH_THRESHOLD,
     WHISPER_WINDOW,
     default_max_new_tokens,
     features,
@@ -74,7 +74,7 @@ def texts(model, processor, options: DecodeOptions) -> Texts:
     likely silence or noise, and its transcript a hallucination."""
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fallback = True if options.fallback is None else options.fallback
-    how = Decoding(options.language, options.beam_size, None, fallback)
+    how = Decoding(options.language, options.beam_size, None, fallback, dynamic=context.dynamic)
 
     def run(audios: list[np.ndarray], names: Sequence) -> list[str]:
         ids = decode_audios(
@@ -110,7 +110,7 @@ def decode_utterances(
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     special = torch.tensor(processor.tokenizer.all_special_ids)
     o = options
-    how = Decoding(o.language, o.beam_size, o.max_new_tokens, bool(o.fallback))
+    how = Decoding(o.language, o.beam_size, o.max_new_tokens, bool(o.fallback), dynamic=context.dynamic)
 
     def run(audios: list[np.ndarray], names: list[str], out: Decoded) -> list[str]:
         ids = decode_audios(
@@ -129,7 +129,7 @@ def decode_utterances(
         return processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
 
     def warm(audios: list[np.ndarray]) -> None:  # a scratch Decoding: the warm-up counts no statistics
-        scratch = Decoding(o.language, o.beam_size, o.max_new_tokens, bool(o.fallback))
+        scratch = Decoding(o.language, o.beam_size, o.max_new_tokens, bool(o.fallback), context.dynamic)
         decode_audios(
             model,
             processor,
