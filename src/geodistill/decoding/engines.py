@@ -203,8 +203,15 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
 
     ``onnx`` decodes greedily, one 30-s window per clip: beam search and an asked-for temperature fallback
     are refused; the model's own safeguard (``fallback`` None) is off, and clips over 30 s are refused as
-    for a model without long-form decoding (``long_form`` off).
+    for a model without long-form decoding (``long_form`` off) unless ``vad`` cuts them into 30-s chunks.
+    ``onnx``, ``whispercpp`` and an assistant give no token timestamps: ``word_timestamps`` is refused.
     """
+    if options.word_timestamps and (options.engine in ("onnx", "whispercpp") or options.assistant):
+        what = f"--engine {options.engine}" if options.assistant is None else "--assistant"
+        raise GeodistillError(
+            f"--word-timestamps: {what} gives no token timestamps; use --engine hf (a model with alignment "
+            "heads) or --engine ct2"
+        )
     if options.engine != "onnx":
         return options
     if options.beam_size != 1:
@@ -217,7 +224,7 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
             "--fallback: --engine onnx has no temperature fallback (greedy only); "
             "drop it or use --engine hf / ct2"
         )
-    return replace(options, fallback=False, long_form=False)
+    return replace(options, fallback=False, long_form=options.vad and options.long_form)
 
 
 def engine_fields(model) -> dict:
