@@ -27,6 +27,10 @@ CHUNK_SAMPLES = 30 * SAMPLE_RATE  # Whisper's window: a chunk decodes as one sho
 THRESHOLD = 0.5  # silero's speech probability above which a 32-ms frame is speech
 MIN_SILENCE_MS = 2000  # a shorter pause does not end a span (it is decoded as it is)
 SPEECH_PAD_MS = 400  # kept each side of a span: word onsets and tails are quiet
+# An end time this far into a later span of a chunk still ends the span before: that span's first 0.4 s
+# are padding, and Whisper's end timestamps run late (tiny.en ended a segment 0.69 s into the next span
+# on a LibriVox recording with a 20-s pause, tests/evaluate/test_vad.py)
+END_SLACK_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -46,16 +50,16 @@ class Chunk:
     def to_original(self, t: float, end: bool = False) -> float:
         """Seconds ``t`` into the chunk's audio -> seconds into the clip it was cut from.
 
-        The first ``SPEECH_PAD_MS`` of each span after the first is padding before speech, so an ``end``
-        time there (a segment or word Whisper ends a little late) maps to the end of the span before; a
-        start in the last ``SPEECH_PAD_MS`` of a span maps to the start of the next one. Otherwise a segment
-        would stretch over the silence that was cut out.
+        An ``end`` time within ``END_SLACK_MS`` of the start of a span after the first maps to the end of
+        the span before (that span's first ``SPEECH_PAD_MS`` are padding, and Whisper ends segments late);
+        a start in the last ``SPEECH_PAD_MS`` of a span maps to the start of the next one. Otherwise a
+        segment would stretch over the silence that was cut out.
         """
         offsets = np.cumsum([0] + [e - s for s, e in self.spans])  # chunk sample where each span begins
         sample = float(t) * SAMPLE_RATE
         i = max(0, min(bisect.bisect_right(offsets.tolist(), sample) - 1, len(self.spans) - 1))
         pad = SPEECH_PAD_MS * SAMPLE_RATE / 1000
-        if end and i > 0 and sample - offsets[i] < pad:
+        if end and i > 0 and sample - offsets[i] < END_SLACK_MS * SAMPLE_RATE / 1000:
             return self.spans[i - 1][1] / SAMPLE_RATE
         if not end and i + 1 < len(self.spans) and offsets[i + 1] - sample < pad:
             return self.spans[i + 1][0] / SAMPLE_RATE
