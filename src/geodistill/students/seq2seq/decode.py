@@ -183,7 +183,7 @@ def decode(
     decoded = decode_utterances(model, processor, utts, bad, options)
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fields = _fields(model, options, context)
-    fields.update(long_form=options.long_form, temperature_fallback=bool(options.fallback))
+    fields.update(long_form=options.long_form, temperature_fallback=bool(options.fallback), vad=options.vad)
     return decoded, fields, TIMING
 
 
