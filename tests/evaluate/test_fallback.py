@@ -122,3 +122,41 @@ def test_ct2_at_dynamic_context_falls_back_without_faster_whisper(tmp_path, tiny
     greedy = generate_ids(model, feats, max_new_tokens=20)
     ids = generate_ids(model, feats, max_new_tokens=20, fallback=True)
     assert ids.tolist() != greedy.tolist()
+
+
+@pytest.mark.integration
+def test_a_real_clip_that_loops_greedily_is_rescued(alsa_wav):
+    """The stock tiny.en at dynamic context (its 30-s training never showed it a short one) loops on a real
+    'Rear Center' prompt greedily, to the token cap; the fallback stops the loop and keeps the words."""
+    from geodistill.data.audio import load_audio
+    from geodistill.models import load_whisper
+
+    model, processor = load_whisper("tiny.en", device="cpu")
+    audio = load_audio(alsa_wav.parent / "Rear_Center.wav")
+    feats = features(processor, [audio], AudioContext("dynamic", 64))
+    greedy = generate_ids(model.eval(), feats, max_new_tokens=40)
+    assert greedy.shape[1] == 40 and (greedy != EOS).all()  # the loop, to the cap
+    ids = generate_ids(model, feats, max_new_tokens=40, fallback=True)
+    text = processor.tokenizer.decode(ids[0], skip_special_tokens=True).lower()
+    assert ids.shape[1] < 40 and "rear center" in text
+    tokens = fallback.text_tokens(ids[0], EOS)
+    assert fallback.compression_ratio(tokens, VOCAB) < fallback.TOKEN_COMPRESSION_RATIO_THRESHOLD
+
+
+def test_timed_transcripts_at_dynamic_context_fall_back_clip_by_clip(tiny_whisper, tiny_processor):
+    """Subtitles of a dynamic-context model with the fallback on (transformers' loop, given both the short
+    features and the encoder states): each clip decodes, the same way every call, inside its duration."""
+    from geodistill.decoding.longform import Decoding
+    from geodistill.decoding.timed import timed_transcripts
+
+    rng = np.random.default_rng(3)
+    clips = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000, 9000)]
+    how = Decoding(max_new_tokens=12, fallback=True, dynamic=True)
+
+    def featurize(group):
+        return features(tiny_processor, group, AudioContext("dynamic", 8))
+
+    got = timed_transcripts(tiny_whisper, tiny_processor, clips, how, featurize)
+    assert got == timed_transcripts(tiny_whisper, tiny_processor, clips, how, featurize)
+    for clip, t in zip(clips, got, strict=True):
+        assert all(0 <= s.start <= s.end <= clip.size / 16000 for s in t.segments)

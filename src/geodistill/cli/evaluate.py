@@ -20,6 +20,9 @@ def register(sub) -> None:
         "--fallback", action="store_true", help="temperature fallback, as transcribe (default off)"
     )
     q.add_argument("--no-warmup", action="store_true", help="time from the first batch (no warm-up batch)")
+    q.add_argument(
+        "--vad", action="store_true", help="decode only the speech (silero-vad; ct2: faster-whisper's filter)"
+    )
     model_flags(q)
     q.set_defaults(fn=_evaluate)
 
@@ -45,6 +48,7 @@ def _evaluate(a: argparse.Namespace) -> int:
         long_form=True,
         fallback=a.fallback,
         warmup=not a.no_warmup,
+        vad=a.vad,
     )
     print(
         json.dumps(

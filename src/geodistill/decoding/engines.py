@@ -213,8 +213,15 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
 
     ``onnx`` decodes one 30-s window per clip, greedily, with the temperature fallback where asked (the
     model's own safeguard included): beam search is refused, and clips over 30 s are refused as for a
-    model without long-form decoding (``long_form`` off).
+    model without long-form decoding (``long_form`` off) unless ``vad`` cuts them into 30-s chunks.
+    ``onnx``, ``whispercpp`` and an assistant give no token timestamps: ``word_timestamps`` is refused.
     """
+    if options.word_timestamps and (options.engine in ("onnx", "whispercpp") or options.assistant):
+        what = f"--engine {options.engine}" if options.assistant is None else "--assistant"
+        raise GeodistillError(
+            f"--word-timestamps: {what} gives no token timestamps; use --engine hf (a model with alignment "
+            "heads) or --engine ct2"
+        )
     if options.engine != "onnx":
         return options
     if options.beam_size != 1:
@@ -222,7 +229,7 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
             f"--beam-size {options.beam_size}: --engine onnx decodes greedily; use --beam-size 1 "
             "(or --engine hf / ct2 for beam search)"
         )
-    return replace(options, long_form=False)
+    return replace(options, long_form=options.vad and options.long_form)
 
 
 def engine_fields(model) -> dict:

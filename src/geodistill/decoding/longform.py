@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from geodistill.decoding import vad
 from geodistill.decoding.engines import Ct2Whisper
 from geodistill.decoding.fallback import FALLBACK_TEMPERATURES, fallback_kwargs
 from geodistill.decoding.speed import Timer
@@ -44,6 +45,8 @@ class Decoding:
     max_new_tokens: int | None = None
     fallback: bool = False  # temperature fallback on loops/garbage
     dynamic: bool = False  # dynamic audio context: short clips keep it, the fallback included
+    vad: bool = False  # decode only the speech voice-activity detection finds (geodistill.decoding.vad)
+    batch_size: int = 8  # VAD chunks decoded together
     stats: dict = field(default_factory=lambda: {"long_clips": 0, "hit_token_cap": 0})
     # each clip's no-speech probability in the last ``decode_audios`` call (None: the model has none)
     no_speech: list[float | None] = field(default_factory=list)
@@ -53,8 +56,12 @@ def is_long(audio: np.ndarray) -> bool:
     return audio.size > WINDOW_SAMPLES
 
 
-def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor:
-    """Token ids (1, T) of one long clip by HF's sequential long-form generate (timestamps dropped)."""
+def hf_long_generate(
+    model, processor, audio: np.ndarray, how: Decoding, segments: bool = False, words: bool = False
+) -> dict:
+    """transformers' sequential long-form ``generate`` of one clip over 30 s, with timestamps: a dict with
+    ``sequences`` (1, T) and, when ``segments``, ``segments`` (one list of dicts: start, end, tokens, and
+    token_timestamps when ``words``, which needs the model's alignment heads)."""
     inputs = processor.feature_extractor(
         [audio],
         sampling_rate=SAMPLE_RATE,
@@ -70,14 +77,23 @@ def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Te
         "condition_on_prev_tokens": False,
         "max_new_tokens": how.max_new_tokens or default_max_new_tokens(model),  # per 30 s window
     }
+    if segments:
+        kwargs["return_segments"] = True
+    if words:
+        kwargs["return_token_timestamps"] = True
     if how.fallback:
         kwargs.update(fallback_kwargs())
     if getattr(model.generation_config, "is_multilingual", False):
         kwargs.update(task="transcribe", language=how.language)
     feats = inputs.input_features.to(model.device, model.dtype)
-    ids = model.generate(feats, attention_mask=inputs.attention_mask.to(model.device), **kwargs)
-    ids = ids["sequences"] if isinstance(ids, dict) else ids
-    ids = token_ids(ids)  # a window skipped as silence can leave float ids (``token_ids``)
+    out = model.generate(feats, attention_mask=inputs.attention_mask.to(model.device), **kwargs)
+    return dict(out) if isinstance(out, dict) else {"sequences": out}
+
+
+def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor:
+    """Token ids (1, T) of one long clip by HF's sequential long-form generate (timestamps dropped)."""
+    ids = token_ids(hf_long_generate(model, processor, audio, how)["sequences"])
+    # a window skipped as silence can leave float ids (``token_ids``)
     first_timestamp = processor.tokenizer.convert_tokens_to_ids("<|0.00|>")
     keep = ids[0][ids[0] < first_timestamp]
     return keep.reshape(1, -1)
@@ -92,14 +108,15 @@ def _ct2_long_ids(model, audio: np.ndarray, how: Decoding) -> torch.Tensor:
         temperature=list(FALLBACK_TEMPERATURES) if how.fallback else 0.0,
         condition_on_previous_text=False,
         without_timestamps=False,
-        vad_filter=False,
+        vad_filter=how.vad,
     )[0]
     ids = [t for s in segments for t in s.tokens if t < model.timestamp_begin]
     return torch.tensor(ids, dtype=torch.long).reshape(1, -1)
 
 
 def long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor:
-    """Token ids (1, T) of a clip longer than 30 s (text tokens only), by the engine's long-form decoding."""
+    """Token ids (1, T) of a clip longer than 30 s (text tokens only), by the engine's long-form decoding
+    (any clip on ct2 when faster-whisper does its temperature fallback or VAD)."""
 
     how.stats["long_clips"] += int(is_long(audio))
     if isinstance(model, Ct2Whisper):
@@ -108,6 +125,43 @@ def long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor
 
 
 def decode_audios(
+    model,
+    processor,
+    audios: Sequence[np.ndarray],
+    how: Decoding,
+    feature: Timer,
+    compute: Timer,
+    generate: Callable | None = None,
+    featurize: Callable | None = None,
+) -> list[torch.Tensor]:
+    """Ids (1-D, text tokens and padding) of each clip (``_decode_clips``). With ``how.vad`` (engines other
+    than ct2, whose faster-whisper filters itself), each clip's speech is cut into chunks of at most 30 s
+    (``geodistill.decoding.vad``; silero's time counts as compute), the chunks are decoded as short clips,
+    ``how.batch_size`` at a time, and each clip's ids are its chunks' ids end to end (none: no speech found).
+    A clip's no-speech probability is then its first chunk's."""
+    if not how.vad or isinstance(model, Ct2Whisper):
+        return _decode_clips(model, processor, audios, how, feature, compute, generate, featurize)
+    with compute:
+        chunked = [vad.split(a) for a in audios]
+    owners = [i for i, chunks in enumerate(chunked) for _ in chunks]
+    parts = [c.audio(a) for a, chunks in zip(audios, chunked, strict=True) for c in chunks]
+    ids: list[torch.Tensor] = []
+    probs: list[float | None] = []
+    for k in range(0, len(parts), how.batch_size):
+        group = parts[k : k + how.batch_size]
+        ids += _decode_clips(model, processor, group, how, feature, compute, generate, featurize)
+        probs += how.no_speech
+    out = [torch.zeros(0, dtype=torch.long) for _ in audios]
+    first: list[float | None] = [None] * len(audios)
+    for k, (owner, row) in enumerate(zip(owners, ids, strict=True)):
+        if k == 0 or owners[k - 1] != owner:  # the clip's first chunk
+            first[owner] = probs[k]
+        out[owner] = torch.cat([out[owner], row.reshape(-1).to(out[owner].device)])
+    how.no_speech = first
+    return out
+
+
+def _decode_clips(
     model,
     processor,
     audios: Sequence[np.ndarray],
@@ -139,8 +193,9 @@ def decode_audios(
         ]
     out: list[torch.Tensor | None] = [None] * len(audios)
     probs: list[float | None] = [None] * len(audios)
-    # CT2's fallback on 30-s windows is faster-whisper's; at dynamic context it is generate_ids' own
-    via_long = how.fallback and isinstance(model, Ct2Whisper) and not how.dynamic
+    # CT2's fallback on 30-s windows, and its VAD, are faster-whisper's; at dynamic context the fallback
+    # is generate_ids' own
+    via_long = ((how.fallback and not how.dynamic) or how.vad) and isinstance(model, Ct2Whisper)
     short = [] if via_long else [i for i, a in enumerate(audios) if not is_long(a)]
     if short:
         with feature:

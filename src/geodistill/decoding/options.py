@@ -24,6 +24,8 @@ class DecodeOptions:
     long_form: bool = False  # decode clips over 30 s with the engine's sequential long-form algorithm
     fallback: bool | None = False  # temperature fallback; None = the model's own safeguard (on for Whisper)
     warmup: bool = False  # decode the first batch once, untimed, before timing starts
+    vad: bool = False  # decode only the speech silero-vad finds (ct2: faster-whisper's vad_filter)
+    word_timestamps: bool = False  # word start/end times in timed transcripts (transcribe's json, ...)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.batch_size < 1:

@@ -1,5 +1,6 @@
 """Evaluation and transcription by any model's student family: WER/CER on raw and normalised text,
-real-time factor, peak memory, eval.json; ``pseudo`` writes a teacher's transcripts as a manifest."""
+real-time factor, peak memory, eval.json; ``transcribe``'s output formats (``outputs``: txt, json, srt, vtt,
+tsv); ``pseudo`` writes a teacher's transcripts as a manifest."""
 
 from geodistill.decoding.speed import count_params, model_disk_mb, real_time_factor
 from geodistill.decoding.wer import normalise, wer_scores

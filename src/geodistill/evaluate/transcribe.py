@@ -12,6 +12,7 @@ import torch
 from geodistill.data import load_audio
 from geodistill.data.audio import probe
 from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.segments import Transcript
 from geodistill.decoding.whisper import CHUNK_SECONDS, SAMPLE_RATE, WHISPER_WINDOW
 from geodistill.errors import DataError
 from geodistill.students import family_of
@@ -59,27 +60,52 @@ def _check(path: str | Path, long_form: bool = False, window: str = WHISPER_WIND
         raise DataError(f"{path}: {seconds:.1f} s is longer than {window}; split it first")
 
 
+def _batches(
+    model_spec, paths: Sequence[str | Path], device: str, timed: bool, options: dict
+) -> Iterator[tuple[list[str | Path], list]]:
+    """(paths, results) one batch at a time: ``family.texts``' strings, or ``family.transcripts``' timed
+    Transcripts when ``timed``; every file's header is checked before the model loads."""
+    family = family_of(model_spec)
+    opts = family.check(DecodeOptions(**options))
+    for p in paths:
+        _check(p, opts.long_form or opts.vad, family.window)
+    model, processor, _ = family.load(model_spec, device, opts)
+    name = model_spec if isinstance(model_spec, str | Path) else "the model"
+    decode = (
+        family.transcripts(model, processor, opts, str(name))
+        if timed
+        else family.texts(model, processor, opts)
+    )
+    for i in range(0, len(paths), opts.batch_size):
+        batch = list(paths[i : i + opts.batch_size])
+        audios = [_window(p, _read(p), opts.long_form or opts.vad, family.window) for p in batch]
+        yield batch, decode(audios, batch)
+
+
 def iter_transcripts(
     model_spec, paths: Sequence[str | Path], device: str = "auto", **options
 ) -> Iterator[tuple[str | Path, str]]:
     """(path, transcript) of each audio file, in order, decoded ``batch_size`` files at a time.
 
     ``options``: ``DecodeOptions`` fields (language, beam_size, batch_size, audio_context, context_margin,
-    engine, assistant, long_form, fallback; ``fallback`` None: the model's own safeguard). Every file's
+    engine, assistant, long_form, fallback, vad; ``fallback`` None: the model's own safeguard). Every file's
     header is checked before the model loads, so an unreadable file fails fast with a DataError naming it;
     the audio itself is decoded one batch at a time, so memory does not grow with the number of files.
     The model's family refuses options it cannot honour (a CTC student: Whisper's) in one line.
     """
-    family = family_of(model_spec)
-    opts = family.check(DecodeOptions(**options))
-    for p in paths:
-        _check(p, opts.long_form, family.window)
-    model, processor, _ = family.load(model_spec, device, opts)
-    texts_of = family.texts(model, processor, opts)
-    for i in range(0, len(paths), opts.batch_size):
-        batch = paths[i : i + opts.batch_size]
-        audios = [_window(p, _read(p), opts.long_form, family.window) for p in batch]
-        yield from zip(batch, texts_of(audios, batch), strict=True)
+    for batch, texts in _batches(model_spec, paths, device, False, options):
+        yield from zip(batch, texts, strict=True)
+
+
+def iter_timed(
+    model_spec, paths: Sequence[str | Path], device: str = "auto", **options
+) -> Iterator[tuple[str | Path, Transcript]]:
+    """(path, timed Transcript) of each audio file, in order, as ``iter_transcripts`` decodes them: segment
+    start/end times in seconds of the file (``geodistill.decoding.timed``), word times with
+    ``word_timestamps=True`` (refused in one line where the engine or model cannot give them), speech only
+    with ``vad=True`` (which also lets files over 30 s through on engines without long-form decoding)."""
+    for batch, found in _batches(model_spec, paths, device, True, options):
+        yield from zip(batch, found, strict=True)
 
 
 def transcribe_files(model_spec, paths: Sequence[str | Path], **options) -> list[str]:

@@ -23,9 +23,11 @@ from geodistill.contracts import Batch, Objective, Student, TeacherOffer, Teache
 from geodistill.data import BadSamples, SpeechDataset, Utterance
 from geodistill.decoding.batches import Decoded
 from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.segments import Transcript
 from geodistill.students.states import Compared
 
 Texts = Callable[[list[np.ndarray], Sequence], list[str]]  # (16-kHz clips, their names) -> transcripts
+Timed = Callable[[list[np.ndarray], Sequence], list[Transcript]]  # the same, with segment (and word) times
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class Family(Protocol):
     def check(self, options: DecodeOptions) -> DecodeOptions: ...  # refuses what it cannot honour
     def load(self, spec: Any, device: str, options: DecodeOptions) -> tuple[Any, Any, Any]: ...
     def texts(self, model: Any, processor: Any, options: DecodeOptions) -> Texts: ...
+    def transcripts(
+        self, model: Any, processor: Any, options: DecodeOptions, name: str = ...
+    ) -> Timed: ...  # timed transcripts (transcribe's json/srt/vtt/tsv), refusing word times it cannot give
     def decode(
         self, model: Any, processor: Any, utts: Sequence[Utterance], bad: BadSamples, options: DecodeOptions
     ) -> tuple[Decoded, dict, str]: ...  # (decoded, eval.json decoding fields, what compute time covers)

@@ -35,6 +35,7 @@ class CTCFamily:
     check = staticmethod(decoding.check)
     load = staticmethod(decoding.load)
     texts = staticmethod(decoding.texts)
+    transcripts = staticmethod(decoding.transcripts)
     decode = staticmethod(decoding.decode)
     describe = staticmethod(decoding.describe)
     export = staticmethod(exporting.export)

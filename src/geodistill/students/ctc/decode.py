@@ -24,12 +24,13 @@ import torch
 from geodistill.data import BadSamples, Utterance
 from geodistill.decoding.batches import Decoded, decode_batches
 from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.segments import Transcript, whole
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.whisper import SAMPLE_RATE
 from geodistill.errors import GeodistillError
 from geodistill.models.context import CONV_STRIDE, HOP
 from geodistill.students.ctc.model import MAX_POSITIONS, CTCModel, clip_positions, ctc_greedy, load_ctc
-from geodistill.students.family import Texts
+from geodistill.students.family import Texts, Timed
 
 WINDOW = f"the CTC student's 30 s ({MAX_POSITIONS} positions; it has no long-form decoding)"
 TIMING = (
@@ -150,6 +151,14 @@ def check(options: DecodeOptions) -> DecodeOptions:
     check_options(
         o.engine, o.assistant, o.beam_size, o.fallback, o.audio_context, o.context_margin, o.max_new_tokens
     )
+    if o.word_timestamps:
+        raise GeodistillError(
+            "--word-timestamps: a CTC student has no decoder cross-attention to align words with"
+        )
+    if o.vad:
+        raise GeodistillError(
+            "--vad: not implemented for a CTC student (it decodes each clip whole, up to 30 s)"
+        )
     return replace(o, long_form=False)
 
 
@@ -165,6 +174,17 @@ def load(spec, device: str, options: DecodeOptions) -> tuple:
 def texts(model: CTCModel, processor, options: DecodeOptions) -> Texts:
     """(audios, names) -> greedy transcripts (``options`` carry nothing a CTC student uses)."""
     return lambda audios, names: transcribe_clips(model, processor, audios)
+
+
+def transcripts(model: CTCModel, processor, options: DecodeOptions, name: str = "the model") -> Timed:
+    """(audios, names) -> one segment spanning each clip (its greedy transcript): the best path is not
+    turned into times here."""
+
+    def run(audios: list[np.ndarray], names: Sequence) -> list[Transcript]:
+        found = transcribe_clips(model, processor, audios)
+        return [whole(t, a.size / SAMPLE_RATE, None) for t, a in zip(found, audios, strict=True)]
+
+    return run
 
 
 def decode(

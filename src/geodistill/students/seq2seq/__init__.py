@@ -33,6 +33,7 @@ class Seq2SeqFamily:
     build = staticmethod(building.build)
     load = staticmethod(decoding.load)
     texts = staticmethod(decoding.texts)
+    transcripts = staticmethod(decoding.transcripts)
     decode = staticmethod(decoding.decode)
     describe = staticmethod(decoding.describe)
     export = staticmethod(exporting.export)

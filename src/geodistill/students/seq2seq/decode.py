@@ -21,7 +21,9 @@ from geodistill.decoding.engines import engine_fields, load_engine
 from geodistill.decoding.fallback import NO_SPEECH_THRESHOLD
 from geodistill.decoding.longform import Decoding, decode_audios
 from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.segments import Transcript
 from geodistill.decoding.speed import Timer
+from geodistill.decoding.timed import check_word_timestamps, timed_transcripts
 from geodistill.decoding.whisper import (
     WHISPER_WINDOW,
     default_max_new_tokens,
@@ -31,7 +33,7 @@ from geodistill.decoding.whisper import (
 from geodistill.decoding.whispercpp import WhisperCppModel
 from geodistill.models import load_whisper
 from geodistill.models.context import AudioContext, get_audio_context, resolve_audio_context
-from geodistill.students.family import Texts
+from geodistill.students.family import Texts, Timed
 
 TIMING = (
     "model.generate only (encoder + KV-cached decoding), device-synchronised; audio decoding and "
@@ -74,7 +76,10 @@ def texts(model, processor, options: DecodeOptions) -> Texts:
     likely silence or noise, and its transcript a hallucination."""
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fallback = True if options.fallback is None else options.fallback
-    how = Decoding(options.language, options.beam_size, None, fallback, dynamic=context.dynamic)
+    how = Decoding(
+        options.language, options.beam_size, None, fallback, dynamic=context.dynamic, vad=options.vad
+    )
+    how.batch_size = options.batch_size
 
     def run(audios: list[np.ndarray], names: Sequence) -> list[str]:
         ids = decode_audios(
@@ -84,7 +89,7 @@ def texts(model, processor, options: DecodeOptions) -> Texts:
             how,
             Timer(),
             Timer(),
-            featurize=lambda clips: features(processor, clips, context, names),
+            featurize=lambda clips: features(processor, clips, context, _named(names, clips)),
         )
         out = processor.tokenizer.batch_decode([x.tolist() for x in ids], skip_special_tokens=True)
         for name, p in zip(names, how.no_speech, strict=True):
@@ -94,6 +99,31 @@ def texts(model, processor, options: DecodeOptions) -> Texts:
                     "likely silence or noise, its transcript may be a hallucination"
                 )
         return [t.strip() for t in out]
+
+    return run
+
+
+def _named(names: Sequence, clips: Sequence) -> Sequence | None:
+    """The batch's names where the clips are the batch's own (not VAD chunks of it): for error messages."""
+    return names if len(names) == len(clips) else None
+
+
+def transcripts(model, processor, options: DecodeOptions, name: str = "the model") -> Timed:
+    """(audios, names) -> a timed Transcript of each clip (``geodistill.decoding.timed``: segment times, word
+    times with ``options.word_timestamps``, speech only with ``options.vad``) at the resolved audio context;
+    ``fallback`` None means on. ``name`` names the model when word timestamps are refused (one line)."""
+    if options.word_timestamps:
+        check_word_timestamps(model, name)
+    context = resolve_audio_context(model, options.audio_context, options.context_margin)
+    fallback = True if options.fallback is None else options.fallback
+    how = Decoding(options.language, options.beam_size, None, fallback, vad=options.vad)
+    how.batch_size = options.batch_size
+
+    def run(audios: list[np.ndarray], names: Sequence) -> list[Transcript]:
+        def featurize(clips: list[np.ndarray]) -> torch.Tensor:
+            return features(processor, clips, context, _named(names, clips))
+
+        return timed_transcripts(model, processor, audios, how, featurize, options.word_timestamps)
 
     return run
 
@@ -110,7 +140,10 @@ def decode_utterances(
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     special = torch.tensor(processor.tokenizer.all_special_ids)
     o = options
-    how = Decoding(o.language, o.beam_size, o.max_new_tokens, bool(o.fallback), dynamic=context.dynamic)
+    how = Decoding(
+        o.language, o.beam_size, o.max_new_tokens, bool(o.fallback), dynamic=context.dynamic, vad=o.vad
+    )
+    how.batch_size = o.batch_size
 
     def run(audios: list[np.ndarray], names: list[str], out: Decoded) -> list[str]:
         ids = decode_audios(
@@ -121,7 +154,7 @@ def decode_utterances(
             out.feature,
             out.compute,
             generate_ids,
-            featurize=lambda clips: features(processor, clips, context, names),
+            featurize=lambda clips: features(processor, clips, context, _named(names, clips)),
         )
         assert out.n_tokens is not None  # None only for a CTC student's decoding
         out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
@@ -129,7 +162,10 @@ def decode_utterances(
         return processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
 
     def warm(audios: list[np.ndarray]) -> None:  # a scratch Decoding: the warm-up counts no statistics
-        scratch = Decoding(o.language, o.beam_size, o.max_new_tokens, bool(o.fallback), context.dynamic)
+        scratch = Decoding(
+            o.language, o.beam_size, o.max_new_tokens, bool(o.fallback), dynamic=context.dynamic, vad=o.vad
+        )
+        scratch.batch_size = o.batch_size
         decode_audios(
             model,
             processor,
@@ -153,7 +189,7 @@ def decode(
     decoded = decode_utterances(model, processor, utts, bad, options)
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fields = _fields(model, options, context)
-    fields.update(long_form=options.long_form, temperature_fallback=bool(options.fallback))
+    fields.update(long_form=options.long_form, temperature_fallback=bool(options.fallback), vad=options.vad)
     return decoded, fields, TIMING
 
 
@@ -182,4 +218,13 @@ def describe(result: dict) -> dict[str, str]:
     }
 
 
-__all__ = ["AudioContext", "decode", "decode_utterances", "describe", "get_audio_context", "load", "texts"]
+__all__ = [
+    "AudioContext",
+    "decode",
+    "decode_utterances",
+    "describe",
+    "get_audio_context",
+    "load",
+    "texts",
+    "transcripts",
+]
