@@ -341,9 +341,11 @@ def test_whisper_cpp_loads_the_written_files(ggml_files, dtype):
 
     with WhisperCppModel(ggml_files[dtype], threads=1, audio_context="dynamic", margin=64) as engine:
         assert engine.n_audio_ctx == 1500
-        assert engine.audio_ctx(16000) == 50 + 64  # 100 Mel frames -> 50 positions
-        assert engine.audio_ctx(22848) == 72 + 64  # ceil(142.8) = 143 frames -> 72 positions
-        assert engine.audio_ctx(30 * 16000) == 1500  # capped at the model's context
+        assert engine.audio_ctx(16000) == 256  # 100 Mel frames -> 50 positions, + 64, up to 256
+        assert engine.audio_ctx(22848) == 256  # ceil(142.8) = 143 frames -> 72 positions
+        assert engine.audio_ctx(193 * 2 * 160) == 512  # 193 positions + 64 = 257
+        assert engine.audio_ctx(1436 * 2 * 160) == 0  # 1500 positions: the whole window
+        assert engine.audio_ctx(30 * 16000) == 0
     assert engine._model is None
 
 
@@ -480,3 +482,27 @@ def test_engine_whispercpp_evaluates_real_speech_like_hf(tmp_path, real_speech):
     hf = evaluate("tiny.en", str(manifest), device="cpu", batch_size=1)
     assert cpp["engine"] == "whispercpp" and cpp["dtype"] == "q8_0" and cpp["n_utterances"] == len(rows)
     assert abs(cpp["wer"] - hf["wer"]) <= 0.05, (cpp["wer"], hf["wer"])
+
+
+@pytest.mark.integration
+def test_a_short_clip_decodes_the_same_after_a_longer_one(tiny_en_files_cpp):
+    """whisper.cpp cross-attends over audio_ctx rounded up to 256 positions, unmasked: with the exact context,
+    'go forward' decoded after a longer clip read that clip's encoder output (measured: it came out as a
+    different text). Rounded, the order changes nothing."""
+    pytest.importorskip("pywhispercpp")
+    from geodistill.decoding.whispercpp import WhisperCppModel
+
+    data = Path("/usr/share/pocketsphinx/test/data")
+    if not (data / "goforward.raw").is_file():
+        pytest.skip("pocketsphinx-testdata not installed (apt-get install pocketsphinx-testdata)")
+
+    def raw(name: str) -> np.ndarray:  # 16-kHz 16-bit mono without a header
+        return np.fromfile(data / f"{name}.raw", dtype="<i2").astype(np.float32) / 32768
+
+    short = raw("goforward")
+    longer = np.concatenate([raw("numbers"), raw("goforward"), raw("something")] * 2)
+    _, files = tiny_en_files_cpp
+    with WhisperCppModel(files["f16"], threads=1, audio_context="dynamic", margin=64) as engine:
+        assert engine.audio_ctx(longer.size) > engine.audio_ctx(short.size) > 0
+        alone = engine.transcribe([short])
+        assert engine.transcribe([longer, short])[1] == alone[0]

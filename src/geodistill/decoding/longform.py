@@ -187,6 +187,7 @@ def _decode_clips(
     if isinstance(model, WhisperCppModel):  # whisper.cpp decodes audio itself, any length, batch 1
         with compute:
             texts = model.transcribe(list(audios))
+        how.no_speech = [None] * len(audios)  # whisper.cpp reports none
         tokenizer = processor.tokenizer
         return [
             torch.tensor(tokenizer(t, add_special_tokens=False).input_ids, dtype=torch.long) for t in texts
