@@ -3,8 +3,9 @@
 examples:
   geodistill transcribe tiny.en speech.wav
   geodistill data scan data/manifest.jsonl
-  geodistill train --config configs/layer-drop-cpu.yaml train.lr=1e-4
-  geodistill ablate --config configs/layer-drop-cpu.yaml --seeds 3 --test data/test.jsonl
+  geodistill presets
+  geodistill train --config layer-drop-cpu train.lr=1e-4
+  geodistill ablate --config layer-drop-cpu --seeds 3 --test data/test.jsonl
   geodistill evaluate --model runs/demo --data data/test.jsonl --out runs/demo/eval
 
 Errors are one line ("error: ...") with exit status 2; add --debug for the full traceback.
@@ -25,14 +26,26 @@ import traceback
 from typing import NoReturn
 
 from geodistill import __version__
-from geodistill.cli import ablate, cache, data, demo, evaluate, export, report, train, transcribe, tune
+from geodistill.cli import (
+    ablate,
+    cache,
+    data,
+    demo,
+    evaluate,
+    export,
+    presets,
+    report,
+    train,
+    transcribe,
+    tune,
+)
 from geodistill.cli._common import EXTRAS
 from geodistill.config import ConfigError
 from geodistill.errors import GeodistillError
 from geodistill.outdir import ENVIRONMENT_ERRNOS, reason
 
 # the subcommands, in the order --help lists them
-COMMANDS = (transcribe, evaluate, export, data, train, cache, tune, ablate, report, demo)
+COMMANDS = (transcribe, evaluate, export, data, train, cache, tune, ablate, report, demo, presets)
 
 
 class _Parser(argparse.ArgumentParser):
