@@ -8,19 +8,18 @@ import pytest
 
 from geodistill.config import ConfigError, load_config, parse_overrides, to_dict
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PRESETS = Path(__file__).resolve().parents[1] / "src" / "geodistill" / "presets"
 
 
-@pytest.mark.parametrize(
-    "name", ["layer-drop-cpu.yaml", "dynamic-cpu.yaml", "thesis.yaml", "distil-large-v2.yaml"]
-)
+@pytest.mark.parametrize("name", ["layer-drop-cpu", "dynamic-cpu", "thesis", "distil-large-v2", "ctc-cpu"])
 def test_presets_load_and_validate(name):
-    cfg = load_config(CONFIGS / name)
-    assert cfg.student.init in ("copy", "pretrained")
+    cfg = load_config(name)
+    assert cfg.student.init in ("copy", "pretrained", "ctc")
+    assert load_config(PRESETS / f"{name}.yaml") == cfg == load_config(f"{name}.yaml")
 
 
 def test_thesis_preset_holds_the_seed_numbers():
-    cfg = load_config(CONFIGS / "thesis.yaml")
+    cfg = load_config("thesis")
     assert cfg.teacher == "openai/whisper-large-v2" and cfg.student.from_ == "openai/whisper-small"
     assert (cfg.train.lr, cfg.train.warmup_steps, cfg.train.max_steps) == (2.6e-4, 1000, 10000)
     assert (cfg.loss.kl_weight, cfg.loss.kl_warmup_steps, cfg.loss.geo_weight) == (0.020584, 1000, 0.969909)
@@ -33,7 +32,7 @@ def test_distil_preset_shares_the_encoder_and_both_kept_layers_cross_attention_k
 
     from geodistill.students.seq2seq.sharing import cross_kv_plan
 
-    cfg = load_config(CONFIGS / "distil-large-v2.yaml")
+    cfg = load_config("distil-large-v2")
     large_v2 = WhisperConfig(encoder_layers=32, decoder_layers=32, d_model=1280)
     assert cross_kv_plan(cfg, large_v2) == {0: 0, 1: 31}
     assert cfg.teacher_cache and not cfg.teacher_cache_cross_kv
@@ -46,9 +45,7 @@ def test_overrides_are_parsed_as_yaml():
         "student": {"decoder_layers": [0, 3]},
         "loss": {"taid": "adaptive"},
     }
-    cfg = load_config(
-        CONFIGS / "layer-drop-cpu.yaml", ["train.max_steps=7", "student.lora.r=4", "train.lr=1e-4"]
-    )
+    cfg = load_config("layer-drop-cpu", ["train.max_steps=7", "student.lora.r=4", "train.lr=1e-4"])
     assert cfg.train.max_steps == 7 and cfg.student.lora.r == 4 and cfg.train.lr == 1e-4
 
 
@@ -78,3 +75,37 @@ def test_missing_or_broken_file(tmp_path):
     bad.write_text("train: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_a_preset_is_found_by_name_and_an_unknown_name_is_one_line():
+    from geodistill.config import description, preset_names
+
+    assert {"dynamic-cpu", "layer-drop-cpu", "ctc-cpu", "thesis", "distil-large-v2"} <= set(preset_names())
+    for name in preset_names():
+        text = description(name)
+        assert 20 < len(text) < 110 and "\n" not in text, (name, text)
+    with pytest.raises(ConfigError) as err:
+        load_config("dynamic-gpu")
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("dynamic-gpu: no such config file or preset")
+    assert "dynamic-cpu" in line  # the shipped names, so the typo is obvious
+    with pytest.raises(ConfigError, match="no such preset"):
+        from geodistill.config import preset_file
+
+        preset_file("nope")
+
+
+def test_a_file_wins_over_a_preset_of_the_same_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("dynamic-cpu").write_text("train: {max_steps: 3}\n")
+    assert load_config("dynamic-cpu").train.max_steps == 3
+    assert load_config("dynamic-cpu.yaml").train.max_steps == 300  # no such file here: the preset
+
+
+def test_a_mapping_config_and_mapping_overrides():
+    base = {"teacher": "tiny.en", "train": {"max_steps": 5, "lr": 1e-4}}
+    cfg = load_config(base, {"train.max_steps": 2, "student.decoder_layers": [0, 3]})
+    assert (cfg.train.max_steps, cfg.train.lr, cfg.student.decoder_layers) == (2, 1e-4, [0, 3])
+    assert base == {"teacher": "tiny.en", "train": {"max_steps": 5, "lr": 1e-4}}  # not modified
+    with pytest.raises(ConfigError, match=r"train\.lr was set to a value"):
+        load_config(None, {"train.lr": 1.0, "train.lr.x": 2})

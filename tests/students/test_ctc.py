@@ -196,7 +196,7 @@ def test_the_defaults_cost_a_quarter_of_tiny_en_per_second_and_the_preset_a_quar
     c = CTCConfig()
     defaults = CTCShape(80, c.d_model, c.layers, c.heads, c.ffn, c.downsample)
     assert encoder_macs(defaults, 10.0) / 10 <= 0.25 * tiny_window / 30
-    c = load_config(Path(__file__).parents[2] / "configs" / "ctc-cpu.yaml").student.ctc
+    c = load_config("ctc-cpu").student.ctc
     preset = CTCShape(80, c.d_model, c.layers, c.heads, c.ffn, c.downsample)
     assert c.init_from_teacher and 0 < c.frozen_layers <= c.layers
     assert encoder_macs(preset, 10.0) <= 0.251 * tiny_window  # 25.05 %

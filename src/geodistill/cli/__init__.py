@@ -3,11 +3,13 @@
 examples:
   geodistill transcribe tiny.en speech.wav
   geodistill data scan data/manifest.jsonl
-  geodistill train --config configs/layer-drop-cpu.yaml train.lr=1e-4
-  geodistill ablate --config configs/layer-drop-cpu.yaml --seeds 3 --test data/test.jsonl
-  geodistill evaluate --model runs/demo --data data/test.jsonl --out runs/demo/eval
+  geodistill presets
+  geodistill train --config layer-drop-cpu train.lr=1e-4
+  geodistill ablate --config layer-drop-cpu --seeds 3 --test data/test.jsonl
+  geodistill -q evaluate --model runs/demo --data data/test.jsonl --out runs/demo/eval
 
-Errors are one line ("error: ...") with exit status 2; add --debug for the full traceback.
+Errors are one line ("error: ...") with exit status 2; add --debug for the full traceback. -q and -v go
+before or after the command: -q shows warnings and errors only (no progress bars), -v debug messages too.
 """
 
 # Developer note: one module per subcommand (git style), each with ``register(subparsers)`` (its parser) and
@@ -25,18 +27,49 @@ import traceback
 from typing import NoReturn
 
 from geodistill import __version__
-from geodistill.cli import ablate, cache, data, demo, evaluate, export, report, train, transcribe, tune
+from geodistill.cli import (
+    ablate,
+    cache,
+    data,
+    demo,
+    evaluate,
+    export,
+    presets,
+    report,
+    train,
+    transcribe,
+    tune,
+)
 from geodistill.cli._common import EXTRAS
 from geodistill.config import ConfigError
 from geodistill.errors import GeodistillError
 from geodistill.outdir import ENVIRONMENT_ERRNOS, reason
+from geodistill.progress import LOGGER as PROGRESS_LOGGER
 
 # the subcommands, in the order --help lists them
-COMMANDS = (transcribe, evaluate, export, data, train, cache, tune, ablate, report, demo)
+COMMANDS = (transcribe, evaluate, export, data, train, cache, tune, ablate, report, demo, presets)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the CLI's error convention: one line naming the flag and the reason, exit 2."""
+    """argparse with the CLI's error convention (one line naming the flag and the reason, exit 2) and
+    ``-q`` / ``-v`` on every parser: the top one and each (sub)command's, which argparse builds with this
+    class too, so they work before or after the command name (the last one given wins)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        group = self.add_mutually_exclusive_group()
+        for flags, level, text in (
+            (("-q", "--quiet"), logging.WARNING, "warnings and errors only, no progress bars"),
+            (("-v", "--verbose"), logging.DEBUG, "debug messages too"),
+        ):  # default SUPPRESS: a subcommand's parser would otherwise reset a level given before its name
+            group.add_argument(
+                *flags,
+                dest="log_level",
+                action="store_const",
+                const=level,
+                default=argparse.SUPPRESS,
+                help=text,
+            )
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
@@ -52,23 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _console_log() -> None:
-    """Progress messages of the ``geodistill`` loggers on stderr (the library itself attaches nothing)."""
+def _console_log(level: int) -> None:
+    """Messages of the ``geodistill`` loggers at ``level`` and above on stderr (the library itself attaches
+    nothing); above INFO (``-q``) no progress bars either (``geodistill.progress``)."""
     logger = logging.getLogger("geodistill")
     for h in logger.handlers:  # main() called again in one process: write to today's stderr
         if getattr(h, "geodistill_console", False):
-            h.stream = sys.stderr  # (not setStream: it flushes the old one, which may be closed)
+            handler = h
+            handler.stream = sys.stderr  # (not setStream: it flushes the old one, which may be closed)
             break
     else:
         handler = logging.StreamHandler()
         handler.geodistill_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    # the handler's level too: a training run lowers the logger to INFO for its train.log
+    handler.setLevel(level)
+    logger.setLevel(level)
+    logging.getLogger(PROGRESS_LOGGER).setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _console_log()
+    _console_log(getattr(args, "log_level", logging.INFO))
     if not args.debug:  # transformers' own generate() deprecation chatter is not actionable for users
         # imported here, after parsing: --help stays fast
         from transformers.utils import logging as hf_logging  # noqa: PLC0415

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(sub) -> None:
     q = sub.add_parser("demo", help="the whole pipeline on the offline demo corpus")
     q.add_argument("--out", default="runs/demo")
-    q.add_argument("--config", default=None, help="training preset (default: configs/dynamic-cpu.yaml)")
+    q.add_argument(
+        "--config", default=None, help="a shipped preset's name or a YAML file (default: dynamic-cpu)"
+    )
     q.add_argument("overrides", nargs="*")
     q.set_defaults(fn=_demo)
 
@@ -18,5 +19,5 @@ def _demo(a: argparse.Namespace) -> int:
     # imported in the handler: --help stays fast (the pipeline runs training in this process)
     from geodistill.demo import PRESET, run_demo  # noqa: PLC0415
 
-    run_demo(a.out, overrides=a.overrides, preset=Path(a.config) if a.config else PRESET)
+    run_demo(a.out, overrides=a.overrides, preset=a.config or PRESET)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +14,7 @@ import yaml
 
 from geodistill.config.checks import validate
 from geodistill.config.errors import ConfigError, choice_problem, config_error
+from geodistill.config.presets import config_source
 from geodistill.config.schema import Config, field_name, yaml_key
 
 
@@ -99,29 +101,40 @@ def _override_value(item: str, raw: str) -> Any:
         raise ConfigError(f"override {item!r}: the value is not valid YAML ({reason})") from None
 
 
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+def _set_dotted(tree: dict[str, Any], item: str, key: str, value: Any) -> None:
+    """``tree[a][b][c] = value`` for ``key`` "a.b.c"; ConfigError naming ``item`` when it contradicts an
+    earlier override (``train.lr=1 train.lr.x=2``: train.lr cannot be both a value and a section)."""
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {item!r}: empty part in the dotted key {key.strip()!r}")
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {item!r}: {where} was set to a value by an earlier override")
+    if isinstance(node.get(parts[-1]), dict):
+        raise ConfigError(f"override {item!r}: earlier overrides set keys below {key.strip()}")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
     """``["train.lr=1e-4", "student.decoder_layers=[0,3]"]`` -> nested dict (values parsed as YAML).
 
-    Raises ConfigError naming the override when it is not ``key=value``, its value is not YAML, or it
-    contradicts an earlier one (``train.lr=1 train.lr.x=2``: train.lr cannot be both a value and a section).
+    A mapping of dotted keys to values (``{"train.lr": 1e-4}``, the Python API's form) nests the same way,
+    its values taken as they are. Raises ConfigError naming the override when it is not ``key=value``, its
+    value is not YAML, or it contradicts an earlier one.
     """
     tree: dict[str, Any] = {}
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            _set_dotted(tree, f"{key}={value!r}", str(key), value)
+        return tree
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
         key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise ConfigError(f"override {item!r}: empty part in the dotted key {key.strip()!r}")
-        node = tree
-        for depth, part in enumerate(parts[:-1]):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"override {item!r}: {where} was set to a value by an earlier override")
-        if isinstance(node.get(parts[-1]), dict):
-            raise ConfigError(f"override {item!r}: earlier overrides set keys below {key.strip()}")
-        node[parts[-1]] = _override_value(item, raw)
+        _set_dotted(tree, item, key, _override_value(item, raw))
     return tree
 
 
@@ -154,19 +167,28 @@ def from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML preset (or start from defaults), apply dotted overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({yaml_reason(exc)})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
+def read_yaml(source: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file, or in the shipped preset that ``source`` names (``dynamic-cpu``)."""
+    path = config_source(source)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({yaml_reason(exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+) -> Config:
+    """Read a config (a YAML file, a shipped preset's name, or a mapping; None: the defaults), apply the
+    dotted overrides (``"key=value"`` strings or a ``{dotted key: value}`` mapping), validate."""
+    if source is None or isinstance(source, Mapping):
+        data = dict(source or {})
+    else:
+        data = read_yaml(source)
     cfg, problems = _build_config(merge(data, parse_overrides(overrides or [])))
     validate(cfg, problems)
     return cfg

@@ -55,7 +55,7 @@ class LoraConfig:
 class CTCConfig(_Choices):
     """student.init: ctc: 2 Whisper-style 1-D convs -> ``layers`` Transformer blocks -> optional 3:1
     downsampling -> a linear CTC head. The defaults cost <= 25 % of tiny.en's encoder per second of audio
-    (configs/ctc-cpu.yaml states the count)."""
+    (the ctc-cpu preset states the count)."""
 
     d_model: int = 192
     layers: int = 4

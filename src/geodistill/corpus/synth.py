@@ -47,7 +47,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from tqdm.auto import tqdm
 
 from geodistill.corpus.synth_text import SHORT_MAX_WORDS, Texts, kjv_verses, passage, spoken
 from geodistill.corpus.synth_voices import BLOCK, VOICES, Engines, Plan, Voice, available_voices
@@ -56,6 +55,7 @@ from geodistill.data.bad import BadSampleError
 from geodistill.errors import DataError
 from geodistill.optional import require
 from geodistill.outdir import write_file
+from geodistill.progress import progress
 
 # With the names of synth_text and synth_voices that callers and tests reach through this module.
 __all__ = [
@@ -309,7 +309,7 @@ def build_synth(
     manifests = {}
     for split, vs, seconds in (("train", train_v, hours * 3600), ("val", val_v, val_minutes * 60)):
         texts = Texts(split, exclude or [], verses)
-        with tqdm(total=round(seconds), unit="s audio", desc=f"synth {split}") as bar:
+        with progress(total=round(seconds), unit="s audio", desc=f"synth {split}") as bar:
             manifests[split] = build_split(b, split, vs, texts, seconds, bar)
     _stale(out, {Path(r["audio_filepath"]).stem for rows in manifests.values() for r in rows})
     for split, rows in manifests.items():

@@ -29,6 +29,7 @@ from geodistill.data.audio import hf_ref, open_hf_dataset, probe
 from geodistill.data.bad import BadSampleError, BadSamples
 from geodistill.errors import DataError
 from geodistill.outdir import reason
+from geodistill.progress import progress
 
 KINDS = ("librispeech", "manifest", "hf", "audiofolder")
 AUDIO_EXTS = (".flac", ".wav", ".ogg", ".opus", ".mp3")  # searched in this order for LibriSpeech ids
@@ -400,7 +401,7 @@ def load_spec(
     kind, path = parse_spec(spec)
     bad = bad if bad is not None else BadSamples()
     kept, seen, lengths = [], {}, {}
-    for utt in READERS[kind](path, bad):
+    for utt in progress(READERS[kind](path, bad), desc="probe audio", unit="clip", leave=False):
         if utt.id in seen:
             first = seen[utt.id]
             if (os.path.abspath(first.audio), first.offset) == (os.path.abspath(utt.audio), utt.offset):

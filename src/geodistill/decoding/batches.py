@@ -20,6 +20,7 @@ from geodistill.data import BadSamples, Utterance, load_audio
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.whisper import CHUNK_SECONDS, SAMPLE_RATE, WHISPER_WINDOW, longest_first
 from geodistill.errors import DataError
+from geodistill.progress import progress
 
 
 @dataclass
@@ -119,7 +120,9 @@ def decode_batches(
         int, tuple[str, float, float | None]
     ] = {}  # input position -> (hypothesis, seconds, no-speech)
     order = longest_first([u.duration or 0.0 for u in utts])
-    with eval_mode(model):
+    # leave=False: during training the validation bar sits under the loop's and goes when it is done
+    bar = progress(total=len(order), desc="decode", unit="clip", leave=False)
+    with eval_mode(model), bar:
         if warm is not None:
             out.warmup = warm_up([utts[i] for i in order[:batch_size]], warm, long_form)
         for start in range(0, len(order), batch_size):
@@ -128,6 +131,7 @@ def decode_batches(
                 positions, audios = read_batch([utts[i] for i in batch], bad, long_form, window)
                 kept = [batch[p] for p in positions]
             if not kept:
+                bar.update(len(batch))
                 continue
             out.batch_no_speech = []
             hyps = texts(audios, [utts[i].id for i in kept], out)
@@ -138,6 +142,7 @@ def decode_batches(
                     for i, t, a, p in zip(kept, hyps, audios, probs, strict=True)
                 }
             )
+            bar.update(len(batch))
     for i in sorted(rows):
         out.utterances.append(utts[i])
         out.hypotheses.append(rows[i][0])

@@ -29,6 +29,7 @@ from geodistill.errors import GeodistillError
 from geodistill.evaluate.run import load_utterances
 from geodistill.evaluate.transcribe import load_model
 from geodistill.parallel import all_done, from_main, owned_parts, part_written, teacher_world
+from geodistill.progress import progress
 from geodistill.students.seq2seq.decode import decode_utterances
 from geodistill.teacher.cache.fingerprint import teacher_fingerprint
 
@@ -80,10 +81,14 @@ def _transcribe_parts(model, processor, utts, parts: Path, settings: dict, world
     """Transcribe this rank's parts that are not on disk yet (rows with the utterance's ``ref`` text)."""
     size = settings["part_size"]
     parts.mkdir(parents=True, exist_ok=True)
-    for ordinal, p in enumerate(owned_parts(math.ceil(len(utts) / size), world), start=1):
+    mine = list(owned_parts(math.ceil(len(utts) / size), world))
+    total = sum(len(utts[p * size : (p + 1) * size]) for p in mine)
+    bar = progress(total=total, desc="pseudo-label", unit="clip", show=world.is_main)
+    for ordinal, p in enumerate(mine, start=1):
         chunk = utts[p * size : (p + 1) * size]
         ids = [u.id for u in chunk]
         if _read_part(_part_path(parts, p), ids, settings) is not None:
+            bar.update(len(chunk))  # done by an earlier run
             continue
         bad = BadSamples()
         options = DecodeOptions(
@@ -97,6 +102,8 @@ def _transcribe_parts(model, processor, utts, parts: Path, settings: dict, world
         header = {"ids": ids, "settings": settings, "n_rows": len(rows), "bad": bad.items}
         _write_part(_part_path(parts, p), header, rows)
         part_written(ordinal, world)
+        bar.update(len(chunk))
+    bar.close()
 
 
 def _gather_parts(parts: Path, utts, settings: dict) -> tuple[list[dict], list[dict]]:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from geodistill.models import load_whisper
+from geodistill.progress import progress
 from geodistill.report.plots import MapPanel, distance_histograms, latent_map
 from geodistill.report.runinfo import RunInfo
 from geodistill.students import family_of_folder
@@ -103,19 +104,20 @@ def draw_maps(
 ) -> dict[str, dict]:
     """latent_<method>.png for each method: rows = sides, columns = per utterance / per position."""
     images = {}
+    cells = [(side, level) for side in SIDES if side in teacher for level in ("pooled", "tokens")]
+    bar = progress(total=len(METHODS) * len(cells), desc="latent maps", unit="map")
     for method, name in METHODS.items():
-        panels = [
-            _panel(method, side, level, teacher[side], student[side], seed)
-            for side in SIDES
-            if side in teacher
-            for level in ("pooled", "tokens")
-        ]
+        panels = []
+        for side, level in cells:
+            panels.append(_panel(method, side, level, teacher[side], student[side], seed))
+            bar.update(1)
         path = latent_map(name, panels, out_dir / f"latent_{method}.png")
         images[method] = {
             "file": path.name,
             "title": name,
             "panels": [f"{p.title}: {p.note}" for p in panels],
         }
+    bar.close()
     return images
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from geodistill.config import Config
@@ -35,6 +34,7 @@ from geodistill.distributed import (
 )
 from geodistill.errors import GeodistillError
 from geodistill.outdir import output_dir
+from geodistill.progress import progress
 from geodistill.runfolder import RunFolder
 from geodistill.runlock import hold
 from geodistill.students import FAMILIES
@@ -218,7 +218,11 @@ class Session:
         state.history["train"].append({"step": state.step, **{k: round(v, 8) for k, v in values.items()}})
         for name, value in values.items():
             self.writer.add_scalar(f"train/{name}", value, state.step)
-        bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if k not in ("lr",)}, refresh=False)
+        shown = {k: f"{v:.4g}" for k, v in values.items() if k not in ("lr",)}
+        bar.set_postfix(shown, refresh=False)
+        if bar.disable and self.run.world.is_main:  # no bar (not a terminal, or -q): a log line instead
+            parts = ", ".join(f"{k} {v}" for k, v in shown.items())
+            log.info("step %d/%d: %s", state.step, self.run.cfg.train.max_steps, parts)
 
     def evaluate(self, on_eval) -> float | None:
         run, state = self.run, self.state
@@ -334,7 +338,7 @@ def _loop(session: Session, on_eval) -> TrainResult:
     t, world = run.cfg.train, run.world
     last_wer = None
     run.student.trainable.train()
-    bar = tqdm(total=t.max_steps, initial=state.step, desc="distil", disable=not world.is_main)
+    bar = progress(total=t.max_steps, initial=state.step, desc="distil", unit="step", show=world.is_main)
     with StopFlag() as stop, bar:
         while state.step < t.max_steps:
             if any_rank(stop.requested, world):

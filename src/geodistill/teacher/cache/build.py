@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from tqdm.auto import tqdm
 
 from geodistill.contracts import IGNORE_INDEX
 from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec, prompt_ids
@@ -22,6 +21,7 @@ from geodistill.errors import DataError, GeodistillError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.models.frames import align_frames
 from geodistill.parallel import all_done, owned_parts, part_written, teacher_world
+from geodistill.progress import progress
 from geodistill.runlock import HOLDER, LOCK, hold
 from geodistill.teacher.cache.fingerprint import (
     data_fingerprint,
@@ -212,7 +212,7 @@ def _fill_shards(
     done = [s for s, p in problems.items() if p is None]
     if done:
         log.info("teacher cache %s: resuming: %d of %d shards done", out, len(done), len(problems))
-    for s in tqdm(mine, desc="teacher cache", unit="shard", disable=None):
+    for s in progress(mine, desc="teacher cache", unit="shard"):
         indices = range(s * shard_size, min((s + 1) * shard_size, len(ids)))
         path = out / shard_name(s)
         if problems[s] is None:
