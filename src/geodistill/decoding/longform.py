@@ -44,6 +44,7 @@ class Decoding:
     beam_size: int = 1
     max_new_tokens: int | None = None
     fallback: bool = False  # temperature fallback on loops/garbage
+    timestamps: bool = False  # short clips: keep Whisper's timestamp tokens among the text ids
     stats: dict = field(default_factory=lambda: {"long_clips": 0, "hit_token_cap": 0})
     # each clip's no-speech probability in the last ``decode_audios`` call (None: the model has none)
     no_speech: list[float | None] = field(default_factory=list)
@@ -146,9 +147,17 @@ def decode_audios(
             clips = [audios[i] for i in short]
             feats = featurize(clips) if featurize is not None else features(processor, clips)
         found: list[float | None] = []
+        stamps = {"timestamps": True} if how.timestamps else {}  # asked of generate only when wanted
         with compute:
             ids = (generate or generate_ids)(
-                model, feats, how.language, how.beam_size, how.max_new_tokens, how.fallback, no_speech=found
+                model,
+                feats,
+                how.language,
+                how.beam_size,
+                how.max_new_tokens,
+                how.fallback,
+                no_speech=found,
+                **stamps,
             )
         if len(found) != len(short):  # not free with this generate call (temperature fallback)
             found = no_speech_probs(model, feats)

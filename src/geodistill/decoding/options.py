@@ -24,6 +24,7 @@ class DecodeOptions:
     long_form: bool = False  # decode clips over 30 s with the engine's sequential long-form algorithm
     fallback: bool | None = False  # temperature fallback; None = the model's own safeguard (on for Whisper)
     warmup: bool = False  # decode the first batch once, untimed, before timing starts
+    timestamps: bool = False  # hypotheses keep Whisper's <|t.tt|> tokens (short clips, HF engine)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.batch_size < 1:
