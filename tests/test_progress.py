@@ -22,9 +22,11 @@ class Terminal(io.StringIO):
 
 @pytest.fixture(autouse=True)
 def _restore_levels():
-    """main() sets the geodistill loggers' levels; put them back for the other tests."""
+    """main() sets the geodistill loggers' levels (an earlier test's -q too): start unset, put them back."""
     loggers = [logging.getLogger(name) for name in ("geodistill", LOGGER)]
     levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.NOTSET)
     yield
     for lg, level in zip(loggers, levels, strict=True):
         lg.setLevel(level)
@@ -88,4 +90,5 @@ def test_evaluate_draws_a_decode_bar_only_on_a_terminal(monkeypatch, tmp_path, t
         result = evaluate(model, manifest, device="cpu", max_new_tokens=2, warmup=False)
         assert result["n_utterances"] == 3
         drawn = stderr.getvalue()
-        assert ("decode: 100%" in drawn and "3/3" in drawn) if stderr.isatty() else "decode" not in drawn
+        # the bar's count at the last redraw depends on timing (tqdm redraws at most every 0.1 s)
+        assert ("decode: " in drawn and "/3 [" in drawn) if stderr.isatty() else "decode" not in drawn

@@ -29,13 +29,15 @@ StudentFamily = str  # a key of geodistill.students.FAMILIES ("seq2seq", "ctc", 
 
 
 class Batch(TypedDict):
-    """What ``geodistill.data.WhisperCollator`` returns (B utterances, L = prompt + longest text)."""
+    """What ``geodistill.data.WhisperCollator`` returns (B utterances, L = longest prompt + text; each row
+    has its own prompt: language, task, timestamps). Token ids are in the *student's* vocabulary."""
 
     ids: list[str]  # (B,) utterance ids
     decoder_input_ids: Tensor  # (B, L) prompt + text, right-padded with the pad id
     labels: Tensor  # (B, L) next-token targets, IGNORE_INDEX on prompt and padding
     audio_seconds: Tensor  # (B,) clip lengths
     input_features: NotRequired[Tensor]  # (B, n_mels, frames) log-Mel; absent when a cache replaces it
+    teacher_features: NotRequired[Tensor]  # (B, n_mels_t, 3000) the teacher's, when its Mel count differs
     audio: NotRequired[list]  # raw waveforms, when the samples carry them
     ctc_labels: NotRequired[Tensor]  # (B, U) character ids, zero-padded (CTC students' CTCCollator)
     ctc_label_lengths: NotRequired[Tensor]  # (B,) characters per utterance
@@ -54,6 +56,10 @@ class TeacherOutputs:
     cross_kv: CrossKV | None = None  # by *teacher* decoder layer: its cross-attention keys/values
     decoder_layers: dict[int, Tensor] | None = None  # by teacher decoder layer: its output (B, L, D_t)
     logsumexp_temperature: float = 1.0  # logsumexp = logsumexp(z_full / T) at this T (exact top-k KL at T)
+    # (B, L, E) raw logits of the teacher ids ``extra_ids`` (a cache stores them for the ids a smaller
+    # student vocabulary lacks, large-v3's <|yue|>, so the KL over the shared ids stays exact)
+    extra_logits: Tensor | None = None
+    extra_ids: tuple[int, ...] = ()
 
     def to(self, device: torch.device) -> TeacherOutputs:
         """The same outputs on ``device`` (a teacher kept on the CPU feeds a student on the GPU)."""
@@ -71,7 +77,14 @@ class TeacherOutputs:
         return type(self)(**packed)
 
 
-TOKEN_FIELDS = ("logits", "topk_values", "topk_indices", "logsumexp", "decoder_hidden")  # (B, L, ...)
+TOKEN_FIELDS = (
+    "logits",
+    "topk_values",
+    "topk_indices",
+    "logsumexp",
+    "decoder_hidden",
+    "extra_logits",
+)  # (B, L, ...)
 
 
 def _moved(value, device: torch.device):

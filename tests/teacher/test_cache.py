@@ -332,8 +332,13 @@ def test_cache_options_are_recorded_with_extra_temperatures_and_layers_sorted_on
     assert opts.top_k == 64 and opts.storage_dtype == torch.float16
     assert BuildOptions(shard_size=3, language="en").recorded() == {
         "language": "en",
+        "task": "transcribe",
+        "timestamp_probability": 0.0,
         "normalise_text": False,
         "min_duration": 1.0,
         "max_duration": 30.0,
+        "timestamp_seed": None,  # recorded only when some rows draw timestamps
         "shard_size": 3,
     }
+    stamped = BuildOptions(timestamp_probability=0.2, seed=7).recorded()
+    assert (stamped["timestamp_probability"], stamped["timestamp_seed"]) == (0.2, 7)

@@ -53,6 +53,12 @@ def register(sub) -> None:
         default=256,
         help="utterances a resumable part (<out>.parts/); parts are split over torchrun ranks",
     )
+    q.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="also write text_timestamps: the transcript with the teacher's <|t.tt|> tokens "
+        "(for data.timestamp_probability)",
+    )
     q.set_defaults(fn=_data_pseudo_label)
 
 
@@ -104,6 +110,7 @@ def _data_pseudo_label(a: argparse.Namespace) -> int:
         language=a.language,
         max_new_tokens=a.max_new_tokens,
         part_size=a.part_size,
+        timestamps=a.timestamps,
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -55,9 +55,11 @@ def _evaluate(a: argparse.Namespace) -> int:
             {
                 k: result[k]
                 for k in (
+                    "metric",
                     "wer",
                     "wer_raw",
                     "cer",
+                    "per_language",
                     "rtf",
                     "peak_memory_mb",
                     "n_utterances",
@@ -65,7 +67,7 @@ def _evaluate(a: argparse.Namespace) -> int:
                     "hit_token_cap",
                     "assistant_acceptance",
                 )
-                if k in result
+                if k in result and not (k == "per_language" and result[k] is None)
             },
             indent=2,
         )

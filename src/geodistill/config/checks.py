@@ -106,6 +106,8 @@ def validate(cfg: Config, earlier: list[str] | None = None) -> None:
         p.append(f"data: need 0 <= min_duration < max_duration, got {d.min_duration}..{d.max_duration}")
     if d.max_duration > 30.0:
         p.append(f"data.max_duration: Whisper sees at most 30 s, got {d.max_duration}")
+    if not 0 <= d.timestamp_probability <= 1:
+        p.append(f"data.timestamp_probability: must be in [0, 1], got {d.timestamp_probability}")
     if not 0 < d.val_fraction < 1:
         p.append(f"data.val_fraction: must be in (0, 1), got {d.val_fraction}")
     for name in ("max_steps", "batch_size", "grad_accum", "log_every", "max_bad_steps"):

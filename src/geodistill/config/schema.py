@@ -19,6 +19,7 @@ AmpMode = Literal["no", "fp16", "bf16"]
 StudentInit = str
 HiddenLayers = Literal["last", "all"]
 AudioContext = Literal["full", "dynamic"]  # as geodistill.models.context.AUDIO_CONTEXTS
+Task = Literal["transcribe", "translate"]  # as geodistill.data.tokens.TASKS
 CTCVocab = Literal["chars"]  # blank, space, apostrophe, a-z (see geodistill.students.ctc.model.CHARS)
 
 
@@ -36,6 +37,7 @@ class _Choices:
 
 
 _SECTIONS = {
+    "DataConfig": "data.",
     "CTCConfig": "student.ctc.",
     "StudentConfig": "student.",
     "LossConfig": "loss.",
@@ -154,7 +156,7 @@ class LossConfig(_Choices):
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Choices):
     train: str | None = None  # data spec (folder, manifest, HF dataset; `kind:path` also accepted)
     val: str | None = None  # data spec; None = a speaker-disjoint split of `train`
     val_fraction: float = 0.1  # share of speakers held out when `val` is None
@@ -162,7 +164,14 @@ class DataConfig:
     min_duration: float = 1.0  # seconds; shorter items are skipped and reported
     max_duration: float = 30.0  # seconds; Whisper's window
     normalise_text: bool = False  # lower-case upper-case corpora (LibriSpeech) before tokenising
-    language: str | None = None  # e.g. "en" for multilingual models; None = model default / English-only
+    # e.g. "en": the prompt language of rows without their own (a manifest's / dataset's language column);
+    # None = English-only models, or every row names its language
+    language: str | None = None
+    task: Task = "transcribe"  # of rows without their own `task` column: transcribe | translate (to English)
+    # share of utterances with a timestamped transcript (`text_timestamps`, e.g. from `geodistill data
+    # pseudo-label --timestamps`) trained on it, with a prompt without <|notimestamps|>; the choice is fixed
+    # per utterance by train.seed and its id. distil-whisper trains with 0.2 (its default).
+    timestamp_probability: float = 0.0
     strict: bool = False  # stop at the first bad sample instead of skipping it
 
 

@@ -13,22 +13,24 @@ from geodistill.contracts import IGNORE_INDEX, Batch
 class WhisperCollator:
     """samples -> batch; None samples (bad files) are dropped.
 
-    With P = len(prompt) and T_b = text tokens of sample b, L = P + max_b T_b:
-      decoder_input_ids (B, L) = prompt + text, right-padded with ``pad_id``;
-      labels            (B, L) = [-100] * (P - 1) + text + [eot], right-padded with -100;
+    Each row has its own prompt: the sample's "prompt" when it carries one (its language, task and
+    timestamps: ``SpeechDataset`` with ``prompts``), else ``prompt``. With P_b = len(prompt of b) and T_b =
+    text tokens of sample b, L = max_b (P_b + T_b) - 1:
+      decoder_input_ids (B, L) = prompt_b + text_b, right-padded with ``pad_id``;
+      labels            (B, L) = [-100] * (P_b - 1) + text_b + [eot], right-padded with -100;
     so ``decoder_input_ids[:, i]`` predicts ``labels[:, i]``: the last prompt token predicts the first text
     token, the last text token predicts eot, and the prompt itself is never a target.
     Also "ids" (list[str], B), "input_features" (B, n_mels, 3000), "audio_seconds" (B,), and "audio"
-    (list of arrays) when the samples carry it.
+    (list of arrays) / "teacher_features" (B, n_mels_t, 3000) when the samples carry them.
 
     A batch whose every sample was bad comes back empty: ``{"ids": [], ...}`` with zero-size tensors;
     the training loop skips it (``if not batch["ids"]: continue``).
     """
 
-    def __init__(self, prompt: Sequence[int], pad_id: int):
-        if not prompt:
+    def __init__(self, prompt: Sequence[int] | None, pad_id: int):
+        if prompt is not None and not prompt:
             raise ValueError("prompt must hold at least <|startoftranscript|>")
-        self.prompt = [int(t) for t in prompt]
+        self.prompt = None if prompt is None else [int(t) for t in prompt]
         self.pad_id = int(pad_id)
 
     def __call__(self, samples: Sequence[dict | None]) -> Batch:
@@ -42,13 +44,16 @@ class WhisperCollator:
                 "labels": empty.clone(),
                 "audio_seconds": torch.zeros(0),
             }
-        p = len(self.prompt)
-        length = p + max(len(s["labels"]) - 1 for s in samples)  # prompt + longest text (eot is only a label)
+        prompts = [[int(t) for t in s.get("prompt") or self.prompt or []] for s in samples]
+        if not all(prompts):
+            raise ValueError("a sample without its own prompt, and no default prompt to give it")
+        # prompt + longest text (eot is only a label)
+        length = max(len(pr) + len(s["labels"]) - 1 for pr, s in zip(prompts, samples, strict=True))
         dec = torch.full((len(samples), length), self.pad_id, dtype=torch.long)
         lab = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
-        for b, s in enumerate(samples):
-            text = list(s["labels"])  # text tokens + eot
-            dec[b, : p + len(text) - 1] = torch.tensor(self.prompt + text[:-1])
+        for b, (prompt, s) in enumerate(zip(prompts, samples, strict=True)):
+            text, p = list(s["labels"]), len(prompt)  # text tokens + eot
+            dec[b, : p + len(text) - 1] = torch.tensor(prompt + text[:-1])
             lab[b, p - 1 : p - 1 + len(text)] = torch.tensor(text)
         batch: Batch = {
             "ids": [s["id"] for s in samples],
@@ -58,6 +63,8 @@ class WhisperCollator:
         }
         if "input_features" in samples[0]:
             batch["input_features"] = torch.stack([torch.as_tensor(s["input_features"]) for s in samples])
+        if "teacher_features" in samples[0]:
+            batch["teacher_features"] = torch.stack([torch.as_tensor(s["teacher_features"]) for s in samples])
         if "audio" in samples[0]:
             batch["audio"] = [s["audio"] for s in samples]
         return batch

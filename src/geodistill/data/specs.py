@@ -4,10 +4,15 @@ A spec is a path, optionally prefixed with its kind (``librispeech:``, ``manifes
 ``audiofolder:``); without a prefix the kind is detected:
 
 - a ``.jsonl``/``.json`` or ``.csv``/``.tsv`` file: a NeMo-style manifest (audio_filepath, text, and
-  optional duration, offset, language, speaker, id); relative paths resolve against the manifest's folder;
+  optional duration, offset, language, task, text_timestamps, speaker, id); relative paths resolve against
+  the manifest's folder;
 - a folder holding ``dataset_info.json``/``state.json``: a ``datasets`` dataset saved with save_to_disk;
 - a folder holding ``metadata.csv``/``metadata.jsonl`` (file_name + text): an audiofolder;
 - a folder with ``*.trans.txt`` files below it: LibriSpeech (speaker/chapter/speaker-chapter-utt.flac).
+
+A row's ``language`` (a code, name or locale: "de", "German", "pt-BR") becomes Whisper's code; an unknown
+one, or a ``task`` other than transcribe / translate, is refused in one line naming the row (file:line):
+a typo there would train the wrong prompt on every such row.
 
 Every listed item is checked cheaply (header + tail read, see ``audio.probe``) and its duration filtered
 to [min_duration, max_duration]; what fails goes to the BadSamples log with the reason.
@@ -22,11 +27,12 @@ import json
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from geodistill.data.audio import hf_ref, open_hf_dataset, probe
 from geodistill.data.bad import BadSampleError, BadSamples
+from geodistill.data.tokens import TASKS, language_code
 from geodistill.errors import DataError
 from geodistill.outdir import reason
 from geodistill.progress import progress
@@ -37,6 +43,8 @@ AUDIO_KEYS = ("audio_filepath", "file_name", "audio", "path", "audio_path")  # m
 TEXT_KEYS = ("text", "sentence", "transcription", "transcript", "normalized_text")
 SPEAKER_KEYS = ("speaker", "speaker_id", "client_id")
 LANGUAGE_KEYS = ("language", "lang", "locale")
+TASK_KEYS = ("task",)
+TIMESTAMP_KEYS = ("text_timestamps",)  # the transcript with Whisper's <|t.tt|> tokens (pseudo-labels)
 DURATION_SLACK = 0.05  # seconds a manifest's offset + duration may overshoot the file (rounding)
 
 
@@ -46,9 +54,30 @@ class Utterance:
     audio: str  # an audio file path, or hf://<dataset dir>#<row> for audio stored inside a saved dataset
     text: str  # transcript as the source writes it (case and punctuation kept)
     speaker: str | None = None  # speaker id, used for speaker-disjoint splits
-    language: str | None = None  # ISO code such as "en", when the source says
+    language: str | None = None  # Whisper's language code such as "en", when the source says
     offset: float = 0.0  # start of the segment in the file, seconds
     duration: float | None = None  # segment length in seconds (set by load_spec for every kept item)
+    task: str | None = None  # "transcribe" | "translate" when the source says (else the run's data.task)
+    text_timestamps: str | None = None  # the transcript with <|t.tt|> tokens, when the source has one
+    where: str | None = field(default=None, compare=False)  # its row ("file:line"), for one-line errors
+
+
+def _language(value, where: str) -> str | None:
+    """Whisper's code of a row's language (None when the row has none); DataError naming ``where``."""
+    if value is None:
+        return None
+    code = language_code(str(value))
+    if code is None:
+        raise DataError(f"{where}: language {value!r} is not a Whisper language (e.g. 'en', 'de', 'english')")
+    return code
+
+
+def _task(value, where: str) -> str | None:
+    if value is None:
+        return None
+    if value not in TASKS:
+        raise DataError(f"{where}: task {value!r}: expected 'transcribe' or 'translate'")
+    return str(value)
 
 
 def parse_spec(spec: str | Path) -> tuple[str, Path]:
@@ -166,7 +195,11 @@ def read_librispeech(root: Path, bad: BadSamples) -> list[Utterance]:
                     continue  # its audio is a link loop, reported above
                 speaker = rel[-2] if len(rel) >= 2 else uid.split("-")[0]
                 path = Path(folder) / audio.get(uid, uid + AUDIO_EXTS[0])
-                utts.append(Utterance(id=uid, audio=str(path), text=text.strip(), speaker=speaker))
+                utts.append(
+                    Utterance(
+                        id=uid, audio=str(path), text=text.strip(), speaker=speaker, where=f"{trans}:{n}"
+                    )
+                )
         for stem in sorted(set(audio) - listed):
             if audio[stem].endswith(AUDIO_EXTS) and any(f.endswith(".trans.txt") for f in files):
                 bad.add(Path(folder) / audio[stem], "audio file has no line in the folder's *.trans.txt")
@@ -244,15 +277,18 @@ def _row_utterance(
     uid = str(given) if given else _derived_id(path, base, offset, owners)
     if given:
         owners.setdefault(uid, where)  # a derived id never takes a given one
-    speaker, language = _pick(row, SPEAKER_KEYS), _pick(row, LANGUAGE_KEYS)
+    speaker, stamped = _pick(row, SPEAKER_KEYS), _pick(row, TIMESTAMP_KEYS)
     return Utterance(
         id=uid,
         audio=str(path),
         text=(text or "").strip(),
         speaker=None if speaker is None else str(speaker),
-        language=None if language is None else str(language),
+        language=_language(_pick(row, LANGUAGE_KEYS), where),
         offset=offset,
         duration=duration,
+        task=_task(_pick(row, TASK_KEYS), where),
+        text_timestamps=None if stamped is None else str(stamped),
+        where=where,
     )
 
 
@@ -327,18 +363,21 @@ def read_hf(folder: Path, bad: BadSamples) -> list[Utterance]:
         raise DataError(
             f"{folder}: no text column (one of {', '.join(TEXT_KEYS)}; has {', '.join(ds.column_names)})"
         )
-    extra = [k for k in ("id", *SPEAKER_KEYS, *LANGUAGE_KEYS) if k in ds.column_names]
-    meta = ds.select_columns([text_col, *extra])
+    keys = ("id", *SPEAKER_KEYS, *LANGUAGE_KEYS, *TASK_KEYS, *TIMESTAMP_KEYS)
+    meta = ds.select_columns([text_col, *[k for k in keys if k in ds.column_names]])
     utts = []
     for i, row in enumerate(meta):
-        speaker, language = _pick(row, SPEAKER_KEYS), _pick(row, LANGUAGE_KEYS)
+        speaker, stamped, where = _pick(row, SPEAKER_KEYS), _pick(row, TIMESTAMP_KEYS), f"{folder} row {i}"
         utts.append(
             Utterance(
                 id=str(row.get("id") or f"{folder.name}-{i:06d}"),
                 audio=hf_ref(folder, i),
                 text=str(row[text_col] or "").strip(),
                 speaker=None if speaker is None else str(speaker),
-                language=None if language is None else str(language),
+                language=_language(_pick(row, LANGUAGE_KEYS), where),
+                task=_task(_pick(row, TASK_KEYS), where),
+                text_timestamps=None if stamped is None else str(stamped),
+                where=where,
             )
         )
     return utts

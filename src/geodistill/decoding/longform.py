@@ -47,6 +47,7 @@ class Decoding:
     dynamic: bool = False  # dynamic audio context: short clips keep it, the fallback included
     vad: bool = False  # decode only the speech voice-activity detection finds (geodistill.decoding.vad)
     batch_size: int = 8  # VAD chunks decoded together
+    timestamps: bool = False  # short clips: keep Whisper's timestamp tokens among the text ids
     stats: dict = field(default_factory=lambda: {"long_clips": 0, "hit_token_cap": 0})
     # each clip's no-speech probability in the last ``decode_audios`` call (None: the model has none)
     no_speech: list[float | None] = field(default_factory=list)
@@ -203,9 +204,17 @@ def _decode_clips(
             clips = [audios[i] for i in short]
             feats = featurize(clips) if featurize is not None else features(processor, clips)
         found: list[float | None] = []
+        stamps = {"timestamps": True} if how.timestamps else {}  # asked of generate only when wanted
         with compute:
             ids = (generate or generate_ids)(
-                model, feats, how.language, how.beam_size, how.max_new_tokens, how.fallback, no_speech=found
+                model,
+                feats,
+                how.language,
+                how.beam_size,
+                how.max_new_tokens,
+                how.fallback,
+                no_speech=found,
+                **stamps,
             )
         if len(found) != len(short):  # not free with this generate call (temperature fallback)
             found = no_speech_probs(model, feats)

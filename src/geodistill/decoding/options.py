@@ -26,6 +26,7 @@ class DecodeOptions:
     warmup: bool = False  # decode the first batch once, untimed, before timing starts
     vad: bool = False  # decode only the speech silero-vad finds (ct2: faster-whisper's vad_filter)
     word_timestamps: bool = False  # word start/end times in timed transcripts (transcribe's json, ...)
+    timestamps: bool = False  # hypotheses keep Whisper's <|t.tt|> tokens (short clips, HF engine)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.batch_size < 1:

@@ -8,6 +8,10 @@ Empty references (after normalisation, e.g. a reference that was only "(laughs)"
 their errors are all insertions. An utterance's rate is errors / max(reference words, 1), so an empty
 reference with an empty hypothesis scores 0 and one with k hypothesis words scores k. A corpus whose
 references are all empty gets wer = total insertions, jiwer's convention.
+
+Languages: each utterance is normalised by its own language's normaliser (``language`` may be one per
+utterance); ``language_scores`` scores each language of a mixed set alone. Languages written without
+spaces (zh, ja, th, ...: ``NO_SPACE_LANGUAGES``) are headlined by their CER, a "word" there being a phrase.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from importlib.resources import files
 
 import jiwer
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
+from geodistill.data.tokens import NO_SPACE_LANGUAGES, language_code
 
 
 @functools.cache
@@ -76,8 +82,36 @@ def _corpus_rate(out: jiwer.WordOutput | jiwer.CharacterOutput) -> float:
     )
 
 
-def wer_scores(refs: Sequence[str], hyps: Sequence[str], language: str | None = "en") -> dict:
-    """Score hypotheses against references.
+def headline(language: str | None) -> str:
+    """ "cer" for a language written without spaces between words, else "wer"."""
+    return "cer" if language is not None and language_code(language) in NO_SPACE_LANGUAGES else "wer"
+
+
+def language_scores(refs: Sequence[str], hyps: Sequence[str], languages: Sequence[str | None]) -> dict:
+    """{language: its own ``wer_scores`` (per_utterance left out) + n_utterances, "metric" ("wer" or "cer",
+    ``headline``) and "error_rate" (that metric's value)}, languages in first-seen order; None -> "unknown"
+    (scored with the English normaliser, as ``wer_scores`` does with no language)."""
+    groups: dict[str | None, list[int]] = {}
+    for i, lang in enumerate(languages):
+        groups.setdefault(lang, []).append(i)
+    out = {}
+    for lang, rows in groups.items():
+        scores = wer_scores([refs[i] for i in rows], [hyps[i] for i in rows], lang)
+        scores.pop("per_utterance")
+        metric = headline(lang)
+        out[lang or "unknown"] = {
+            **scores,
+            "n_utterances": len(rows),
+            "metric": metric,
+            "error_rate": scores[metric],
+        }
+    return out
+
+
+def wer_scores(
+    refs: Sequence[str], hyps: Sequence[str], language: str | None | Sequence[str | None] = "en"
+) -> dict:
+    """Score hypotheses against references; ``language``: one for all, or one per utterance.
 
     Returns {"wer": normalised corpus WER, "wer_raw": corpus WER on the text as given (case and
     punctuation count), "cer": normalised corpus CER, "n_ref_words": normalised reference words,
@@ -88,8 +122,11 @@ def wer_scores(refs: Sequence[str], hyps: Sequence[str], language: str | None = 
         raise ValueError(f"wer_scores: {len(refs)} references but {len(hyps)} hypotheses")
     if not refs:
         return {"wer": 0.0, "wer_raw": 0.0, "cer": 0.0, "n_ref_words": 0, "per_utterance": []}
-    norm_refs = [normalise(r, language) for r in refs]
-    norm_hyps = [normalise(h, language) for h in hyps]
+    langs = [language] * len(refs) if language is None or isinstance(language, str) else list(language)
+    if len(langs) != len(refs):
+        raise ValueError(f"wer_scores: {len(refs)} references but {len(langs)} languages")
+    norm_refs = [normalise(r, lang) for r, lang in zip(refs, langs, strict=True)]
+    norm_hyps = [normalise(h, lang) for h, lang in zip(hyps, langs, strict=True)]
     words = jiwer.process_words(norm_refs, norm_hyps)
     raw = jiwer.process_words([" ".join(r.split()) for r in refs], [" ".join(h.split()) for h in hyps])
     chars = jiwer.process_characters(norm_refs, norm_hyps)

@@ -61,6 +61,7 @@ def generate_ids(
     max_new_tokens: int | None = None,
     fallback: bool = False,
     no_speech: list[float | None] | None = None,
+    timestamps: bool = False,
 ) -> torch.Tensor:
     """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, F), prompt excluded.
 
@@ -72,6 +73,9 @@ def generate_ids(
 
     ``no_speech``: a list, extended with each clip's ``no_speech_probs`` where they come with this call at
     no extra cost (a shared encoder pass, CTranslate2's own), left as it is otherwise.
+
+    ``timestamps``: Whisper's timestamp tokens among the text (``return_timestamps``; pseudo-labels for
+    timestamp-aware training), decoded by ``geodistill.data.tokens.timestamped_text``.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -85,6 +89,8 @@ def generate_ids(
     }
     if is_multilingual(model):
         kwargs.update(task="transcribe", language=language)
+    if timestamps:
+        kwargs["return_timestamps"] = True
     feats = input_features.to(device=model.device, dtype=model.dtype)
     hf = hasattr(model, "get_encoder")  # else CTranslate2 or ONNX Runtime, which take short input themselves
     short = feats.shape[-1] != MEL_FRAMES and hf

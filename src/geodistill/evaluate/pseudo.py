@@ -9,6 +9,11 @@ The utterances are transcribed in parts of a fixed size, each written to ``<out>
 its own parts (geodistill.parallel) and rank 0 scores, filters and writes the manifest once all are done,
 so the manifest is the same for any number of processes.
 
+Each utterance is transcribed in its own language when its data names one (else ``language``, else
+detected), and its row records the prompt it was made with: ``language`` and ``task``. With
+``timestamps`` the teacher also writes its segment times: ``text_timestamps`` holds the transcript with
+Whisper's ``<|t.tt|>`` tokens (``text`` stays plain), which ``data.timestamp_probability`` trains on.
+
 This module sits on top of the data layer and uses the evaluate package to transcribe; nothing in
 ``geodistill.data`` imports it.
 """
@@ -23,6 +28,7 @@ from pathlib import Path
 
 from geodistill.data import BadSamples, Utterance
 from geodistill.data.audio import HF_PREFIX
+from geodistill.data.tokens import plain_text
 from geodistill.decoding.options import DecodeOptions
 from geodistill.decoding.wer import wer_scores
 from geodistill.errors import GeodistillError
@@ -41,16 +47,20 @@ def _audio_path(utt: Utterance) -> str:
     return utt.audio if utt.audio.startswith(HF_PREFIX) else str(Path(utt.audio).resolve())
 
 
-def _row(utt: Utterance, text: str, duration: float, language: str | None) -> dict:
-    return {
+def _row(utt: Utterance, text: str, duration: float, settings: dict) -> dict:
+    row = {
         "id": utt.id,
         "audio_filepath": _audio_path(utt),
-        "text": text,
+        "text": plain_text(text) if settings["timestamps"] else text,
         "duration": utt.duration if utt.duration is not None else duration,
         "offset": utt.offset,
         "speaker": utt.speaker,
-        "language": utt.language or language,
+        "language": utt.language or settings["language"],
+        "task": settings["task"],
     }
+    if settings["timestamps"]:
+        row["text_timestamps"] = text
+    return row
 
 
 def _part_path(parts: Path, p: int) -> Path:
@@ -91,14 +101,21 @@ def _transcribe_parts(model, processor, utts, parts: Path, settings: dict, world
             bar.update(len(chunk))  # done by an earlier run
             continue
         bad = BadSamples()
-        options = DecodeOptions(
-            language=settings["language"],
-            batch_size=settings["batch_size"],
-            max_new_tokens=settings["max_new_tokens"],
-        )
-        decoded = decode_utterances(model, processor, chunk, bad, options)
-        triples = zip(decoded.utterances, decoded.hypotheses, decoded.audio_seconds, strict=True)
-        rows = [{**_row(u, hyp, secs, settings["language"]), "ref": u.text} for u, hyp, secs in triples]
+        groups: dict[str | None, list[Utterance]] = {}  # each language with its own prompt
+        for u in chunk:
+            groups.setdefault(u.language or settings["language"], []).append(u)
+        found: dict[str, dict] = {}
+        for lang, group in groups.items():
+            options = DecodeOptions(
+                language=lang,
+                batch_size=settings["batch_size"],
+                max_new_tokens=settings["max_new_tokens"],
+                timestamps=settings["timestamps"],
+            )
+            decoded = decode_utterances(model, processor, group, bad, options)
+            triples = zip(decoded.utterances, decoded.hypotheses, decoded.audio_seconds, strict=True)
+            found.update({u.id: {**_row(u, hyp, secs, settings), "ref": u.text} for u, hyp, secs in triples})
+        rows = [found[u.id] for u in chunk if u.id in found]
         header = {"ids": ids, "settings": settings, "n_rows": len(rows), "bad": bad.items}
         _write_part(_part_path(parts, p), header, rows)
         part_written(ordinal, world)
@@ -125,7 +142,8 @@ def _score_and_write(rows: list[dict], out: Path, wer_threshold: float | None, l
 
     refs = [r.pop("ref") for r in rows]
     labelled = [i for i, ref in enumerate(refs) if ref and ref.strip()]
-    scores = wer_scores([refs[i] for i in labelled], [rows[i]["text"] for i in labelled], language or "en")
+    langs = [rows[i]["language"] or language or "en" for i in labelled]
+    scores = wer_scores([refs[i] for i in labelled], [rows[i]["text"] for i in labelled], langs)
     for i, per_utt in zip(labelled, scores["per_utterance"], strict=True):
         rows[i].update(reference=refs[i], teacher_wer=per_utt["wer"])
     kept = [
@@ -152,6 +170,7 @@ def pseudo_label(
     language: str | None = None,
     max_new_tokens: int | None = None,
     part_size: int = PART_UTTERANCES,
+    timestamps: bool = False,
 ) -> dict:
     """Transcribe ``data`` with ``teacher`` and write the manifest ``out`` (JSONL).
 
@@ -165,7 +184,8 @@ def pseudo_label(
     the utterances that have ground truth (None when none has). Under a launcher every rank transcribes
     its share of ``<out>.parts/`` and returns the same summary; rank 0 writes ``out`` (module docstring).
     part_size: utterances a part, rounded down to a multiple of batch_size (so the batches, hence the
-    transcripts, are those of one pass over the whole list).
+    transcripts, are those of one pass over the whole list). timestamps: also write each transcript with
+    the teacher's timestamp tokens (``text_timestamps``, module docstring).
     """
     if wer_threshold is not None and wer_threshold < 0:
         raise ValueError(f"wer_threshold must be >= 0, got {wer_threshold}")
@@ -181,6 +201,8 @@ def pseudo_label(
     settings = {
         "teacher_fingerprint": teacher_fingerprint(model),
         "language": language,
+        "task": "transcribe",
+        "timestamps": timestamps,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "part_size": batch_size * max(1, part_size // batch_size),

@@ -21,6 +21,11 @@ Utterances are decoded longest first (by their listed duration) so each batch pa
 input order. The audio context (full 30 s, or the clip + a margin: ``geodistill.models.context``) is the
 model's stored one unless ``audio_context`` / ``context_margin`` override it; eval.json records it.
 
+Languages: each utterance is scored with its own language (its data's ``language`` column, else
+``--language``). A test set with several languages gets ``per_language`` in eval.json (WER, CER and the
+headline ``metric`` of each: CER for languages written without spaces, ``decoding.wer.headline``), and
+without ``--language`` each language is decoded with its own prompt, one group after the other.
+
 Decoding belongs to the model's student family (``geodistill.students``; ``family`` in eval.json): a
 Whisper model's is ``geodistill.students.seq2seq.decode``, a CTC student's ``geodistill.students.ctc.decode``.
 The same files, scores and cost numbers come out of each; ``timing`` says what each one's compute covers.
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -37,8 +43,8 @@ import torch
 from geodistill.data import BadSamples, Utterance, load_spec
 from geodistill.decoding.batches import Decoded
 from geodistill.decoding.options import DecodeOptions
-from geodistill.decoding.speed import MemoryMeter, count_params, model_disk_mb, real_time_factor
-from geodistill.decoding.wer import wer_scores
+from geodistill.decoding.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
+from geodistill.decoding.wer import language_scores, wer_scores
 from geodistill.decoding.whisper import CHUNK_SECONDS
 from geodistill.errors import DataError
 from geodistill.outdir import output_dir, replace_files
@@ -132,17 +138,23 @@ def _evaluate(
     utts = load_utterances(data, bad, limit, long_form=opts.long_form)
     meter = MemoryMeter(torch.device(dev))
     meter.start()
-    decoded, decoding, timing = family.decode(loaded, processor, utts, bad, opts)
+    decoded, decoding, timing = decode_by_language(family, loaded, processor, utts, bad, opts)
     peak_mb = meter.peak_mb()
     if not decoded.utterances:
         raise DataError(f"{_describe(data, 'data')}: no usable utterances ({bad.count} skipped)")
     refs = [u.text or "" for u in decoded.utterances]
-    scores = wer_scores(refs, decoded.hypotheses, language=opts.language or "en")
+    languages = [u.language or opts.language for u in decoded.utterances]
+    scores = wer_scores(refs, decoded.hypotheses, language=[lang or "en" for lang in languages])
+    per_language = language_scores(refs, decoded.hypotheses, languages)
+    metrics = {entry["metric"] for entry in per_language.values()}
     result = {
         "model": _describe(model, type(loaded).__name__ + " (in memory)"),
         "data": _describe(data, f"{len(utts)} utterances (in memory)"),
         "family": family.name,
         **{k: scores[k] for k in ("wer", "wer_raw", "cer", "n_ref_words")},
+        # the headline error rate: CER when every language is written without spaces (zh, ja, th, ...)
+        "metric": "cer" if metrics == {"cer"} else "wer",
+        "per_language": per_language if len(per_language) > 1 else None,
         **_cost(loaded, torch.device(dev), decoded, peak_mb, timing),
         "n_utterances": len(decoded.utterances),
         "n_skipped": bad.count,
@@ -158,6 +170,43 @@ def _evaluate(
     if out_dir is not None:
         _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"], bad.items)
     return result
+
+
+def decode_by_language(family, model, processor, utts: list[Utterance], bad: BadSamples, opts: DecodeOptions):
+    """``family.decode`` of ``utts``; without ``opts.language``, utterances that name their language are
+    decoded group by group, each with its own (the rest detect it), and the results merged in input order."""
+    groups: dict[str | None, list[int]] = {}
+    for i, u in enumerate(utts):
+        groups.setdefault(u.language, []).append(i)
+    if opts.language is not None or set(groups) == {None}:
+        return family.decode(model, processor, utts, bad, opts)
+    where = {u.id: i for i, u in enumerate(utts)}
+    merged, fields, timing = Decoded(compute=Timer(), feature=Timer()), {}, ""
+    rows: list[tuple[int, Utterance, str, float, float | None]] = []
+    for k, (lang, idx) in enumerate(groups.items()):
+        group_opts = replace(opts, language=lang, warmup=opts.warmup and k == 0)
+        part, fields, timing = family.decode(model, processor, [utts[i] for i in idx], bad, group_opts)
+        rows += zip(
+            [where[u.id] for u in part.utterances],
+            part.utterances,
+            part.hypotheses,
+            part.audio_seconds,
+            part.no_speech or [None] * len(part.utterances),
+            strict=True,
+        )
+        for timer, add in ((merged.compute, part.compute), (merged.feature, part.feature)):
+            timer.seconds += add.seconds
+            timer.laps += add.laps
+        merged.n_tokens = None if part.n_tokens is None else (merged.n_tokens or 0) + part.n_tokens
+        for key, value in part.stats.items():
+            merged.stats[key] = merged.stats.get(key, 0) + value
+        merged.warmup = merged.warmup or part.warmup
+    for _, utt, hyp, secs, p in sorted(rows, key=lambda row: row[0]):
+        merged.utterances.append(utt)
+        merged.hypotheses.append(hyp)
+        merged.audio_seconds.append(secs)
+        merged.no_speech.append(p)
+    return merged, {**fields, "language": None}, timing
 
 
 def _jsonl(rows: list[dict]) -> bytes:
@@ -183,6 +232,7 @@ def _write_outputs(
                 "errors": errors,
                 "ref_words": row["ref_words"],
                 "wer": row["wer"],
+                "language": utt.language,
                 "no_speech_prob": p,
             }
         )
@@ -216,5 +266,12 @@ def eval_markdown(r: dict) -> str:
     ]
     lines = [f"# Evaluation of `{r['model']}` on `{r['data']}`", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
+    if r.get("per_language"):
+        lines += ["", "| language | utterances | WER | CER | headline |", "|---|---:|---:|---:|---|"]
+        lines += [
+            f"| {lang} | {e['n_utterances']} | {100 * e['wer']:.2f} % | {100 * e['cer']:.2f} % | "
+            f"{e['metric'].upper()} {100 * e['error_rate']:.2f} % |"
+            for lang, e in r["per_language"].items()
+        ]
     lines += ["", f"Timing: {r['timing']}.", f"Date: {r['date']}.", ""]
     return "\n".join(lines)

@@ -79,7 +79,9 @@ def _teacher_log_normaliser(topk: TopKLogits, temperature: float) -> Tensor:
         return torch.maximum(lse, lse_top)
     top_share = torch.exp(torch.logsumexp(v / t0, dim=-1) - lse).clamp(max=1.0)
     log_tail0 = lse + torch.log1p(-top_share)  # -inf when the top-k holds all the mass
-    log_tail = log_tail0 + v.amin(dim=-1) * (1.0 / temperature - 1.0 / t0)
+    # the smallest stored logit; an entry at -inf (a token left out of the student's vocabulary) is none
+    v_min = torch.where(torch.isfinite(v), v, torch.full_like(v, float("inf"))).amin(dim=-1)
+    log_tail = log_tail0 + v_min * (1.0 / temperature - 1.0 / t0)
     return torch.logaddexp(lse_top, log_tail)
 
 

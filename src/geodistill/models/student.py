@@ -14,6 +14,7 @@ import torch
 from transformers import WhisperForConditionalGeneration
 
 from geodistill.errors import GeodistillError
+from geodistill.models.vocab import VocabMap
 
 
 def spaced_layers(n_total: int, keep: int | list[int] | None) -> list[int]:
@@ -78,6 +79,25 @@ def copy_layers(
         ] or None
     student.config.geodistill_kept_layers = keep  # recorded in config.json for provenance
     return student.to(teacher.device).eval()
+
+
+def token_map(
+    teacher_tok, teacher_size: int, student_tok, student_size: int, teacher_name: str, student_name: str
+) -> VocabMap | None:
+    """None when teacher and student share one vocabulary; the ``VocabMap`` of a large-v3 / turbo teacher
+    (51,866 tokens) over a smaller multilingual student (51,865); any other mismatch is refused as
+    ``check_same_tokenizer`` refuses it."""
+    if teacher_tok.get_vocab() == student_tok.get_vocab() and teacher_size == student_size:
+        return None
+    vocab_map = VocabMap.between(teacher_tok, teacher_size, student_tok, student_size)
+    if vocab_map is None:
+        check_same_tokenizer(teacher_tok, student_tok, teacher_name, student_name)
+        raise GeodistillError(
+            f"student {student_name!r} ({student_size} ids) and teacher {teacher_name!r} "
+            f"({teacher_size} ids) have one tokenizer but two vocabulary sizes: token-level distillation "
+            "needs one size"
+        )
+    return vocab_map
 
 
 def check_same_tokenizer(teacher_tok, student_tok, teacher_name: str, student_name: str) -> None:

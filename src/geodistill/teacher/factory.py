@@ -16,7 +16,7 @@ from transformers import WhisperForConditionalGeneration
 
 from geodistill.config import Config
 from geodistill.contracts import TeacherProvider
-from geodistill.data import prompt_ids
+from geodistill.data.tokens import Prompts
 from geodistill.errors import DataError, GeodistillError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.teacher import OnlineTeacher
@@ -113,6 +113,8 @@ def cached_teacher_for(
         raise DataError("data.train: no training data spec given (the teacher cache is built over it)")
     label = {
         "language": d.language,
+        "task": d.task,
+        "timestamp_probability": d.timestamp_probability,
         "normalise_text": d.normalise_text,
         "min_duration": d.min_duration,
         "max_duration": d.max_duration,
@@ -121,13 +123,17 @@ def cached_teacher_for(
         log.info("teacher cache %s: building it over %s (once; later runs and trials reuse it)", out, d.train)
         with _on_device(teacher_model, cfg.train.teacher_device) as teacher:
             options = CacheOptions(temperatures=(cfg.loss.temperature,), cross_kv_layers=cross_kv_layers)
-            build = BuildOptions(batch_size=cfg.train.batch_size, device=cfg.train.teacher_device, **label)
+            build = BuildOptions(
+                batch_size=cfg.train.batch_size, device=cfg.train.teacher_device, seed=cfg.train.seed, **label
+            )
             build_cache(teacher or cfg.teacher, d.train, out, options, build)
     expect = {"data": d.train, **label}
+    expect["timestamp_seed"] = cfg.train.seed if d.timestamp_probability > 0 else None
     if teacher_model is None:
         expect["teacher"] = cfg.teacher
     else:
         model, processor = teacher_model
         expect["teacher_fingerprint"] = teacher_fingerprint(model)
-        expect["prompt"] = prompt_ids(processor, model, language=d.language)
+        prompts = Prompts(processor, model, language=d.language, task=d.task)
+        expect["prompt"] = prompts.ids() if prompts.problem(None, None) is None else []
     return CachedTeacher(out, expect, temperature=cfg.loss.temperature)

@@ -24,6 +24,6 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
         assert teacher is not None
         provider = make_teacher(cfg, (teacher, t_proc))
     train_set, val, prompt = build_data(cfg, t_proc, teacher, bad)
-    base = WhisperCollator(prompt, t_proc.tokenizer.pad_token_id)
+    base = WhisperCollator(prompt or None, t_proc.tokenizer.pad_token_id)
     collate = CTCCollator(base, t_proc.tokenizer, cfg.student.ctc.downsample, bad)
     return RunParts(student, provider, train_set, val, collate, prompt)

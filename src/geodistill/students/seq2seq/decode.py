@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from geodistill.data import BadSamples, Utterance
+from geodistill.data.tokens import Prompts, timestamped_text
 from geodistill.decoding.batches import Decoded, decode_batches
 from geodistill.decoding.engines import engine_fields, load_engine
 from geodistill.decoding.fallback import NO_SPEECH_THRESHOLD
@@ -141,9 +142,16 @@ def decode_utterances(
     special = torch.tensor(processor.tokenizer.all_special_ids)
     o = options
     how = Decoding(
-        o.language, o.beam_size, o.max_new_tokens, bool(o.fallback), dynamic=context.dynamic, vad=o.vad
+        o.language,
+        o.beam_size,
+        o.max_new_tokens,
+        bool(o.fallback),
+        dynamic=context.dynamic,
+        vad=o.vad,
+        timestamps=o.timestamps,
     )
     how.batch_size = o.batch_size
+    timestamp_begin = Prompts(processor, model).timestamp_begin if o.timestamps else 0
 
     def run(audios: list[np.ndarray], names: list[str], out: Decoded) -> list[str]:
         ids = decode_audios(
@@ -159,6 +167,8 @@ def decode_utterances(
         assert out.n_tokens is not None  # None only for a CTC student's decoding
         out.n_tokens += sum(int((~torch.isin(i, special.to(i.device))).sum()) for i in ids)
         out.batch_no_speech = list(how.no_speech)
+        if o.timestamps:
+            return [timestamped_text(processor, i.tolist(), timestamp_begin) for i in ids]
         return processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
 
     def warm(audios: list[np.ndarray]) -> None:  # a scratch Decoding: the warm-up counts no statistics

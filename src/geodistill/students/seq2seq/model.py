@@ -31,7 +31,8 @@ from geodistill.models.context import AudioContext, clip_frames, encode, jittere
 from geodistill.models.forward import forward_states
 from geodistill.models.lora import add_lora, parameter_counts
 from geodistill.models.projector import RiemannianProjector
-from geodistill.models.student import check_same_tokenizer, copy_layers, freeze, spaced_layers
+from geodistill.models.student import copy_layers, freeze, spaced_layers, token_map
+from geodistill.models.vocab import VocabMap
 from geodistill.outdir import replace_folder
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class WhisperStudent:
     family: ClassVar[StudentFamily] = "seq2seq"
     model: PeftModel | WhisperForConditionalGeneration  # what gets saved
     whisper: WhisperForConditionalGeneration  # the student's Whisper (adapters inside when LoRA is on)
-    processor: Any  # its WhisperProcessor (same tokenizer as the teacher's)
+    processor: Any  # its WhisperProcessor (the teacher's tokenizer, or one ``vocab_map`` maps onto it)
     projectors: nn.ModuleDict  # "decoder"/"encoder" -> RiemannianProjector (student width -> teacher width)
     teacher_name: str  # recorded with every saved student
     shares_encoder: bool = False  # its encoder == the frozen teacher's: take the teacher's encoder states
@@ -59,6 +60,9 @@ class WhisperStudent:
     context: AudioContext = field(default_factory=AudioContext)  # what its encoder sees (full | dynamic)
     context_jitter: int = 0  # dynamic, training only: +- encoder positions of margin per batch
     seed: int = 0  # seeds the jitter (with the batch's ids, so a resumed run draws the same contexts)
+    # a large-v3 / turbo teacher over a smaller multilingual student: student ids -> teacher ids (the teacher
+    # provider is wrapped in ``teacher.vocab.InStudentVocab``); None: one vocabulary
+    vocab_map: VocabMap | None = None
 
     @property
     def trainable(self) -> nn.ModuleDict:
@@ -161,21 +165,37 @@ class WhisperStudent:
 
 
 def base_student(
-    cfg: Config, teacher: WhisperForConditionalGeneration, teacher_processor, device: torch.device
-):
-    """(student Whisper before LoRA, its processor): a layer copy of ``teacher`` or ``student.from``."""
+    cfg: Config,
+    teacher: WhisperForConditionalGeneration | None,
+    teacher_processor,
+    device: torch.device,
+    teacher_size: int | None = None,
+) -> tuple[WhisperForConditionalGeneration, Any, VocabMap | None]:
+    """(student Whisper before LoRA, its processor, the token map to the teacher's vocabulary or None): a
+    layer copy of ``teacher`` or ``student.from``. ``teacher_size``: the teacher's vocabulary size when
+    ``teacher`` is not loaded (a cache stands in)."""
     s = cfg.student
     if s.init == "copy":
+        assert teacher is not None  # a copy needs the teacher's weights
         copied = copy_layers(teacher, s.encoder_layers, s.decoder_layers)
         # PreTrainedModel.to is @functools.wraps(nn.Module.to): typeshed's _Wrapped does not bind self
         student = copied.to(device, torch.float32)  # type: ignore[arg-type]
-        return student, teacher_processor
+        return student, teacher_processor, None
     assert s.from_ is not None  # validate_config: init "pretrained" needs student.from
     student, processor = load_whisper(s.from_, device=str(device), dtype=torch.float32)
-    check_same_tokenizer(teacher_processor.tokenizer, processor.tokenizer, cfg.teacher, s.from_)
+    size = teacher_size if teacher is None else teacher.config.vocab_size
+    assert size is not None  # given when the teacher is not loaded
+    vocab_map = token_map(
+        teacher_processor.tokenizer,
+        int(size),
+        processor.tokenizer,
+        student.config.vocab_size,
+        cfg.teacher,
+        s.from_,
+    )
     if s.encoder_layers is not None or s.decoder_layers is not None:
         student = copy_layers(student, s.encoder_layers, s.decoder_layers)
-    return student, processor
+    return student, processor, vocab_map
 
 
 def attach_training_parts(
@@ -248,7 +268,18 @@ def build_whisper_student(
     """The configured student on ``device`` (sharing with the teacher is decided later, by set-up)."""
     s = cfg.student
     teacher_width, teacher_layers = teacher_config["d_model"], teacher_config["decoder_layers"]
-    whisper, processor = base_student(cfg, teacher, teacher_processor, device)
+    whisper, processor, vocab_map = base_student(
+        cfg, teacher, teacher_processor, device, teacher_size=teacher_config["vocab_size"]
+    )
+    if vocab_map is not None:
+        log.info(
+            "student vocabulary (%d ids) mapped onto the teacher's (%d): %d teacher id(s) without a "
+            "counterpart left out of the KL (%s)",
+            vocab_map.student_size,
+            vocab_map.teacher_size,
+            len(vocab_map.dropped),
+            ", ".join(teacher_processor.tokenizer.convert_ids_to_tokens(list(vocab_map.dropped))),
+        )
     model = attach_training_parts(cfg, whisper)
     _warn_inert_hidden_loss(cfg, whisper)
     n_layers = whisper.config.decoder_layers
@@ -272,4 +303,5 @@ def build_whisper_student(
         context=context,
         context_jitter=s.context_jitter,
         seed=cfg.train.seed,
+        vocab_map=vocab_map,
     )

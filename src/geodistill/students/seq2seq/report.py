@@ -24,7 +24,7 @@ def report_sides(
     t_states = collect_states(teacher, batches, dict.fromkeys(plans), device)
     after = collect_states(student, batches, {s: p.after for s, p in plans.items()}, device)
     del student
-    initial, _ = base_student(cfg, teacher, processor, device)
+    initial, _, _ = base_student(cfg, teacher, processor, device)
     before = collect_states(initial, batches, {s: p.before for s, p in plans.items()}, device)
     del initial
     return {s: Compared(p.note, t_states[s], before[s], after[s]) for s, p in plans.items()}, notes

@@ -10,6 +10,7 @@ from geodistill.students.family import RunParts, TeacherSide
 from geodistill.students.seq2seq.model import build_whisper_student
 from geodistill.students.seq2seq.sharing import encoder_shared, provided_cross_kv, shared_cross_kv
 from geodistill.teacher.factory import make_teacher
+from geodistill.teacher.vocab import InStudentVocab
 
 
 def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
@@ -22,6 +23,8 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
     if provider is None:
         assert teacher is not None  # train.setup leaves it unloaded only when a cache provider stands in
         provider = make_teacher(cfg, (teacher, side.processor), cross_kv_layers=tuple(cross_kv.values()))
+    if student.vocab_map is not None:  # a large-v3 / turbo teacher over a smaller multilingual student
+        provider = InStudentVocab(provider, student.vocab_map)
     offer = provider.offer
     student.shares_encoder = shares
     student.cross_kv = provided_cross_kv(cfg, cross_kv, offer, t_config["d_model"])
@@ -38,8 +41,16 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
     # Cached encoder states replace the student's encoder input: no log-Mel features to compute per step.
     cached_encoder = shares and offer.encoder_states and not offer.reads_features
     processor = student.processor
+    theirs = side.processor.feature_extractor
+    # a teacher run online on other Mels than the student's (large-v3's 128 over 80) gets its own features
+    other_mels = offer.reads_features and theirs.feature_size != processor.feature_extractor.feature_size
     train_set, val, prompt = build_data(
-        cfg, processor, student.whisper, bad, with_features=not cached_encoder
+        cfg,
+        processor,
+        student.whisper,
+        bad,
+        with_features=not cached_encoder,
+        teacher_extractor=theirs if other_mels else None,
     )
-    collate = WhisperCollator(prompt, processor.tokenizer.pad_token_id)
+    collate = WhisperCollator(prompt or None, processor.tokenizer.pad_token_id)
     return RunParts(student, provider, train_set, val, collate, prompt)

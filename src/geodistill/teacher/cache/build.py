@@ -9,14 +9,17 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from geodistill.contracts import IGNORE_INDEX
-from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec, prompt_ids
+from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec
+from geodistill.data.dataset import check_utterances
+from geodistill.data.tokens import Prompts
 from geodistill.errors import DataError, GeodistillError
 from geodistill.models import load_whisper, resolve_device
 from geodistill.models.frames import align_frames
@@ -61,15 +64,29 @@ class BuildOptions:
     batch_size: int = 8  # utterances per teacher forward
     shard_size: int = 64  # utterances per shard file
     device: str = "auto"  # where a teacher given as a spec is loaded ("auto": CUDA when present)
-    language: str | None = None  # decoder prompt language (prompt_ids)
+    language: str | None = None  # decoder prompt language of rows without their own (Prompts)
+    task: str = "transcribe"  # decoder prompt task of rows without their own
+    timestamp_probability: float = 0.0  # share of rows with timestamped text trained on it (SpeechDataset)
+    seed: int = 0  # the run's train.seed: which rows draw timestamps (recorded only when the share is > 0)
     normalise_text: bool = False  # normalise the label text as SpeechDataset does
     min_duration: float = 1.0  # seconds: shorter utterances are skipped (load_spec)
     max_duration: float = 30.0  # seconds: longer utterances are skipped (load_spec)
 
     def recorded(self) -> dict:
         """The settings index.json records (label settings and shard size), in its key order."""
-        keys = ("language", "normalise_text", "min_duration", "max_duration", "shard_size")
-        return {k: getattr(self, k) for k in keys}
+        keys = ("language", "task", "timestamp_probability", "normalise_text", "min_duration", "max_duration")
+        return {
+            **{k: getattr(self, k) for k in keys},
+            "timestamp_seed": self.seed if self.timestamp_probability > 0 else None,
+            "shard_size": self.shard_size,
+        }
+
+
+def extra_language_ids(tokenizer) -> tuple[int, ...]:
+    """Ids of the teacher's languages beyond Whisper's first 99 (large-v3's <|yue|>): the ones a smaller
+    multilingual student's vocabulary lacks, whose logits a cache stores (``CacheOptions.extra_ids``)."""
+    vocab = tokenizer.get_vocab()
+    return tuple(vocab[f"<|{code}|>"] for code in list(LANGUAGES)[99:] if f"<|{code}|>" in vocab)
 
 
 def _load_teacher(teacher, device: str):
@@ -95,8 +112,7 @@ def _header(teacher, model, processor, data, utts, prompt, opts: CacheOptions, b
         "data": data_spec_name(data),
         "data_fingerprint": data_fingerprint(utts),
         "ids": [u.id for u in utts],
-        "prompt": list(prompt),
-        "task": "transcribe",
+        "prompt": list(prompt),  # rows without their own language / task, without timestamps
         **build.recorded(),
         "top_k": opts.top_k,
         "full_logits": opts.full_logits,
@@ -105,6 +121,7 @@ def _header(teacher, model, processor, data, utts, prompt, opts: CacheOptions, b
         "dtype": opts.dtype,
         "temperatures": list(opts.temperatures),
         "cross_kv_layers": list(opts.cross_kv_layers),
+        "extra_ids": list(opts.extra_ids),
         "vocab_size": int(model.config.vocab_size),
         "pad_id": int(processor.tokenizer.pad_token_id),
         "versions": package_versions(),
@@ -172,6 +189,8 @@ def teacher_rows(model, batch: dict, opts: CacheOptions) -> list[dict[str, torch
         }
         for t in opts.temperatures:
             row[lse_name(t)] = take((logits[i, :n] / t).logsumexp(dim=-1), torch.float32)
+        if opts.extra_ids:
+            row["extra_logits"] = take(logits[i, :n][:, list(opts.extra_ids)], torch.float32)
         if opts.full_logits:
             row["logprobs"] = take(logp[i, :n], opts.storage_dtype)
         if opts.store_encoder:
@@ -294,6 +313,7 @@ def build_cache(
     if opts.dtype not in STORAGE_DTYPES:
         raise GeodistillError(f"dtype: must be one of {tuple(STORAGE_DTYPES)}, got {opts.dtype!r}")
     model, processor = _load_teacher(teacher, build.device)
+    opts = replace(opts, extra_ids=extra_language_ids(processor.tokenizer))
     _check_options(opts, build, model.config.vocab_size, model.config.decoder_layers)
     bad = BadSamples(out / "bad_samples.jsonl")
     utts = load_spec(
@@ -304,7 +324,10 @@ def build_cache(
     )
     if not utts:
         raise DataError(f"{data}: no usable utterances to cache ({bad.count} skipped, see {bad.path})")
-    prompt = prompt_ids(processor, model, language=build.language)
+    name = spec_name(teacher) if isinstance(teacher, str | Path) else "the teacher"
+    prompts = Prompts(processor, model, language=build.language, task=build.task, name=name)
+    check_utterances(prompts, utts)
+    prompt = prompts.ids() if prompts.problem(None, None) is None else []
     header = _header(teacher, model, processor, data, utts, prompt, opts, build)
     old = read_index(out)
     if old is not None:
@@ -322,8 +345,16 @@ def build_cache(
     if world.is_main and not processor_ok(out):  # also after a kill left it empty; "complete" comes last
         save_processor(processor, out)
     all_done(world)
-    dataset = SpeechDataset(utts, processor, bad=bad, normalise_text=build.normalise_text)
-    collate = WhisperCollator(prompt, processor.tokenizer.pad_token_id)
+    dataset = SpeechDataset(
+        utts,
+        processor,
+        bad=bad,
+        normalise_text=build.normalise_text,
+        prompts=prompts,
+        timestamp_probability=build.timestamp_probability,
+        seed=build.seed,
+    )
+    collate = WhisperCollator(prompt or None, processor.tokenizer.pad_token_id)
     skipped = _fill_shards(out, model, dataset, collate, header["ids"], build, opts, world)
     if world.active:  # rank 0 writes the index once every rank's shards are on disk
         all_done(world)

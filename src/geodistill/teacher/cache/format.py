@@ -30,6 +30,9 @@ CONTENT_KEYS = (
     "ids",
     "prompt",
     "language",
+    "task",
+    "timestamp_probability",
+    "timestamp_seed",
     "normalise_text",
     "min_duration",
     "max_duration",
@@ -41,6 +44,7 @@ CONTENT_KEYS = (
     "shard_size",
     "temperatures",
     "cross_kv_layers",
+    "extra_ids",
 )
 
 
@@ -55,6 +59,9 @@ class CacheOptions:
     dtype: str = "float16"  # storage dtype of log-probs and hidden states, a STORAGE_DTYPES key
     temperatures: tuple[float, ...] = (2.0,)  # extra T with logsumexp(z / T) stored (exact top-k KL at T)
     cross_kv_layers: tuple[int, ...] = ()  # teacher decoder layers whose cross-attention K/V are stored
+    # teacher ids whose raw logits are stored per token (set by build_cache: the languages a 99-language
+    # student vocabulary lacks, large-v3's <|yue|>, for the exact KL over the shared ids)
+    extra_ids: tuple[int, ...] = ()
 
     @property
     def storage_dtype(self) -> torch.dtype:
@@ -113,6 +120,11 @@ def read_index(cache_dir: str | Path) -> dict | None:
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise GeodistillError(f"{path}: not a geodistill teacher cache of format {FORMAT}")
     index.setdefault("cross_kv_layers", [])  # caches written before cross-attention K/V could be stored
+    # caches written before per-utterance prompts: every row transcribed, without timestamps
+    index.setdefault("task", "transcribe")
+    index.setdefault("timestamp_probability", 0.0)
+    index.setdefault("timestamp_seed", None)
+    index.setdefault("extra_ids", [])
     return index
 
 
@@ -143,6 +155,8 @@ def _field_shapes(opts: CacheOptions, config) -> dict[str, tuple[tuple[int, ...]
     }
     for t in opts.temperatures:
         fields[lse_name(t)] = ((), torch.float32)
+    if opts.extra_ids:
+        fields["extra_logits"] = ((len(opts.extra_ids),), torch.float32)
     if opts.full_logits:
         fields["logprobs"] = ((v,), opts.storage_dtype)
     if opts.store_encoder:

@@ -149,6 +149,8 @@ class CachedTeacher:
         hidden = torch.zeros(b, length, width)
         logits = torch.zeros(b, length, vocab) if self.index["full_logits"] else None
         lse_t = lse.clone() if self.temperature != 1.0 else lse  # padding: logsumexp(0 / T) = log V too
+        extra_ids = tuple(self.index["extra_ids"])
+        extra = torch.zeros(b, length, len(extra_ids)) if extra_ids else None
         for i, p in enumerate(places):
             get, span, n = self._slices[p.shard], slice(p.start, p.start + p.length), p.length
             lse[i, :n] = get["logsumexp"][span]
@@ -159,6 +161,8 @@ class CachedTeacher:
                 logits[i, :n] = get["logprobs"][span].float() + lse[i, :n, None]
             if lse_t is not lse:
                 lse_t[i, :n] = get[lse_name(self.temperature)][span]
+            if extra is not None:
+                extra[i, :n] = get["extra_logits"][span].float()
         encoder = self._per_utterance("encoder_hidden", places) if self.index["store_encoder"] else None
         cross_kv = {
             j: tuple(self._per_utterance(name, places) for name in cross_kv_names(j))
@@ -173,6 +177,8 @@ class CachedTeacher:
             encoder_hidden=encoder,
             cross_kv=cross_kv or None,
             logsumexp_temperature=self.temperature,
+            extra_logits=extra,
+            extra_ids=extra_ids,
         )
 
     def _per_utterance(self, name: str, places: list[_Place]) -> torch.Tensor:
