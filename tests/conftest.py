@@ -25,8 +25,16 @@ def tiny_processor():
     return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tok)
 
 
-def make_tiny_whisper(d_model: int = 32, layers: int = 2, heads: int = 2, seed: int = 0, vocab: int = 51864):
-    """A random English-only Whisper with tiny widths but the real vocabulary and special tokens."""
+def make_tiny_whisper(
+    d_model: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+    vocab: int = 51864,
+    ffn: int | None = None,
+):
+    """A random English-only Whisper with tiny widths (MLP ``ffn``, default 2 x d_model) but the real
+    vocabulary and special tokens."""
     from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
     cfg = WhisperConfig(
@@ -37,8 +45,8 @@ def make_tiny_whisper(d_model: int = 32, layers: int = 2, heads: int = 2, seed: 
         decoder_layers=layers,
         encoder_attention_heads=heads,
         decoder_attention_heads=heads,
-        encoder_ffn_dim=2 * d_model,
-        decoder_ffn_dim=2 * d_model,
+        encoder_ffn_dim=ffn or 2 * d_model,
+        decoder_ffn_dim=ffn or 2 * d_model,
         max_source_positions=1500,
         max_target_positions=448,
         decoder_start_token_id=50257,

@@ -23,7 +23,7 @@ pytest.importorskip("ctranslate2")
 
 
 def _save(folder: Path, processor, dynamic: bool) -> Path:
-    model = make_tiny_whisper(d_model=32, layers=1, seed=11)
+    model = make_tiny_whisper(d_model=32, layers=1, seed=11, ffn=4 * 32)  # 4 x d_model: whisper.cpp's MLP
     if dynamic:
         model.config.geodistill_audio_context, model.config.geodistill_context_margin = "dynamic", 16
     model.save_pretrained(folder)
@@ -79,3 +79,27 @@ def test_the_title_comes_from_name_and_the_dataset_is_not_a_local_path(tmp_path,
     assert "# distil-tiny-demo" in card and meta["model-index"][0]["name"] == "distil-tiny-demo"
     dataset = meta["model-index"][0]["results"][0]["dataset"]
     assert dataset["name"] == "test-clean" and "/home/me" not in card
+
+
+def test_the_ggml_cards_snippet_runs_verbatim_and_keeps_the_short_context(tmp_path, tiny_processor):
+    """The whisper.cpp card's snippet, run as it is, computes the audio_ctx geodistill's engine uses and
+    decodes what it decodes."""
+    pytest.importorskip("pywhispercpp")
+    from geodistill.decoding.whispercpp import WhisperCppModel
+
+    out = tmp_path / "ggml"
+    card = _export(_save(tmp_path / "dyn", tiny_processor, dynamic=True), out, "ggml")
+    snippet = card.split("```python\n")[1].split("```")[0]
+    assert "MARGIN = 16" in snippet
+    wav = tmp_path / "speech.wav"
+    t = np.arange(int(16000 * 2.3)) / 16000
+    sf.write(wav, (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    model_file = next(out.glob("*.bin"))
+    code = snippet.replace('"PATH/ggml-model.bin"', json.dumps(str(model_file)))
+    code = code.replace('"speech.wav"', json.dumps(str(wav))) + "\nprint(audio_ctx)\n"
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    *text, ctx = ran.stdout.strip().splitlines()
+    with WhisperCppModel(model_file, threads=1, audio_context="dynamic", margin=16) as engine:
+        assert int(ctx) == engine.audio_ctx(t.size) == 256
+        assert " ".join(text).strip() == engine.transcribe([sf.read(wav, dtype="float32")[0]])[0]

@@ -69,7 +69,10 @@ from pywhispercpp.model import Model
 model = Model("PATH/ggml-model.bin", n_threads=2, no_timestamps=True, language="en")
 audio, rate = sf.read("speech.wav", dtype="float32")  # 16-kHz mono
 MARGIN = {margin}  # geodistill_context.json's geodistill_context_margin
-audio_ctx = min(1500, math.ceil(math.ceil(len(audio) / 160) / 2) + MARGIN)  # 0 = Whisper's full 30 s
+# the clip's encoder positions + MARGIN, rounded up to a multiple of 256: whisper.cpp's decoder reads that
+# many positions, unmasked, and would otherwise see a previous, longer clip there (0 = the full 30 s)
+audio_ctx = 256 * math.ceil((math.ceil(math.ceil(len(audio) / 160) / 2) + MARGIN) / 256)
+audio_ctx = 0 if audio_ctx >= 1500 else audio_ctx
 print(" ".join(s.text.strip() for s in model.transcribe(audio, audio_ctx=audio_ctx)))
 """
 
@@ -136,7 +139,7 @@ def _dynamic_context_use(margin: int, fmt: str) -> list[str]:
         "| CTranslate2 (`ctranslate2.models.Whisper.generate`) | yes | cut the features to the rule's "
         "frames (the ct2 export's card has the snippet) |",
         "| whisper.cpp (`whisper-cli --audio-ctx N`, pywhispercpp's `audio_ctx=N`) | yes | N = the rule's "
-        "encoder positions, per clip (the ggml export's card has the snippet) |",
+        "encoder positions rounded up to a multiple of 256, per clip (the ggml export's card has the snippet) |",
         "| faster-whisper's `WhisperModel.transcribe`, transformers' `pipeline(\"automatic-speech-"
         'recognition")` | no | both pad every clip to 30 s: the encoder costs what a 30-s clip costs, and '
         "the student is no faster than its teacher (measured in geodistill's docs/export-and-runtimes.md) |",
