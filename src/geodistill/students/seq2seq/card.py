@@ -139,7 +139,8 @@ def _dynamic_context_use(margin: int, fmt: str) -> list[str]:
         "| CTranslate2 (`ctranslate2.models.Whisper.generate`) | yes | cut the features to the rule's "
         "frames (the ct2 export's card has the snippet) |",
         "| whisper.cpp (`whisper-cli --audio-ctx N`, pywhispercpp's `audio_ctx=N`) | yes | N = the rule's "
-        "encoder positions rounded up to a multiple of 256, per clip (the ggml export's card has the snippet) |",
+        "encoder positions rounded up to a multiple of 256, per clip (the ggml export's card has the "
+        "snippet) |",
         "| faster-whisper's `WhisperModel.transcribe`, transformers' `pipeline(\"automatic-speech-"
         'recognition")` | no | both pad every clip to 30 s: the encoder costs what a 30-s clip costs, and '
         "the student is no faster than its teacher (measured in geodistill's docs/export-and-runtimes.md) |",
