@@ -101,5 +101,5 @@ def test_the_ggml_cards_snippet_runs_verbatim_and_keeps_the_short_context(tmp_pa
     assert ran.returncode == 0, ran.stderr[-2000:]
     *text, ctx = ran.stdout.strip().splitlines()
     with WhisperCppModel(model_file, threads=1, audio_context="dynamic", margin=16) as engine:
-        assert int(ctx) == engine.audio_ctx(t.size) == 256
+        assert int(ctx) == engine.audio_ctx(t.size) == 115 + 16  # 2.3 s: 230 Mel frames, 115 positions
         assert " ".join(text).strip() == engine.transcribe([sf.read(wav, dtype="float32")[0]])[0]

@@ -341,11 +341,12 @@ def test_whisper_cpp_loads_the_written_files(ggml_files, dtype):
 
     with WhisperCppModel(ggml_files[dtype], threads=1, audio_context="dynamic", margin=64) as engine:
         assert engine.n_audio_ctx == 1500
-        assert engine.audio_ctx(16000) == 256  # 100 Mel frames -> 50 positions, + 64, up to 256
-        assert engine.audio_ctx(22848) == 256  # ceil(142.8) = 143 frames -> 72 positions
-        assert engine.audio_ctx(193 * 2 * 160) == 512  # 193 positions + 64 = 257
-        assert engine.audio_ctx(1436 * 2 * 160) == 0  # 1500 positions: the whole window
-        assert engine.audio_ctx(30 * 16000) == 0
+        assert engine.audio_ctx(16000) == 50 + 64  # 100 Mel frames -> 50 positions
+        assert engine.audio_ctx(22848) == 72 + 64  # ceil(142.8) = 143 frames -> 72 positions
+        assert engine.audio_ctx(30 * 16000) == 1500  # capped at the model's context
+        assert not engine._flash  # flash attention pads the cross-attention, unmasked (module doc)
+        engine.use_context("full", 64)
+        assert engine._flash and engine.audio_ctx(16000) == 0
     assert engine._model is None
 
 
@@ -486,9 +487,9 @@ def test_engine_whispercpp_evaluates_real_speech_like_hf(tmp_path, real_speech):
 
 @pytest.mark.integration
 def test_a_short_clip_decodes_the_same_after_a_longer_one(tiny_en_files_cpp):
-    """whisper.cpp cross-attends over audio_ctx rounded up to 256 positions, unmasked: with the exact context,
+    """With flash attention whisper.cpp cross-attends over audio_ctx rounded up to 256 positions, unmasked:
     'go forward' decoded after a longer clip read that clip's encoder output (measured: it came out as a
-    different text). Rounded, the order changes nothing."""
+    different text). Without it, which a dynamic context gets, the order changes nothing."""
     pytest.importorskip("pywhispercpp")
     from geodistill.decoding.whispercpp import WhisperCppModel
 

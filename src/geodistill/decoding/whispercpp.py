@@ -6,16 +6,17 @@ previous clip. whisper.cpp's logs are sent to /dev/null while it loads and decod
 because they come from C; anything else written to stderr in those moments is dropped too).
 
 A dynamic-context student (``geodistill.models.context``) runs with whisper.cpp's ``audio_ctx`` set per
-clip to the clip's encoder positions plus the margin, ``ceil(ceil(n_samples / 160) / 2) + margin``, rounded
-up to a multiple of ``CTX_ROUND`` (256); from 1500 up, a model runs its whole 30-s window (``audio_ctx`` 0),
-as a full-context model always does.
+clip to the clip's encoder positions plus the margin, ``ceil(ceil(n_samples / 160) / 2) + margin``, capped
+at the model's 1500; a full-context model leaves ``audio_ctx`` at 0 (the whole 30-s window).
 
-Why the rounding: whisper.cpp's decoder cross-attends over ``audio_ctx`` rounded up to 256 positions
-(``GGML_PAD(n_audio_ctx, 256)`` in ``whisper_build_graph_decoder``) and masks none of the extra ones. They
-hold zeros in a fresh state and the encoder output of an earlier, longer clip after one: a clip decoded after
-a longer one then attends to the other clip's audio. Measured on the demo student (111 real clips, q8_0,
-batch 1, longest first as ``evaluate`` orders them): WER 40.1 % with the exact context, against 23.0 % in
-transformers. With ``audio_ctx`` a multiple of 256 there are no such positions.
+A dynamic-context model runs with flash attention off. whisper.cpp's flash-attention path cross-attends over
+``audio_ctx`` rounded up to 256 positions (``GGML_PAD(n_audio_ctx, 256)``) and masks none of the extra ones:
+they hold zeros in a fresh state and the encoder output of an earlier, longer clip after one, which the
+decoder then reads. Measured on the demo student (111 real clips, q8_0, batch 1, longest first as
+``evaluate`` orders them): WER 40.1 % with flash attention, 23.1 % without (23.0 % in transformers). Without
+it the cross-attention takes exactly ``audio_ctx`` positions. A full-context model keeps whisper.cpp's
+default (on), which was 15-25 % faster for the stock tiny.en here; its 36 extra positions (1500 -> 1536) stay
+zeros, as every call fills the same 1500.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ CONV_STRIDE = 2  # Mel frames per encoder position
 # whisper.cpp returns no text at all for a clip under ~0.1 s; shorter clips get trailing zeros up to 1 s
 # (whisper.cpp pads every clip with 30 s of zeros anyway, so this changes no encoder input)
 MIN_SAMPLES = 16000
-CTX_ROUND = 256  # whisper.cpp pads the cross-attention to this many positions, unmasked (module doc)
 _OPEN: weakref.WeakSet[WhisperCppModel] = weakref.WeakSet()  # freed at exit, while Python still runs
 
 
@@ -117,11 +117,19 @@ class WhisperCppModel(OutsideTorch):
         self.margin = margin
         self.fallback = fallback
         self.n_audio_ctx = header.hparams["n_audio_ctx"]
+        self._make = pw_model.Model
+        self._model = None
+        self._load()
+        _OPEN.add(self)
+
+    def _load(self) -> None:
+        """(Re)make pywhispercpp's model: flash attention only at full context (module doc)."""
+        self.close()
         with quiet_stderr():
-            model = pw_model.Model(
-                str(model_file),
+            self._model = self._make(
+                str(self.model_file),
                 params_sampling_strategy=0,  # greedy
-                n_threads=threads,
+                n_threads=self.threads,
                 language="en",
                 translate=False,
                 no_timestamps=True,
@@ -130,10 +138,10 @@ class WhisperCppModel(OutsideTorch):
                 print_realtime=False,
                 print_timestamps=False,
                 print_special=False,
-                temperature_inc=0.2 if fallback else 0.0,  # 0: no temperature fallback (greedy only)
+                temperature_inc=0.2 if self.fallback else 0.0,  # 0: no temperature fallback (greedy only)
+                context_params={"flash_attn": self.audio_context == "full"},
             )
-        self._model = model
-        _OPEN.add(self)
+        self._flash = self.audio_context == "full"
 
     # The config geodistill's decoding reads (the rest of the interface: decoding.runtime.OutsideTorch).
 
@@ -148,14 +156,14 @@ class WhisperCppModel(OutsideTorch):
     def use_context(self, mode: str, margin: int) -> None:
         """Decode at this audio context from now on (``--audio-context`` / ``--context-margin``)."""
         self.audio_context, self.margin = mode, margin
+        if self._model is not None and self._flash != (mode == "full"):
+            self._load()
 
     def audio_ctx(self, n_samples: int) -> int:
-        """whisper.cpp's ``audio_ctx`` for a clip: 0 (the whole window) at full context, else its positions +
-        margin rounded up to a multiple of ``CTX_ROUND``, 0 where that reaches the model's window."""
+        """whisper.cpp's ``audio_ctx`` for a clip: 0 (full) or its positions + margin, at most the model's."""
         if self.audio_context == "full":
             return 0
-        ctx = -(-(clip_positions(n_samples) + self.margin) // CTX_ROUND) * CTX_ROUND
-        return 0 if ctx >= self.n_audio_ctx else ctx
+        return min(clip_positions(n_samples) + self.margin, self.n_audio_ctx)
 
     def transcribe(self, audios: list[np.ndarray]) -> list[str]:
         """One text per 16-kHz float32 mono clip, in order (each clip is decoded on its own, batch 1)."""

@@ -66,13 +66,12 @@ WHISPERCPP_SNIPPET = """import math
 import soundfile as sf
 from pywhispercpp.model import Model
 
-model = Model("PATH/ggml-model.bin", n_threads=2, no_timestamps=True, language="en")
+# flash attention off: with it whisper.cpp's decoder also reads up to 255 unmasked positions past audio_ctx
+model = Model("PATH/ggml-model.bin", n_threads=2, no_timestamps=True, language="en",
+              context_params={"flash_attn": False})
 audio, rate = sf.read("speech.wav", dtype="float32")  # 16-kHz mono
 MARGIN = {margin}  # geodistill_context.json's geodistill_context_margin
-# the clip's encoder positions + MARGIN, rounded up to a multiple of 256: whisper.cpp's decoder reads that
-# many positions, unmasked, and would otherwise see a previous, longer clip there (0 = the full 30 s)
-audio_ctx = 256 * math.ceil((math.ceil(math.ceil(len(audio) / 160) / 2) + MARGIN) / 256)
-audio_ctx = 0 if audio_ctx >= 1500 else audio_ctx
+audio_ctx = min(1500, math.ceil(math.ceil(len(audio) / 160) / 2) + MARGIN)  # 0 = Whisper's full 30 s
 print(" ".join(s.text.strip() for s in model.transcribe(audio, audio_ctx=audio_ctx)))
 """
 
@@ -88,8 +87,9 @@ def _whispercpp_use(margin: int | None) -> list[str]:
             "",
         ]
     return [
-        "In whisper.cpp, pass each clip's audio context: `whisper-cli -m ggml-model.bin -f speech.wav "
-        "--audio-ctx N` with N from the rule above, or per call in pywhispercpp:",
+        "In whisper.cpp, pass each clip's audio context with flash attention off: `whisper-cli -m "
+        "ggml-model.bin -f speech.wav --audio-ctx N --no-flash-attn` with N from the rule above, or per call "
+        "in pywhispercpp:",
         "",
         "```python",
         WHISPERCPP_SNIPPET.replace("{margin}", str(margin)).rstrip(),
@@ -139,7 +139,7 @@ def _dynamic_context_use(margin: int, fmt: str) -> list[str]:
         "| CTranslate2 (`ctranslate2.models.Whisper.generate`) | yes | cut the features to the rule's "
         "frames (the ct2 export's card has the snippet) |",
         "| whisper.cpp (`whisper-cli --audio-ctx N`, pywhispercpp's `audio_ctx=N`) | yes | N = the rule's "
-        "encoder positions rounded up to a multiple of 256, per clip (the ggml export's card has the "
+        "encoder positions, per clip, flash attention off (`--no-flash-attn`; the ggml export's card has the "
         "snippet) |",
         "| faster-whisper's `WhisperModel.transcribe`, transformers' `pipeline(\"automatic-speech-"
         'recognition")` | no | both pad every clip to 30 s: the encoder costs what a 30-s clip costs, and '
