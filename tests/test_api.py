@@ -34,14 +34,15 @@ def python(code: str) -> str:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_the_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
-    """On the real tiny.en (geodistill[models]) and generated audio, in a folder with the files it names."""
+def test_the_readme_example_runs_as_written(tmp_path, monkeypatch, capsys, alsa_wav):
+    """On the real tiny.en (geodistill[models]), real speech as speech.wav (generated tones would send
+    transcribe's temperature fallback through every temperature) and generated training audio."""
     monkeypatch.chdir(tmp_path)
     train = write_manifest(tmp_path, 6, 0, "tr")  # three speakers: one becomes the validation split
     test = write_manifest(tmp_path, 2, 1, "te")
     train.rename("train.jsonl")
     test.rename("test.jsonl")
-    Path("speech.wav").write_bytes((tmp_path / "te0.wav").read_bytes())
+    Path("speech.wav").write_bytes(alsa_wav.read_bytes())
 
     exec(compile(readme_api_example(), "README.md", "exec"), {"__name__": "readme"})
 
