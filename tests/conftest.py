@@ -73,3 +73,13 @@ def alsa_wav() -> Path:
     if not path.is_file():
         pytest.skip("alsa-utils voice prompts not installed (apt-get install alsa-utils)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _own_probe_store(tmp_path_factory, monkeypatch):
+    """Each test stores its probed audio durations in a folder of its own (geodistill.data.probes), so one
+    test's stored answers never stand in for another's files, nor land in the user's cache."""
+    from geodistill.data import probes
+
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setattr(probes, "cache_dir", lambda: folder)
