@@ -118,6 +118,17 @@ def model_flags(q: argparse.ArgumentParser) -> None:
         "onnx (ONNX Runtime, fp32, greedy); ct2/whispercpp/onnx convert a model once",
     )
     q.add_argument(
+        "--dtype",
+        default="auto",
+        help="weights' dtype for --engine hf: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16",
+    )
+    q.add_argument(
+        "--compute-type",
+        default=None,
+        help="--engine ct2 / whispercpp: CTranslate2's compute type (default int8; int8_float32, "
+        "int8_float16, int8_bfloat16, int16, float16, bfloat16, float32, default, auto)",
+    )
+    q.add_argument(
         "--assistant",
         default=None,
         help="student run/model that drafts for the model (speculative decoding; same transcript)",

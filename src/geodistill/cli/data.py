@@ -48,6 +48,11 @@ def register(sub) -> None:
         "--max-new-tokens", type=POSITIVE_INT, default=None, help="cap on each transcript's tokens"
     )
     q.add_argument(
+        "--dtype",
+        default="auto",
+        help="teacher weights: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16",
+    )
+    q.add_argument(
         "--part-size",
         type=POSITIVE_INT,
         default=256,
@@ -104,6 +109,7 @@ def _data_pseudo_label(a: argparse.Namespace) -> int:
         language=a.language,
         max_new_tokens=a.max_new_tokens,
         part_size=a.part_size,
+        dtype=a.dtype,
     )
     print(json.dumps(summary, indent=2))
     return 0

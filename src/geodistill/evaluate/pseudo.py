@@ -145,6 +145,7 @@ def pseudo_label(
     language: str | None = None,
     max_new_tokens: int | None = None,
     part_size: int = PART_UTTERANCES,
+    dtype: str = "auto",
 ) -> dict:
     """Transcribe ``data`` with ``teacher`` and write the manifest ``out`` (JSONL).
 
@@ -158,7 +159,9 @@ def pseudo_label(
     the utterances that have ground truth (None when none has). Under a launcher every rank transcribes
     its share of ``<out>.parts/`` and returns the same summary; rank 0 writes ``out`` (module docstring).
     part_size: utterances a part, rounded down to a multiple of batch_size (so the batches, hence the
-    transcripts, are those of one pass over the whole list).
+    transcripts, are those of one pass over the whole list). dtype: the teacher's weights (auto: fp16 on
+    CUDA, fp32 on the CPU; ``geodistill.decoding.options.resolve_dtype``); parts made at another dtype are
+    transcribed again.
     """
     if wer_threshold is not None and wer_threshold < 0:
         raise ValueError(f"wer_threshold must be >= 0, got {wer_threshold}")
@@ -168,11 +171,12 @@ def pseudo_label(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     bad = BadSamples(out.with_suffix(".bad.jsonl") if world.is_main else None)
-    model, processor, _ = load_model(teacher, device)
+    model, processor, _ = load_model(teacher, device, dtype=dtype)
     utts = load_utterances(data, bad, require_text=False)
     n_bad_load = bad.count
     settings = {
         "teacher_fingerprint": teacher_fingerprint(model),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "language": language,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,

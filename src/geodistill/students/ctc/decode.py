@@ -23,7 +23,7 @@ import torch
 
 from geodistill.data import BadSamples, Utterance
 from geodistill.decoding.batches import Decoded, decode_batches
-from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.options import DecodeOptions, resolve_dtype
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.whisper import SAMPLE_RATE
 from geodistill.errors import GeodistillError
@@ -150,6 +150,10 @@ def check(options: DecodeOptions) -> DecodeOptions:
     check_options(
         o.engine, o.assistant, o.beam_size, o.fallback, o.audio_context, o.context_margin, o.max_new_tokens
     )
+    if o.compute_type is not None:
+        raise GeodistillError(
+            f"--compute-type {o.compute_type}: a CTC student runs in PyTorch only; use --dtype"
+        )
     return replace(o, long_form=False)
 
 
@@ -159,6 +163,7 @@ def load(spec, device: str, options: DecodeOptions) -> tuple:
         model, processor = spec
         return model, processor, model.device
     model, processor = load_ctc(spec, device=str(device))
+    model = model.to(resolve_dtype(options.dtype, model.device))  # auto: fp16 on CUDA, fp32 on the CPU
     return model, processor, model.device
 
 
