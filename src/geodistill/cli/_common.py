@@ -44,6 +44,20 @@ def number(kind: type, low: float, inclusive: bool = True) -> Callable[[str], fl
     return parse
 
 
+def size(text: str) -> int:
+    """An argparse ``type``: a byte count, with an optional binary unit: 50G = 50 x 2^30, 500M, 2T, 4096."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in units else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 50G, 500M or 4096, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a size > 0, got {text}")
+    return int(value * units[unit])
+
+
 POSITIVE_INT = number(int, 1)
 NON_NEGATIVE = number(float, 0.0)
 
