@@ -44,6 +44,7 @@ log = logging.getLogger("geodistill")
 
 FORMAT = 1  # bump when probe() or the row layout changes: older stores are then ignored
 THREADS = min(32, 4 * (os.cpu_count() or 1))  # probing waits on file reads more than on the CPU
+CHUNK = 128  # files a task
 Outcome = float | BadSampleError  # a file's duration in seconds, or why it is unusable
 
 
@@ -94,16 +95,22 @@ def _row(stat: os.stat_result, outcome: Outcome) -> list:
     return [stat.st_size, stat.st_mtime_ns, outcome, None, None]
 
 
+def _probe_chunk(refs: list[str]) -> list[Outcome]:
+    return [_probe_one(r) for r in refs]
+
+
 def probe_parallel(refs: list[str], threads: int = THREADS) -> dict[str, Outcome]:
-    """``probe`` of each ref on ``threads`` threads, with a progress bar on a terminal."""
+    """``probe`` of each ref on ``threads`` threads, CHUNK files a task (a future per file costs as much as
+    probing a cached file), with a progress bar on a terminal."""
     if not refs:
         return {}
+    chunks = [refs[i : i + CHUNK] for i in range(0, len(refs), CHUNK)]
     bar = tqdm(total=len(refs), desc="probing audio", unit="file", disable=None, leave=False)
+    found: dict[str, Outcome] = {}
     with bar, ThreadPoolExecutor(max(1, threads)) as pool:
-        found = {}
-        for ref, outcome in zip(refs, pool.map(_probe_one, refs, chunksize=64), strict=True):
-            found[ref] = outcome
-            bar.update()
+        for chunk, outcomes in zip(chunks, pool.map(_probe_chunk, chunks), strict=True):
+            found.update(zip(chunk, outcomes, strict=True))
+            bar.update(len(chunk))
     return found
 
 
@@ -116,8 +123,7 @@ def _stat(ref: str) -> os.stat_result | None:
 
 def _fill(refs: list[str], stored: dict[str, list], threads: int) -> tuple[dict[str, Outcome], dict, int]:
     """(outcomes, the rows to store, how many files were probed) for file refs, reusing fresh rows."""
-    with ThreadPoolExecutor(max(1, threads)) as pool:  # a network file system answers stat slowly too
-        stats = dict(zip(refs, pool.map(_stat, refs, chunksize=256), strict=True))
+    stats = {ref: _stat(ref) for ref in refs}  # a few microseconds each: a pool would cost more
     found: dict[str, Outcome] = {}
     stale = []
     for ref, st in stats.items():
