@@ -380,7 +380,9 @@ def main() -> None:
     t0 = time.perf_counter()
     teacher = load_whisper(a.teacher, device="cpu")
     kv_layers = tuple(sorted(cross_kv_plan(load_config(config), teacher[0].config).values()))
-    options = CacheOptions(top_k=64, full_logits=True, temperatures=(2.0,), cross_kv_layers=kv_layers)
+    options = CacheOptions(  # the student shares the frozen encoder: it reads the cached encoder states
+        top_k=64, full_logits=True, store_encoder=True, temperatures=(2.0,), cross_kv_layers=kv_layers
+    )
     build_cache(
         teacher, str(manifest), cache, options, BuildOptions(batch_size=4, device="cpu", language="en")
     )

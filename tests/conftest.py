@@ -143,3 +143,13 @@ def multilingual_generation_config(large_v3: bool = False):
         task_to_id={"translate": 50358 + shift, "transcribe": 50359 + shift},
         max_length=448,
     )
+
+
+@pytest.fixture(autouse=True)
+def _own_probe_store(tmp_path_factory, monkeypatch):
+    """Each test stores its probed audio durations in a folder of its own (geodistill.data.probes), so one
+    test's stored answers never stand in for another's files, nor land in the user's cache."""
+    from geodistill.data import probes
+
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setattr(probes, "cache_dir", lambda: folder)

@@ -27,7 +27,9 @@ from geodistill.train.loop import train
 from tests.teacher.conftest import collated_batches
 
 TOP_K = 16
-FULL = CacheOptions(top_k=TOP_K, full_logits=True, dtype="float32")  # what the full_cache fixture stores
+FULL = CacheOptions(
+    top_k=TOP_K, full_logits=True, store_encoder=True, dtype="float32"
+)  # what the full_cache fixture stores
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,8 @@ def test_fp16_cache_keeps_the_probable_tokens_precise_and_the_index_records_the_
     tmp_path, teacher, tiny_teacher_dir, tiny_data
 ):
     how = BuildOptions(batch_size=4, device="cpu")
-    out = build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c16", CacheOptions(top_k=8), how)
+    opts = CacheOptions(top_k=8, store_encoder=True)
+    out = build_cache(str(tiny_teacher_dir), str(tiny_data[0]), tmp_path / "c16", opts, how)
     batch = collated_batches(teacher, tiny_data[0], batch_size=8)[0]
     online, got = OnlineTeacher(teacher[0])(batch), CachedTeacher(out)(batch)
     keep = batch["labels"] != -100
@@ -102,7 +105,7 @@ def test_fp16_cache_keeps_the_probable_tokens_precise_and_the_index_records_the_
     assert index["language"] is None and index["normalise_text"] is False
     assert {"torch", "transformers", "safetensors"} <= set(index["versions"])
     # A second identical build is a no-op that returns the same folder.
-    assert build_cache(str(tiny_teacher_dir), str(tiny_data[0]), out, CacheOptions(top_k=8), how) == out
+    assert build_cache(str(tiny_teacher_dir), str(tiny_data[0]), out, opts, how) == out
 
 
 def test_training_from_a_full_vocab_cache_gives_the_online_losses(make_config, full_cache):
@@ -285,7 +288,7 @@ def test_pooled_encoder_states_are_stored_at_the_pooled_rate(tmp_path, tiny_teac
         str(tiny_teacher_dir),
         str(tiny_data[0]),
         tmp_path / "pooled",
-        CacheOptions(top_k=4, encoder_pool=3, dtype="float32"),
+        CacheOptions(top_k=4, store_encoder=True, encoder_pool=3, dtype="float32"),
     )
     reader = CachedTeacher(out)
     batch = collated_batches(teacher, tiny_data[0], batch_size=2)[0]

@@ -44,6 +44,20 @@ def number(kind: type, low: float, inclusive: bool = True) -> Callable[[str], fl
     return parse
 
 
+def size(text: str) -> int:
+    """An argparse ``type``: a byte count, with an optional binary unit: 50G = 50 x 2^30, 500M, 2T, 4096."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in units else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 50G, 500M or 4096, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a size > 0, got {text}")
+    return int(value * units[unit])
+
+
 POSITIVE_INT = number(int, 1)
 NON_NEGATIVE = number(float, 0.0)
 
@@ -116,6 +130,17 @@ def model_flags(q: argparse.ArgumentParser) -> None:
         default="hf",
         help="hf (transformers) | ct2 (CTranslate2, int8) | whispercpp (whisper.cpp, q8_0) | "
         "onnx (ONNX Runtime, fp32, greedy); ct2/whispercpp/onnx convert a model once",
+    )
+    q.add_argument(
+        "--dtype",
+        default="auto",
+        help="weights' dtype for --engine hf: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16",
+    )
+    q.add_argument(
+        "--compute-type",
+        default=None,
+        help="--engine ct2 / whispercpp: CTranslate2's compute type (default int8; int8_float32, "
+        "int8_float16, int8_bfloat16, int16, float16, bfloat16, float32, default, auto)",
     )
     q.add_argument(
         "--assistant",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from geodistill.cli._common import NON_NEGATIVE, POSITIVE_INT, check_durations, number
+from geodistill.cli._common import NON_NEGATIVE, POSITIVE_INT, check_durations, number, size
 
 
 def register(sub) -> None:
@@ -36,7 +36,17 @@ def register(sub) -> None:
     q.add_argument(
         "--encoder-pool", type=POSITIVE_INT, default=None, help="store encoder states averaged over N frames"
     )
-    q.add_argument("--no-encoder", action="store_true", help="do not store encoder states")
+    q.add_argument(
+        "--encoder",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="store the last encoder states (1500 x d_model an utterance); default: when --config's run "
+        "reads them (a frozen encoder shared with the teacher, an encoder hidden loss), else not",
+    )
+    q.add_argument("--config", default=None, help="the run config this cache is for (decides --encoder)")
+    q.add_argument(
+        "--max-size", type=size, default=None, help="refuse a cache estimated larger, e.g. 50G (2^30 bytes)"
+    )
     q.add_argument(
         "--cross-kv-layers",
         type=number(int, 0),
@@ -56,7 +66,7 @@ def _cache(a: argparse.Namespace) -> int:
     options = CacheOptions(
         top_k=a.top_k,
         full_logits=a.full_logits,
-        store_encoder=not a.no_encoder,
+        store_encoder=_store_encoder(a),
         encoder_pool=a.encoder_pool,
         temperatures=tuple(a.temperatures),
         cross_kv_layers=tuple(a.cross_kv_layers),
@@ -69,6 +79,22 @@ def _cache(a: argparse.Namespace) -> int:
         normalise_text=a.normalise_text,
         min_duration=a.min_duration,
         max_duration=a.max_duration,
+        max_size=a.max_size,
     )
     print(build_cache(a.teacher, a.data, a.out, options, build))
     return 0
+
+
+def _store_encoder(a: argparse.Namespace) -> bool:
+    """--encoder / --no-encoder when given, else whether the --config run reads encoder states (no config:
+    no encoder states; a run that needs them says so, naming the field, when it reads the cache)."""
+    if a.encoder is not None:
+        return a.encoder
+    if a.config is None:
+        return False
+    # imported here: --help stays fast
+    from geodistill.config import load_config  # noqa: PLC0415
+    from geodistill.models.loading import encoder_layer_count  # noqa: PLC0415
+    from geodistill.teacher.factory import encoder_states_read  # noqa: PLC0415
+
+    return encoder_states_read(load_config(a.config, []), encoder_layer_count(a.teacher))

@@ -48,6 +48,11 @@ def register(sub) -> None:
         "--max-new-tokens", type=POSITIVE_INT, default=None, help="cap on each transcript's tokens"
     )
     q.add_argument(
+        "--dtype",
+        default="auto",
+        help="teacher weights: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16",
+    )
+    q.add_argument(
         "--part-size",
         type=POSITIVE_INT,
         default=256,
@@ -111,6 +116,7 @@ def _data_pseudo_label(a: argparse.Namespace) -> int:
         max_new_tokens=a.max_new_tokens,
         part_size=a.part_size,
         timestamps=a.timestamps,
+        dtype=a.dtype,
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -44,6 +44,8 @@ def _evaluate(a: argparse.Namespace) -> int:
         audio_context=a.audio_context,
         context_margin=a.context_margin,
         engine=a.engine,
+        dtype=a.dtype,
+        compute_type=a.compute_type,
         assistant=a.assistant,
         long_form=True,
         fallback=a.fallback,

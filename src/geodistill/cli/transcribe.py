@@ -90,6 +90,8 @@ def _transcribe(a: argparse.Namespace) -> int:
         device=a.device,
         batch_size=decode_batch_size(a),
         engine=a.engine,
+        dtype=a.dtype,
+        compute_type=a.compute_type,
         assistant=a.assistant,
         long_form=True,
         fallback=False if a.no_fallback else None,  # None: the model's own (Whisper's; CTC has none)

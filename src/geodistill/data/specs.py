@@ -15,7 +15,9 @@ one, or a ``task`` other than transcribe / translate, is refused in one line nam
 a typo there would train the wrong prompt on every such row.
 
 Every listed item is checked cheaply (header + tail read, see ``audio.probe``) and its duration filtered
-to [min_duration, max_duration]; what fails goes to the BadSamples log with the reason.
+to [min_duration, max_duration]; what fails goes to the BadSamples log with the reason. The files are
+probed in parallel and the answers stored per spec, so a later start probes only new or changed files
+(``geodistill.data.probes``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from geodistill.data.audio import hf_ref, open_hf_dataset, probe
+from geodistill.data.audio import hf_ref, open_hf_dataset
 from geodistill.data.bad import BadSampleError, BadSamples
+from geodistill.data.probes import Outcome, probe_files, store_path
 from geodistill.data.tokens import TASKS, language_code
 from geodistill.errors import DataError
 from geodistill.outdir import reason
-from geodistill.progress import progress
 
 KINDS = ("librispeech", "manifest", "hf", "audiofolder")
 AUDIO_EXTS = (".flac", ".wav", ".ogg", ".opus", ".mp3")  # searched in this order for LibriSpeech ids
@@ -391,18 +393,19 @@ READERS = {
 }
 
 
-def _checked(utt: Utterance, bad: BadSamples, lo: float, hi: float, lengths: dict, require_text: bool):
-    """The utterance with its duration set, or None (reason logged) when it is unusable or out of range."""
+def _checked(
+    utt: Utterance, bad: BadSamples, lo: float, hi: float, lengths: dict[str, Outcome], require_text: bool
+):
+    """The utterance with its duration set, or None (reason logged) when it is unusable or out of range.
+    ``lengths``: each audio ref's probed duration or BadSampleError (``probes.probe_files``)."""
     if require_text and not utt.text:
         bad.add(utt, "empty transcript")
         return None
-    try:
-        if utt.audio not in lengths:
-            lengths[utt.audio] = probe(utt.audio)
-    except BadSampleError as e:
-        bad.add(e.item, e.reason)
+    outcome = lengths[utt.audio]
+    if isinstance(outcome, BadSampleError):
+        bad.add(outcome.item, outcome.reason)
         return None
-    total = lengths[utt.audio]
+    total = outcome
     if utt.duration is not None and utt.offset + utt.duration > total + DURATION_SLACK:
         bad.add(
             utt,
@@ -439,8 +442,11 @@ def load_spec(
     """
     kind, path = parse_spec(spec)
     bad = bad if bad is not None else BadSamples()
-    kept, seen, lengths = [], {}, {}
-    for utt in progress(READERS[kind](path, bad), desc="probe audio", unit="clip", leave=False):
+    listed = READERS[kind](path, bad)
+    wanted = (u.audio for u in listed if u.text or not require_text)
+    lengths = probe_files(wanted, store_path(kind, path))
+    kept, seen = [], {}
+    for utt in listed:
         if utt.id in seen:
             first = seen[utt.id]
             if (os.path.abspath(first.audio), first.offset) == (os.path.abspath(utt.audio), utt.offset):

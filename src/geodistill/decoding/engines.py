@@ -25,7 +25,7 @@ from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperToken
 from geodistill.decoding.assistant import AssistedWhisper, with_assistant
 from geodistill.decoding.converted import ct2_folder, ggml_folder, onnx_folder
 from geodistill.decoding.onnx import OnnxWhisper, load_processor, onnx_fields
-from geodistill.decoding.options import DEFAULT_COMPUTE_TYPE, DecodeOptions
+from geodistill.decoding.options import COMPUTE_TYPES, DEFAULT_COMPUTE_TYPE, DecodeOptions, resolve_dtype
 from geodistill.decoding.runtime import OutsideTorch
 from geodistill.decoding.whispercpp import WhisperCppModel
 from geodistill.errors import GeodistillError, ModelLoadError
@@ -41,15 +41,12 @@ from geodistill.models.loading import (
 from geodistill.optional import require
 
 ENGINES = ("hf", "ct2", "whispercpp", "onnx")
-# --compute-type -> the whisper.cpp weights type (f32 files abort whisper.cpp's CPU convolution)
-GGML_TYPES = {
-    "int8": "q8_0",
-    "int8_float32": "q8_0",
-    "int8_float16": "q8_0",
-    "float16": "f16",
-    "float32": "f16",
-}
-COMPUTE_TYPES = ("int8", "int8_float32", "int8_float16", "float16", "float32")
+# --compute-type -> the whisper.cpp weights type: int8 kinds -> q8_0, the rest -> f16 (f32 files abort
+# whisper.cpp's CPU convolution; int16 has no ggml type, f16 is the nearest that loses no more)
+GGML_TYPES = {name: "q8_0" if name.startswith("int8") else "f16" for name in COMPUTE_TYPES}
+GGML_TYPES.update(default="q8_0", auto="q8_0")
+# CTranslate2 converts with a quantization; "default" / "auto" pick the compute type at load, from fp32
+CT2_CONVERT = {name: name for name in COMPUTE_TYPES} | {"default": "float32", "auto": "float32"}
 
 ENGLISH_ONLY_VOCAB = 51864
 
@@ -197,13 +194,27 @@ class Ct2Whisper(OutsideTorch):
         return [float(r.no_speech_prob) for r in results]
 
 
-def _assisted(spec, device: str, assistant: str):
+def check_compute_type(compute_type: str, device: str) -> None:
+    """Refuse in one line a compute type CTranslate2 cannot run on ``device`` ("cpu" | "cuda")."""
+    ctranslate2 = require("ctranslate2", "deploy", "--engine ct2")
+    if compute_type in ("default", "auto"):
+        return
+    supported = sorted(ctranslate2.get_supported_compute_types(device))
+    if compute_type not in supported:
+        raise GeodistillError(
+            f"--compute-type {compute_type}: CTranslate2 {ctranslate2.__version__} does not support it on "
+            f"{device} (supported there: {', '.join(supported)})"
+        )
+
+
+def _assisted(spec, device: str, assistant: str, dtype: str = "auto"):
     """(model, processor, device): the Whisper ``spec`` (or a loaded pair) drafting with ``assistant``."""
 
     if isinstance(spec, tuple | list):
         teacher, processor = spec
     else:
-        teacher, processor = load_whisper(str(spec), device=device)
+        dev = resolve_device(device)
+        teacher, processor = load_whisper(str(spec), device=str(dev), dtype=resolve_dtype(dtype, dev))
         teacher.eval()
     return with_assistant(teacher, processor, assistant), processor, teacher.device
 
@@ -221,6 +232,18 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
         raise GeodistillError(
             f"--word-timestamps: {what} gives no token timestamps; use --engine hf (a model with alignment "
             "heads) or --engine ct2"
+        )
+    if options.dtype != "auto" and options.engine != "hf":
+        hint = "--compute-type" if options.engine in ("ct2", "whispercpp") else "nothing: it runs fp32"
+        raise GeodistillError(
+            f"--dtype {options.dtype}: applies to --engine hf; --engine {options.engine} takes {hint}"
+        )
+    if options.compute_type is not None and options.engine not in ("ct2", "whispercpp"):
+        raise GeodistillError(
+            f"--compute-type {options.compute_type}: applies to --engine ct2 / whispercpp; "
+            f"--engine {options.engine} takes --dtype"
+            if options.engine == "hf"
+            else f"--compute-type {options.compute_type}: --engine onnx runs fp32 only"
         )
     if options.engine != "onnx":
         return options
@@ -268,20 +291,26 @@ def load_engine(
     spec,
     device: str = "auto",
     engine: str = "hf",
-    compute_type: str = DEFAULT_COMPUTE_TYPE,
+    compute_type: str | None = None,
     assistant: str | None = None,
     fallback: bool | None = None,
+    dtype: str = "auto",
 ):
     """(model, processor, device) for ``engine`` ("ct2", "whispercpp"), or the HF ``spec`` drafting with
-    ``assistant``. ``fallback``: whisper.cpp's own temperature fallback (None: on, its default)."""
+    ``assistant``. ``compute_type``: CTranslate2's name (None: int8), checked against what the device
+    supports; whisper.cpp maps it to its weights type (``GGML_TYPES``). ``dtype``: the HF weights' (with
+    ``assistant``). ``fallback``: whisper.cpp's own temperature fallback (None: on, its default)."""
+    compute_type = compute_type or DEFAULT_COMPUTE_TYPE
     if engine not in ENGINES:
         raise GeodistillError(f"--engine: unknown engine '{engine}' (choose {' or '.join(ENGINES)})")
     if compute_type not in COMPUTE_TYPES:
-        raise GeodistillError(f"--compute-type: unknown '{compute_type}' (choose {', '.join(COMPUTE_TYPES)})")
+        raise GeodistillError(
+            f"--compute-type: unknown '{compute_type}' (CTranslate2's: {', '.join(COMPUTE_TYPES)})"
+        )
     if assistant is not None:
         if engine != "hf":
             raise GeodistillError("--assistant needs --engine hf (assisted generation is transformers')")
-        return _assisted(spec, device, assistant)
+        return _assisted(spec, device, assistant, dtype)
     if isinstance(spec, tuple | list):
         raise GeodistillError(
             f"--engine {engine} needs a model spec or folder, not a model already in memory"
@@ -300,6 +329,7 @@ def load_engine(
         return cpp, _processor(folder), torch.device("cpu")
 
     ct2_device = "cuda" if resolve_device(device).type == "cuda" else "cpu"
-    folder = ct2_folder(str(spec), compute_type)
+    check_compute_type(compute_type, ct2_device)
+    folder = ct2_folder(str(spec), CT2_CONVERT[compute_type])
     model = Ct2Whisper(folder, _processor(folder), ct2_device, compute_type)
     return model, model.processor, torch.device("cpu")

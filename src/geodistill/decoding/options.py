@@ -5,9 +5,50 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
+from geodistill.errors import GeodistillError
 from geodistill.models.context import check_override
 
 DEFAULT_COMPUTE_TYPE = "int8"  # CPU int8: what faster-whisper users deploy (``--engine ct2``)
+# --compute-type: CTranslate2's own names (ctranslate2.get_supported_compute_types says which a device has)
+COMPUTE_TYPES = (
+    "default",
+    "auto",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+# --dtype -> the torch dtype the weights are loaded in (--engine hf); "auto": fp16 on CUDA, fp32 elsewhere
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's check: AVX-512 BF16 / AMX); elsewhere torch would
+    emulate it, slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """The torch dtype ``--dtype`` names on ``device`` (auto: fp16 on CUDA, fp32 elsewhere), refusing in one
+    line a name it does not know and bf16 where the device lacks it."""
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise GeodistillError(f"--dtype: unknown '{dtype}' (choose auto, {', '.join(DTYPES)})")
+    if dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise GeodistillError(f"--dtype bf16: {torch.cuda.get_device_name(device)} has no bf16; use fp16")
+    if dtype == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        raise GeodistillError("--dtype bf16: this CPU has no native bf16 (AVX-512 BF16 / AMX); use fp32")
+    return DTYPES[dtype]
 
 
 @dataclass(frozen=True)
@@ -19,7 +60,10 @@ class DecodeOptions:
     audio_context: str | None = None  # "full" | "dynamic"; None = the model's stored context
     context_margin: int | None = None  # encoder positions after the clip (dynamic); None = stored
     engine: str = "hf"  # "hf" | "ct2" | "onnx" (see geodistill.decoding.engines)
-    compute_type: str = DEFAULT_COMPUTE_TYPE  # CTranslate2's weights type (engine ct2)
+    dtype: str = "auto"  # weights' dtype for engine hf: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
+    compute_type: str | None = (
+        None  # engine ct2 / whispercpp: a COMPUTE_TYPES name; None: DEFAULT_COMPUTE_TYPE
+    )
     assistant: str | None = None  # a student spec drafting for the model (speculative decoding, hf)
     long_form: bool = False  # decode clips over 30 s with the engine's sequential long-form algorithm
     fallback: bool | None = False  # temperature fallback; None = the model's own safeguard (on for Whisper)
@@ -34,3 +78,9 @@ class DecodeOptions:
                 f"beam_size and batch_size must be >= 1, got {self.beam_size} and {self.batch_size}"
             )
         check_override(self.audio_context, self.context_margin)
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise GeodistillError(f"--dtype: unknown '{self.dtype}' (choose auto, {', '.join(DTYPES)})")
+        if self.compute_type is not None and self.compute_type not in COMPUTE_TYPES:
+            raise GeodistillError(
+                f"--compute-type: unknown '{self.compute_type}' (CTranslate2's: {', '.join(COMPUTE_TYPES)})"
+            )

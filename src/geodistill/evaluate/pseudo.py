@@ -171,6 +171,7 @@ def pseudo_label(
     max_new_tokens: int | None = None,
     part_size: int = PART_UTTERANCES,
     timestamps: bool = False,
+    dtype: str = "auto",
 ) -> dict:
     """Transcribe ``data`` with ``teacher`` and write the manifest ``out`` (JSONL).
 
@@ -185,7 +186,9 @@ def pseudo_label(
     its share of ``<out>.parts/`` and returns the same summary; rank 0 writes ``out`` (module docstring).
     part_size: utterances a part, rounded down to a multiple of batch_size (so the batches, hence the
     transcripts, are those of one pass over the whole list). timestamps: also write each transcript with
-    the teacher's timestamp tokens (``text_timestamps``, module docstring).
+    the teacher's timestamp tokens (``text_timestamps``, module docstring). dtype: the teacher's weights
+    (auto: fp16 on CUDA, fp32 on the CPU; ``geodistill.decoding.options.resolve_dtype``); parts made at
+    another dtype are transcribed again.
     """
     if wer_threshold is not None and wer_threshold < 0:
         raise ValueError(f"wer_threshold must be >= 0, got {wer_threshold}")
@@ -195,11 +198,12 @@ def pseudo_label(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     bad = BadSamples(out.with_suffix(".bad.jsonl") if world.is_main else None)
-    model, processor, _ = load_model(teacher, device)
+    model, processor, _ = load_model(teacher, device, dtype=dtype)
     utts = load_utterances(data, bad, require_text=False)
     n_bad_load = bad.count
     settings = {
         "teacher_fingerprint": teacher_fingerprint(model),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "language": language,
         "task": "transcribe",
         "timestamps": timestamps,

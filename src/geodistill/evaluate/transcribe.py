@@ -19,16 +19,21 @@ from geodistill.students import family_of
 
 
 def load_model(
-    model, device: str | torch.device = "auto", engine: str = "hf", assistant: str | None = None
+    model,
+    device: str | torch.device = "auto",
+    engine: str = "hf",
+    assistant: str | None = None,
+    dtype: str = "auto",
 ) -> tuple:
     """(model, processor, device) from a spec (loaded in eval mode on ``device``) or a loaded pair.
 
     A loaded (model, processor) pair is used where it already is (the training loop evaluates its student
-    in place), so ``device`` only applies to specs. ``engine`` and ``assistant``: see ``DecodeOptions``;
-    the model's family (``geodistill.students.family_of``) refuses the ones it cannot honour.
+    in place), so ``device`` only applies to specs. ``engine``, ``assistant``, ``dtype``: see
+    ``DecodeOptions``; the model's family (``geodistill.students.family_of``) refuses the ones it cannot
+    honour.
     """
     family = family_of(model)
-    options = family.check(DecodeOptions(engine=engine, assistant=assistant))
+    options = family.check(DecodeOptions(engine=engine, assistant=assistant, dtype=dtype))
     return family.load(model, str(device), options)
 
 

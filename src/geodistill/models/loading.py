@@ -333,6 +333,19 @@ def _load_local(spec: str, dtype: torch.dtype) -> Loaded:
         ) from exc
 
 
+def encoder_layer_count(spec: str) -> int | None:
+    """The encoder layers of the Whisper ``spec`` read off its config.json without loading weights (an
+    embedded name or a local folder; None for a hub id)."""
+    if spec in EMBEDDED:
+        folder = converted_dir(embedded_source(spec))
+    elif Path(spec).expanduser().exists():
+        folder = local_model_dir(Path(spec).expanduser())
+    else:
+        return None
+    layers = _read_config(folder / "config.json").get("encoder_layers")
+    return int(layers) if layers is not None else None
+
+
 def load_whisper(spec: str, device: str = "cpu", dtype: torch.dtype | None = None) -> Loaded:
     """Load ``(WhisperForConditionalGeneration, WhisperProcessor)`` in eval mode on ``device``.
 

@@ -19,6 +19,7 @@ from geodistill.contracts import TeacherProvider
 from geodistill.data.tokens import Prompts
 from geodistill.errors import DataError, GeodistillError
 from geodistill.models import load_whisper, resolve_device
+from geodistill.models.student import spaced_layers
 from geodistill.teacher import OnlineTeacher
 from geodistill.teacher.cache import (
     BuildOptions,
@@ -97,12 +98,29 @@ def _on_device(teacher_model, device: str):
         model.to(home)
 
 
+def encoder_states_read(cfg: Config, teacher_encoder_layers: int | None) -> bool:
+    """Whether the run ``cfg`` reads the teacher's last encoder states, so a cache should store them: a
+    hidden loss on the encoder side, or a copy student whose encoder is the teacher's own, frozen and whole
+    (it takes the states instead of running its encoder: ``students.seq2seq.sharing.encoder_shared``).
+    ``teacher_encoder_layers`` None (not known): a student keeping a count or list of layers may be whole.
+    """
+    lo, s = cfg.loss, cfg.student
+    if lo.hidden_active and lo.hidden_on in ("encoder", "both"):
+        return True
+    if s.init != "copy" or s.audio_context == "dynamic" or not s.freeze_encoder:
+        return False
+    if s.encoder_layers is None or teacher_encoder_layers is None:
+        return True
+    return len(spaced_layers(teacher_encoder_layers, s.encoder_layers)) == teacher_encoder_layers
+
+
 def cached_teacher_for(
     cfg: Config, teacher_model=None, cross_kv_layers: tuple[int, ...] = ()
 ) -> CachedTeacher:
     """The run's teacher read from ``cfg.teacher_cache``, built first over ``cfg.data.train`` if absent or
-    partial (top_k 64, fp16, and the cross-attention K/V of ``cross_kv_layers``; use ``geodistill cache``
-    for other choices). A complete cache is used as it is, whichever cross-attention layers it holds.
+    partial (top_k 64, fp16, the encoder states when the run reads them (``encoder_states_read``), and the
+    cross-attention K/V of ``cross_kv_layers``; use ``geodistill cache`` for other choices). A complete
+    cache is used as it is, whichever cross-attention layers it holds.
 
     teacher_model: the run's loaded (model, processor), when it has one: the cache must then hold this
     teacher's weights (fingerprint) and decoder prompt. Without it the cache must name ``cfg.teacher``.
@@ -122,7 +140,12 @@ def cached_teacher_for(
     if not is_complete(out):
         log.info("teacher cache %s: building it over %s (once; later runs and trials reuse it)", out, d.train)
         with _on_device(teacher_model, cfg.train.teacher_device) as teacher:
-            options = CacheOptions(temperatures=(cfg.loss.temperature,), cross_kv_layers=cross_kv_layers)
+            layers = None if teacher_model is None else teacher_model[0].config.encoder_layers
+            options = CacheOptions(
+                store_encoder=encoder_states_read(cfg, layers),
+                temperatures=(cfg.loss.temperature,),
+                cross_kv_layers=cross_kv_layers,
+            )
             build = BuildOptions(
                 batch_size=cfg.train.batch_size, device=cfg.train.teacher_device, seed=cfg.train.seed, **label
             )

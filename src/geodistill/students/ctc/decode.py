@@ -23,7 +23,7 @@ import torch
 
 from geodistill.data import BadSamples, Utterance
 from geodistill.decoding.batches import Decoded, decode_batches
-from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.options import DecodeOptions, resolve_dtype
 from geodistill.decoding.segments import Transcript, whole
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.whisper import SAMPLE_RATE
@@ -159,6 +159,10 @@ def check(options: DecodeOptions) -> DecodeOptions:
         raise GeodistillError(
             "--vad: not implemented for a CTC student (it decodes each clip whole, up to 30 s)"
         )
+    if o.compute_type is not None:
+        raise GeodistillError(
+            f"--compute-type {o.compute_type}: a CTC student runs in PyTorch only; use --dtype"
+        )
     return replace(o, long_form=False)
 
 
@@ -168,6 +172,7 @@ def load(spec, device: str, options: DecodeOptions) -> tuple:
         model, processor = spec
         return model, processor, model.device
     model, processor = load_ctc(spec, device=str(device))
+    model = model.to(resolve_dtype(options.dtype, model.device))  # auto: fp16 on CUDA, fp32 on the CPU
     return model, processor, model.device
 
 

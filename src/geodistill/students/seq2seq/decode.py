@@ -21,7 +21,7 @@ from geodistill.decoding.batches import Decoded, decode_batches
 from geodistill.decoding.engines import engine_fields, load_engine
 from geodistill.decoding.fallback import NO_SPEECH_THRESHOLD
 from geodistill.decoding.longform import Decoding, decode_audios
-from geodistill.decoding.options import DecodeOptions
+from geodistill.decoding.options import DEFAULT_COMPUTE_TYPE, DecodeOptions, resolve_dtype
 from geodistill.decoding.segments import Transcript
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.timed import check_word_timestamps, timed_transcripts
@@ -32,7 +32,7 @@ from geodistill.decoding.whisper import (
     generate_ids,
 )
 from geodistill.decoding.whispercpp import WhisperCppModel
-from geodistill.models import load_whisper
+from geodistill.models import load_whisper, resolve_device
 from geodistill.models.context import AudioContext, get_audio_context, resolve_audio_context
 from geodistill.students.family import Texts, Timed
 
@@ -50,12 +50,13 @@ def load(spec, device: str, options: DecodeOptions) -> tuple:
 
     ``options.engine`` "ct2" gives a CTranslate2 model with the same generate interface
     (``geodistill.decoding.engines``); ``options.assistant`` (a student spec) makes the model draft with it
-    (speculative decoding, ``geodistill.decoding.assistant``).
+    (speculative decoding, ``geodistill.decoding.assistant``). ``options.dtype``: the weights' dtype of a
+    spec (auto: fp16 on CUDA, fp32 on the CPU); a loaded pair keeps its own.
     """
     if options.engine != "hf" or options.assistant is not None:
         o = options
         model, processor, dev = load_engine(
-            spec, str(device), o.engine, o.compute_type, o.assistant, o.fallback
+            spec, str(device), o.engine, o.compute_type, o.assistant, o.fallback, o.dtype
         )
         if isinstance(model, WhisperCppModel):  # it decodes audio itself: hand it the context to use
             margin = model.margin if o.context_margin is None else o.context_margin
@@ -65,7 +66,8 @@ def load(spec, device: str, options: DecodeOptions) -> tuple:
     if isinstance(spec, tuple | list):
         loaded, processor = spec
         return loaded, processor, loaded.device
-    loaded, processor = load_whisper(str(spec), device=str(device))
+    dev = resolve_device(str(device))
+    loaded, processor = load_whisper(str(spec), device=str(dev), dtype=resolve_dtype(options.dtype, dev))
     return loaded.eval(), processor, loaded.device
 
 
@@ -210,6 +212,10 @@ def _fields(model, options: DecodeOptions, context: AudioContext) -> dict:
         "max_new_tokens": options.max_new_tokens or default_max_new_tokens(model),
         "audio_context": context.mode,
         "context_margin": context.margin if context.dynamic else None,
+        "dtype_requested": options.dtype,
+        "compute_type": (options.compute_type or DEFAULT_COMPUTE_TYPE)
+        if options.engine in ("ct2", "whispercpp")
+        else None,
         **engine_fields(model),
     }
 

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from geodistill.contracts import IGNORE_INDEX
 from geodistill.data import BadSamples, SpeechDataset, WhisperCollator, load_spec
-from geodistill.data.dataset import check_utterances
+from geodistill.data.dataset import check_utterances, normalise
 from geodistill.data.tokens import Prompts
 from geodistill.errors import DataError, GeodistillError
 from geodistill.models import load_whisper, resolve_device
@@ -26,6 +27,7 @@ from geodistill.models.frames import align_frames
 from geodistill.parallel import all_done, owned_parts, part_written, teacher_world
 from geodistill.progress import progress
 from geodistill.runlock import HOLDER, LOCK, hold
+from geodistill.teacher.cache.estimate import check_budget, estimate_size, folder_bytes
 from geodistill.teacher.cache.fingerprint import (
     data_fingerprint,
     data_spec_name,
@@ -71,6 +73,7 @@ class BuildOptions:
     normalise_text: bool = False  # normalise the label text as SpeechDataset does
     min_duration: float = 1.0  # seconds: shorter utterances are skipped (load_spec)
     max_duration: float = 30.0  # seconds: longer utterances are skipped (load_spec)
+    max_size: int | None = None  # bytes: refuse a cache estimated larger (``estimate.check_budget``)
 
     def recorded(self) -> dict:
         """The settings index.json records (label settings and shard size), in its key order."""
@@ -144,6 +147,19 @@ def _check_options(opts: CacheOptions, build: BuildOptions, vocab: int, n_layers
         raise GeodistillError(
             f"batch_size and shard_size must be >= 1, got {build.batch_size} and {build.shard_size}"
         )
+
+
+def _estimate(utts, processor, config, prompt, header: dict, opts: CacheOptions, build: BuildOptions):
+    """``estimate_size`` of this build: each utterance's label tokens counted as the dataset makes them
+    (one batched tokenizer call), index.json as it will be written, the processor as saved (to a
+    temporary folder)."""
+    texts = [normalise(u.text) if build.normalise_text else u.text for u in utts]
+    ids = processor.tokenizer([" " + t.strip() for t in texts], add_special_tokens=False).input_ids
+    counts = [len(prompt) + len(i) for i in ids]  # prompt + text; the eot is a label, never an input
+    with tempfile.TemporaryDirectory() as tmp:
+        save_processor(processor, Path(tmp))
+        fixed = folder_bytes(Path(tmp)) + len(json.dumps({**header, "skipped": [], "n_shards": 0}, indent=1))
+    return estimate_size(opts, config, counts, header["ids"], build.shard_size, fixed)
 
 
 def _lengths(labels: torch.Tensor) -> list[int]:
@@ -302,7 +318,12 @@ def build_cache(
     normaliser taken at T (losses.kd). options.cross_kv_layers: teacher decoder layers whose
     cross-attention keys/values to store, 2 x 1500 x D values per layer and utterance: a copy student that
     keeps those layers with their cross-attention k/v projections frozen then skips them
-    (``teacher_cache_cross_kv`` in a run's config).
+    (``teacher_cache_cross_kv`` in a run's config). options.store_encoder: the last encoder states
+    (off by default: ``teacher.factory.encoder_states_read`` says when a run reads them).
+
+    Before the first shard (and before index.json) the size is estimated and logged
+    (``estimate.estimate_size``); a build the disk under ``out`` has no room for, or one over
+    ``build.max_size`` bytes, is refused in one line (``estimate.check_budget``).
     """
 
     out = Path(out)
@@ -330,12 +351,18 @@ def build_cache(
     prompt = prompts.ids() if prompts.problem(None, None) is None else []
     header = _header(teacher, model, processor, data, utts, prompt, opts, build)
     old = read_index(out)
+    damaged: list[str] = []
     if old is not None:
         check_fields(old, {k: header[k] for k in CONTENT_KEYS}, out)
         if old["status"] == "complete":
             damaged = damaged_parts(out, old, _field_shapes(opts, model.config))
             if not damaged:
                 return out
+    estimate = _estimate(utts, processor, model.config, prompt, header, opts, build)
+    log.info(estimate.line())
+    check_budget(out, estimate, build.max_size)
+    if old is not None:
+        if damaged:
             log.warning("teacher cache %s: damaged, rebuilding: %s", out, "; ".join(damaged))
             if world.is_main:
                 _write_json(out / INDEX, {**old, "status": "building"})

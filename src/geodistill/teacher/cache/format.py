@@ -54,7 +54,8 @@ class CacheOptions:
 
     top_k: int = 64  # log-probs kept per position
     full_logits: bool = False  # keep the full-vocabulary log-probs too
-    store_encoder: bool = True  # keep the last encoder states (a shared frozen encoder / encoder loss)
+    store_encoder: bool = False  # keep the last encoder states: only for a run that reads them (a frozen
+    # encoder shared with the teacher, an encoder hidden loss); 1500 x D values an utterance, most of a cache
     encoder_pool: int | None = None  # average encoder frames in windows of this many (3: 1500 -> 500)
     dtype: str = "float16"  # storage dtype of log-probs and hidden states, a STORAGE_DTYPES key
     temperatures: tuple[float, ...] = (2.0,)  # extra T with logsumexp(z / T) stored (exact top-k KL at T)
