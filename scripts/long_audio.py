@@ -4,7 +4,8 @@ long-form transcription on real speech when no long real recording with a transc
     python scripts/long_audio.py runs/demo/corpus/test runs/long --seconds 60
     geodistill evaluate --model tiny.en --data runs/long/manifest.jsonl --out runs/long/eval-teacher
 
-Clips are taken in the data spec's order until ``--seconds`` is reached, with 0.3 s of silence between them.
+Clips are taken in the data spec's order until ``--seconds`` is reached, with ``--gap`` seconds of silence
+between them (0.3 s; longer gaps make a recording with pauses for voice-activity detection to skip).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ def main() -> None:
     p.add_argument("data", help="a data spec of real recordings")
     p.add_argument("out", type=Path)
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--gap", type=float, default=0.3, help="seconds of silence between clips")
     a = p.parse_args()
-    gap = np.zeros(int(0.3 * SAMPLE_RATE), dtype=np.float32)
+    gap = np.zeros(int(a.gap * SAMPLE_RATE), dtype=np.float32)
     parts, texts, seconds = [], [], 0.0
     for utt in load_spec(a.data):
         if seconds >= a.seconds:
