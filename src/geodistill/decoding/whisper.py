@@ -53,6 +53,10 @@ def default_max_new_tokens(model) -> int:
     return model.config.max_target_positions // 2
 
 
+# Without it, the dynamic-context encoder pass (``context.encode``, which training runs with autograd on)
+# recorded a graph, and every encoder layer's activations stayed alive until ``generate`` returned: 2.2x
+# the peak memory of full context at batch 8 (issue 29). tests/evaluate/test_context.py guards it.
+@torch.inference_mode()
 def generate_ids(
     model,
     input_features: torch.Tensor,
