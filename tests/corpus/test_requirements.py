@@ -52,31 +52,51 @@ def test_without_root_it_stops_with_one_line_naming_the_command(installed, monke
     assert capsys.readouterr().err == ""  # nothing claimed to be installing
 
 
-def test_as_root_it_installs_and_says_so_in_one_line(installed, monkeypatch, capsys):
+def fake_apt_get(folder: Path, log: Path, fail: bool = False) -> None:
+    """An ``apt-get`` in ``folder`` that logs its calls and "installs" flite and bible-kjv as commands there
+    (or, ``fail``, exits 100 as apt-get does for an unknown package)."""
+    script = f"""#!/bin/sh
+echo "$DEBIAN_FRONTEND $*" >> {log}
+[ "$1" = install ] || exit 0
+{'echo "E: Unable to locate package flite" >&2; exit 100' if fail else ""}
+for p in "$@"; do
+  case $p in
+    flite) /bin/ln -s /bin/true {folder}/flite;;
+    bible-kjv) /bin/ln -s /bin/true {folder}/bible;;
+  esac
+done
+"""
+    (folder / "apt-get").write_text(script)
+    (folder / "apt-get").chmod(0o755)
+
+
+@pytest.fixture
+def root_with_apt(monkeypatch, tmp_path):
+    """Root, a PATH holding only the fake apt-get, the recordings' files present; returns the call log."""
+    folder, log = tmp_path / "bin", tmp_path / "apt.log"
+    folder.mkdir()
+    monkeypatch.setenv("PATH", str(folder))
     monkeypatch.setattr(requirements.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(shutil, "which", lambda cmd: "/usr/bin/apt-get" if cmd == "apt-get" else None)
-    calls = []
-
-    def apt(args):
-        calls.append(args)
-        if args[0] == "install":
-            installed.update(a for a in args if not a.startswith("-") and a != "install")
-        return requirements.subprocess.CompletedProcess(args, 0, "", "")
-
-    monkeypatch.setattr(requirements, "_apt", apt)
-    assert requirements.ensure("demo") == DEMO_DEBIAN
-    assert calls == [["update", "-qq"], ["install", "-y", "--no-install-recommends", *DEMO_DEBIAN]]
-    assert capsys.readouterr().err == f"installing Debian packages: {' '.join(DEMO_DEBIAN)}\n"
-    assert requirements.ensure("demo") == []  # now present: nothing more to do
+    monkeypatch.setattr(requirements.glob, "glob", lambda pattern: [pattern])
+    return folder, log
 
 
-def test_a_failed_install_is_one_line_with_apt_gets_reason(installed, monkeypatch):
-    monkeypatch.setattr(requirements.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(shutil, "which", lambda cmd: "/usr/bin/apt-get" if cmd == "apt-get" else None)
-    failed = requirements.subprocess.CompletedProcess(
-        [], 100, "", "Reading...\nE: Unable to locate package flite\n"
-    )
-    monkeypatch.setattr(requirements, "_apt", lambda args: failed)
+def test_as_root_it_installs_and_says_so_in_one_line(root_with_apt, capsys):
+    folder, log = root_with_apt
+    fake_apt_get(folder, log)
+    assert requirements.ensure("synth") == ["flite", "bible-kjv"]
+    assert log.read_text().splitlines() == [
+        "noninteractive update -qq",
+        "noninteractive install -y --no-install-recommends flite bible-kjv",
+    ]
+    assert capsys.readouterr().err == "installing Debian packages: flite bible-kjv\n"
+    assert requirements.ensure("synth") == []  # now present: nothing more to do, apt-get not run again
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_failed_install_is_one_line_with_apt_gets_reason(root_with_apt):
+    folder, log = root_with_apt
+    fake_apt_get(folder, log, fail=True)
     with pytest.raises(MissingDependencyError, match=r"failed \(E: Unable to locate package flite\)$"):
         requirements.ensure("synth")
 
