@@ -145,7 +145,7 @@ class _Broken:
     def log(self, metrics, step):
         raise ConnectionError(f"POST http://u:{SECRET}@host/api failed")
 
-    def close(self):
+    def close(self, failed=False):
         raise AssertionError("a dropped tracker is not closed again")
 
 
@@ -153,13 +153,13 @@ class _Kept:
     name = "kept"
 
     def __init__(self):
-        self.rows, self.closed = [], False
+        self.rows, self.closed = [], None
 
     def log(self, metrics, step):
         self.rows.append((step, dict(metrics)))
 
-    def close(self):
-        self.closed = True
+    def close(self, failed=False):
+        self.closed = "failed" if failed else "finished"
 
 
 def test_a_tracker_that_fails_mid_run_is_dropped_with_one_scrubbed_warning(caplog):
@@ -171,8 +171,8 @@ def test_a_tracker_that_fails_mid_run_is_dropped_with_one_scrubbed_warning(caplo
     assert group.names == ["kept"] and kept.rows == [(1, {"train/total": 1.0}), (2, {"train/total": 0.5})]
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "broken: logging failed" in warnings[0] and SECRET not in warnings[0]
-    group.close()
-    assert kept.closed
+    group.close(failed=True)
+    assert kept.closed == "failed"
 
 
 def test_tensorboard_purges_what_an_interrupted_attempt_wrote_after_the_resume_step(tmp_path):

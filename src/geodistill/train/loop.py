@@ -288,12 +288,15 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
     if ckpt is not None:
         session.restore(ckpt)
     resumed_at = session.state.step if ckpt is not None else None
-    session.trackers = open_trackers(cfg, run_dir, resumed_at, enabled=world.is_main)
     try:  # a pruned tuning trial raises out of on_eval: still close the trackers and the process group
+        session.trackers = open_trackers(cfg, run_dir, resumed_at, enabled=world.is_main)
         try:
-            return _loop(session, on_eval)
-        finally:
-            session.trackers.close()  # warns, never raises: the loop's own error is the one to report
+            result = _loop(session, on_eval)
+        except BaseException:
+            session.trackers.close(failed=True)  # warns, never raises: the loop's error is the one to report
+            raise
+        session.trackers.close(failed=result.exit_code != 0)
+        return result
     finally:
         close(world)
 

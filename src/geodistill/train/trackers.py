@@ -69,7 +69,7 @@ class Tracker(Protocol):
 
     def log(self, metrics: Mapping[str, float], step: int) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, failed: bool = False) -> None: ...
 
 
 class TensorBoard:
@@ -86,7 +86,7 @@ class TensorBoard:
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, step)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self.writer.close()
 
 
@@ -110,8 +110,8 @@ class WandB:
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         self.run.log({**metrics, "step": step})
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
 
 
 class MLflow:
@@ -146,8 +146,8 @@ class MLflow:
         rows = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         self.client.log_batch(self.id, metrics=rows)
 
-    def close(self) -> None:
-        self.client.set_terminated(self.id)
+    def close(self, failed: bool = False) -> None:
+        self.client.set_terminated(self.id, status="FAILED" if failed else "FINISHED")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -179,10 +179,12 @@ class Trackers:
                 self.active.remove(tracker)
                 log.warning("%s: logging failed, no more metrics go to it (%s)", tracker.name, _why(exc))
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close each tracker; ``failed``: the training raised or was stopped (MLflow marks the run
+        FAILED, wandb gets exit code 1)."""
         for tracker in self.active:
             try:
-                tracker.close()
+                tracker.close(failed)
             except Exception as exc:  # noqa: BLE001 -- closing one must not keep the others open
                 log.warning("%s: closing failed (%s)", tracker.name, _why(exc))
         self.active = []
@@ -223,7 +225,7 @@ def open_trackers(cfg: Config, run_dir: Path, resumed_at: int | None, enabled: b
         for name in tracker_names(cfg.train.report_to):
             opened.append(_open(name, run_dir, resumed_at, ids.get(name), to_dict(cfg)))
     except Exception as exc:
-        Trackers(opened).close()
+        Trackers(opened).close(failed=True)
         if isinstance(exc, GeodistillError):
             raise
         raise GeodistillError(f"train.report_to: {name} could not start ({_why(exc)})") from None
