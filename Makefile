@@ -16,10 +16,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# `geodistill demo` first checks for the Debian packages its corpus needs (geodistill/corpus/requirements.py):
+# installed when run as root with apt-get, else it stops at once with the apt-get command.
 demo: install
 	$(VENV)/bin/geodistill demo --out runs/demo
 
+# The same check for the tests: installed when it can be; otherwise named here and in pytest's summary.
 test: install
+	$(PY) -m geodistill.corpus.requirements test --report
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 # For whoever has a CUDA GPU: every GPU test, then the step benchmark at full size (large-v2-shaped teacher,

@@ -242,7 +242,7 @@ def measure(row: Row, args, teacher, proc, manifest: Path, small_dir: Path) -> d
     from geodistill.teacher import OnlineTeacher
     from geodistill.train.loop import Session, TrainState, make_optimizer
     from geodistill.train.setup import build_run
-    from geodistill.train.tensorboard import NullWriter
+    from geodistill.train.trackers import Trackers
 
     device = torch.device(args.device)
     cfg = load_config(write_config(Path(args.work), manifest, row, args.device, small_dir))
@@ -258,7 +258,7 @@ def measure(row: Row, args, teacher, proc, manifest: Path, small_dir: Path) -> d
     sched = get_cosine_schedule_with_warmup(opt, cfg.train.warmup_steps, cfg.train.max_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp == "fp16" and device.type == "cuda")
     loss_fn = DistillationLoss(cfg.loss).to(device)
-    session = Session(run, TrainState(), itertools.cycle(batches), opt, sched, scaler, loss_fn, NullWriter())
+    session = Session(run, TrainState(), itertools.cycle(batches), opt, sched, scaler, loss_fn, Trackers([]))
     trained = {n: p for n, p in run.student.trainable.named_parameters() if p.requires_grad}
     before = {n: p.detach().to("cpu", copy=True) for n, p in trained.items()}
     run.student.trainable.train()

@@ -163,7 +163,7 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
     from geodistill.train.batches import BatchStream
     from geodistill.train.loop import Session, TrainState, make_optimizer
     from geodistill.train.setup import build_run
-    from geodistill.train.tensorboard import NullWriter
+    from geodistill.train.trackers import Trackers
 
     cfg = load_config(config)
     provider = None
@@ -181,7 +181,7 @@ def child(mode: str, config: Path, cache: Path, steps: int) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     loss_fn = DistillationLoss(cfg.loss)
     stream = Timed(BatchStream(run.train_set, run.collate, cfg.train.batch_size, cfg.train.seed))
-    session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, NullWriter())
+    session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, Trackers([]))
     run.student.trainable.train()
     load_before = os.getloadavg()[0]
     rows = []

@@ -7,7 +7,36 @@ from pathlib import Path
 import pytest
 import torch
 
+from geodistill.corpus import requirements
+
 torch.set_num_threads(1)  # on 2 shared cores one thread is much faster than many
+
+
+# No test skips silently for a missing Debian package: `make test` installs them when it can (root + apt),
+# and whatever is still missing is named at the top and the bottom of the run, with its skip count.
+def pytest_report_header(config) -> str | None:
+    gone = requirements.missing("test")
+    if not gone:
+        return None
+    return f"missing Debian packages (their tests skip): sudo {requirements.install_command(gone)}"
+
+
+def skipped_for(reports, packages) -> dict[str, int]:
+    """Debian package -> how many of the skipped ``reports`` name it (by its first word: "alsa", ...)."""
+    reasons = [str(getattr(r, "longrepr", "")).lower() for r in reports]
+    return {p.debian: sum(p.debian.split("-")[0] in why for why in reasons) for p in packages}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    gone = requirements.missing("test")
+    if not gone:
+        return
+    counts = skipped_for(terminalreporter.stats.get("skipped", []), gone)
+    named = ", ".join(f"{name} ({n} skipped)" for name, n in counts.items())
+    terminalreporter.write_line(
+        f"missing Debian packages: {named}; install: sudo {requirements.install_command(gone)}", yellow=True
+    )
+
 
 # The real tiny.en tokenizer and CTranslate2 config.json, vendored (see tests/fixtures/README.md) so unit
 # tests never need the weights package; only tests marked `integration` use geodistill[models].

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from geodistill.config import load_config, read_yaml
 from geodistill.corpus.demo_corpus import build_demo_corpus
+from geodistill.corpus.requirements import ensure
 from geodistill.corpus.synth import held_out_val
 from geodistill.data import load_spec
 from geodistill.errors import GeodistillError
@@ -70,8 +71,10 @@ def run_demo(
     """Build the corpus, distil, evaluate both models on the real recordings, write the report.
 
     ``preset``: a shipped preset's name or a YAML file; refused before the corpus is built when it is
-    neither."""
+    neither; so is a machine without what the corpus needs (``corpus.requirements``: installed when run as
+    root with apt-get, else one line naming the command)."""
     read_yaml(preset)
+    ensure("demo")
     out = Path(out)
     started = time.time()
     corpus = Path(build_demo_corpus(out / "corpus"))
@@ -85,7 +88,7 @@ def run_demo(
     # Validation on voices and a sentence style the training never hears (else it saturates at WER 0),
     # a third of it short phrases (a student that loops on short clips must show it here).
     val = held_out_val(corpus / "val", exclude=[u.text for u in load_spec(test, min_duration=0.0)])
-    base += [f"data.val={val}"] if val is not None else []
+    base.append(f"data.val={val}")
     cfg = load_config(preset, [*base, *(overrides or [])])
     result = train(cfg)
     if result.exit_code:

@@ -1,7 +1,9 @@
 """A run folder's layout, in one place: what training writes there and what everything else reads back.
 
     run/
-      tb/                      TensorBoard events
+      tb/                      TensorBoard events (train.report_to: tensorboard, the default)
+      wandb/, mlflow.db        Weights & Biases offline runs, the MLflow store (report_to: wandb, mlflow)
+      trackers.json            the wandb / mlflow run ids, so a resumed run continues the same one
       checkpoint.pt            latest full training state (atomic), for exact resume
       training_config.json     resolved config + package versions + git commit
       training_history.json    train loss parts per log step, validation WER, skipped steps
@@ -78,6 +80,10 @@ class RunFolder:
     @property
     def tb(self) -> Path:
         return self.path / "tb"
+
+    @property
+    def trackers_file(self) -> Path:
+        return self.path / "trackers.json"
 
     def is_run(self) -> bool:
         """Whether the folder is a geodistill run (it holds a training record or a checkpoint)."""

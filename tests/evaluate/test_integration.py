@@ -12,7 +12,7 @@ LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 def librivox_rows(n: int) -> list[dict]:
     """Manifest rows of the first ``n`` LibriVox clips, transcripts from pocketsphinx's test data."""
     if not (LIBRIVOX / "transcription").is_file():
-        pytest.skip("pocketsphinx test data not installed (apt-get install pocketsphinx)")
+        pytest.skip("pocketsphinx test data not installed (apt-get install pocketsphinx-testdata)")
     rows = []
     for line in (LIBRIVOX / "transcription").read_text().splitlines()[:n]:
         m = re.fullmatch(r"<s> (.*) </s> \((.*)\)", line.strip())

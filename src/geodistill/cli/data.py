@@ -78,22 +78,28 @@ def _data_scan(a: argparse.Namespace) -> int:
 
 def _data_demo(a: argparse.Namespace) -> int:
     from geodistill.corpus.demo_corpus import build_demo_corpus  # noqa: PLC0415
+    from geodistill.corpus.requirements import ensure  # noqa: PLC0415
 
+    ensure("demo")
     print(build_demo_corpus(a.out, n_synthetic=a.n_synthetic))
     return 0
 
 
 def _data_real(a: argparse.Namespace) -> int:
     from geodistill.corpus.real import build_real  # noqa: PLC0415
+    from geodistill.corpus.requirements import ensure  # noqa: PLC0415
 
+    ensure("real")
     print(json.dumps(build_real(a.out, fetch=not a.no_fetch), indent=2))
     return 0
 
 
 def _data_synth(a: argparse.Namespace) -> int:
+    from geodistill.corpus.requirements import ensure  # noqa: PLC0415
     from geodistill.corpus.synth import build_synth  # noqa: PLC0415
     from geodistill.data.specs import load_spec  # noqa: PLC0415
 
+    ensure("robotic" if a.robotic_voices else "synth")
     exclude = [u.text for spec in a.exclude for u in load_spec(spec, min_duration=0.0)]
     summary = build_synth(
         a.out, a.hours, seed=a.seed, val_minutes=a.val_minutes, exclude=exclude, robotic=a.robotic_voices

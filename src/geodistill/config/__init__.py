@@ -16,6 +16,7 @@ from geodistill.config.load import from_dict, load_config, merge, parse_override
 from geodistill.config.lora import LORA_PRESETS, lora_patterns
 from geodistill.config.presets import config_source, description, preset_file, preset_names
 from geodistill.config.schema import (
+    TRACKERS,
     AblateConfig,
     AmpMode,
     AudioContext,
@@ -34,10 +35,12 @@ from geodistill.config.schema import (
     TaidMode,
     TrainConfig,
     TuneConfig,
+    tracker_names,
 )
 
 __all__ = [
     "LORA_PRESETS",
+    "TRACKERS",
     "AblateConfig",
     "AmpMode",
     "AudioContext",
@@ -69,5 +72,6 @@ __all__ = [
     "preset_names",
     "read_yaml",
     "to_dict",
+    "tracker_names",
     "validate",
 ]

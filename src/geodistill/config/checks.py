@@ -10,7 +10,7 @@ from typing import Any
 
 from geodistill.config.errors import config_error
 from geodistill.config.lora import lora_patterns
-from geodistill.config.schema import Config, LoraConfig, family_sections, yaml_key
+from geodistill.config.schema import TRACKERS, Config, LoraConfig, family_sections, tracker_names, yaml_key
 from geodistill.errors import GeodistillError
 
 
@@ -51,6 +51,22 @@ def _check_targets(lora: LoraConfig, problems: list[str]) -> None:
             re.compile(pattern)
         except re.error as exc:
             problems.append(f"student.lora.targets: {pattern!r} is not a valid regular expression ({exc})")
+
+
+def _check_report_to(report_to: str | list[str], problems: list[str]) -> None:
+    """train.report_to: known tracker names, each once; "none" only alone."""
+    names = tracker_names(report_to)
+    where = "train.report_to"
+    if not all(isinstance(n, str) for n in names):
+        problems.append(f"{where}: expected tracker names, got {report_to!r}")
+    elif "none" in names:
+        problems.append(f"{where}: 'none' turns logging off and cannot be combined with {report_to!r}")
+    elif unknown := [n for n in names if n not in TRACKERS]:
+        problems.append(
+            f"{where}: unknown tracker {unknown[0]!r} (choose from {', '.join(TRACKERS)}, or none)"
+        )
+    elif len(set(names)) < len(names):
+        problems.append(f"{where}: a tracker is listed twice in {report_to!r}")
 
 
 def _check_combinations(cfg: Config, problems: list[str]) -> None:
@@ -116,6 +132,7 @@ def validate(cfg: Config, earlier: list[str] | None = None) -> None:
     for name in ("warmup_steps", "eval_every", "save_every", "num_workers"):
         if getattr(t, name) < 0:
             p.append(f"train.{name}: must be >= 0, got {getattr(t, name)}")
+    _check_report_to(t.report_to, p)
     if t.lr <= 0 or t.weight_decay < 0 or t.clip <= 0:
         p.append("train: need lr > 0, weight_decay >= 0, clip > 0")
     if not cfg.run_dir:

@@ -21,6 +21,14 @@ HiddenLayers = Literal["last", "all"]
 AudioContext = Literal["full", "dynamic"]  # as geodistill.models.context.AUDIO_CONTEXTS
 Task = Literal["transcribe", "translate"]  # as geodistill.data.tokens.TASKS
 CTCVocab = Literal["chars"]  # blank, space, apostrophe, a-z (see geodistill.students.ctc.model.CHARS)
+# train.report_to: where training metrics go (geodistill.train.trackers); "none" alone turns logging off.
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+
+
+def tracker_names(report_to: str | list[str]) -> list[str]:
+    """``train.report_to`` as a list of tracker names: "none" (or an empty list) -> [], a name -> [name]."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    return [] if names == ["none"] else names
 
 
 class _Choices:
@@ -188,7 +196,10 @@ class TrainConfig(_Choices):
     seed: int = 0
     eval_every: int = 500  # steps between validation WER runs (0 = only at the end)
     save_every: int = 500  # steps between checkpoints
-    log_every: int = 10  # steps between TensorBoard/tqdm updates
+    log_every: int = 10  # steps between tracker/tqdm updates
+    # tensorboard | wandb | mlflow, or a list of them, or none (see TRACKERS; credentials only from the
+    # environment, never from here: this config is saved in the run folder)
+    report_to: str | list[str] = field(default_factory=lambda: ["tensorboard"])
     num_workers: int = 0  # DataLoader worker processes
     grad_checkpointing: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N

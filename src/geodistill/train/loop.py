@@ -52,7 +52,7 @@ from geodistill.train.checkpoint import (
 from geodistill.train.outputs import check_resumed_config, run_log, write_run_config
 from geodistill.train.setup import Run, build_run
 from geodistill.train.signals import StopFlag
-from geodistill.train.tensorboard import NullWriter, ScalarWriter, open_writer
+from geodistill.train.trackers import Trackers, check_trackers, open_trackers
 from geodistill.train.validate import validate
 
 log = logging.getLogger("geodistill")
@@ -143,7 +143,7 @@ class Session:
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     loss_fn: Objective  # the family's objective (make_loss)
-    writer: ScalarWriter
+    trackers: Trackers  # train.report_to (none on ranks other than the main one)
 
     def train_step(self) -> tuple[dict, list[str], bool]:
         """One optimiser step over ``grad_accum`` micro-batches. Returns (logged values, sample ids, ok)."""
@@ -216,8 +216,7 @@ class Session:
     def log_train(self, bar, values: dict) -> None:
         state = self.state
         state.history["train"].append({"step": state.step, **{k: round(v, 8) for k, v in values.items()}})
-        for name, value in values.items():
-            self.writer.add_scalar(f"train/{name}", value, state.step)
+        self.trackers.log({f"train/{name}": value for name, value in values.items()}, state.step)
         shown = {k: f"{v:.4g}" for k, v in values.items() if k not in ("lr",)}
         bar.set_postfix(shown, refresh=False)
         if bar.disable and self.run.world.is_main:  # no bar (not a terminal, or -q): a log line instead
@@ -233,8 +232,7 @@ class Session:
             return None
         result = validate(run)
         state.history["val"].append({"step": state.step, **result})
-        self.writer.add_scalar("val/wer", result["wer"], state.step)
-        self.writer.add_scalar("val/wer_raw", result["wer_raw"], state.step)
+        self.trackers.log({"val/wer": result["wer"], "val/wer_raw": result["wer_raw"]}, state.step)
         log.info(
             "step %d: validation WER %.4f (raw %.4f) on %d utterances",
             state.step,
@@ -275,6 +273,8 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
     ckpt = load_checkpoint(RunFolder(run_dir).checkpoint)
     if ckpt is not None:
         check_resumed_config(cfg, run_dir)
+    if world.is_main:  # a tracker's missing package: one line now, not after the teacher has loaded
+        check_trackers(cfg.train.report_to)
     run = build_run(cfg, teacher_provider=teacher_provider, teacher_model=teacher_model, world=world)
     if world.is_main:
         write_run_config(cfg, run_dir)
@@ -284,19 +284,18 @@ def _train(cfg: Config, world, on_eval, teacher_provider, teacher_model) -> Trai
     scaler = torch.amp.GradScaler("cuda", enabled=t.amp == "fp16" and run.device.type == "cuda")
     loss_fn = make_loss(run)
     stream = _batch_stream(run, ckpt["data"] if ckpt is not None else {"epoch": 0, "offset": 0})
-    session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, NullWriter())
+    session = Session(run, TrainState(), stream, opt, sched, scaler, loss_fn, Trackers([]))
     if ckpt is not None:
         session.restore(ckpt)
-    purge = session.state.step if ckpt is not None else None
-    session.writer = open_writer(RunFolder(run_dir).tb, purge_step=purge, enabled=world.is_main)
-    try:  # a pruned tuning trial raises out of on_eval: still close the event file and the process group
+    resumed_at = session.state.step if ckpt is not None else None
+    try:  # a pruned tuning trial raises out of on_eval: still close the trackers and the process group
+        session.trackers = open_trackers(cfg, run_dir, resumed_at, enabled=world.is_main)
         try:
             result = _loop(session, on_eval)
         except BaseException:
-            with contextlib.suppress(OSError):  # a full disk fails the close too: report the first error
-                session.writer.close()
+            session.trackers.close(failed=True)  # warns, never raises: the loop's error is the one to report
             raise
-        session.writer.close()
+        session.trackers.close(failed=result.exit_code != 0)
         return result
     finally:
         close(world)
@@ -358,7 +357,7 @@ def _loop(session: Session, on_eval) -> TrainResult:
                 if not is_out_of_memory(exc):
                     raise
                 raise out_of_memory(run, state.step + 1, exc) from None
-            session.writer.add_scalar("time/step_seconds", time.perf_counter() - started, state.step + 1)
+            session.trackers.log({"time/step_seconds": time.perf_counter() - started}, state.step + 1)
             if not ok:
                 _skip_step(state, ids, t.max_bad_steps)
                 continue
