@@ -34,11 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from filelock import FileLock
-from tqdm.auto import tqdm
 
 from geodistill.data.audio import HF_PREFIX, probe
 from geodistill.data.bad import BadSampleError
 from geodistill.paths import cache_dir
+from geodistill.progress import progress
 
 log = logging.getLogger("geodistill")
 
@@ -105,7 +105,7 @@ def probe_parallel(refs: list[str], threads: int = THREADS) -> dict[str, Outcome
     if not refs:
         return {}
     chunks = [refs[i : i + CHUNK] for i in range(0, len(refs), CHUNK)]
-    bar = tqdm(total=len(refs), desc="probing audio", unit="file", disable=None, leave=False)
+    bar = progress(total=len(refs), desc="probe audio", unit="file", leave=False)
     found: dict[str, Outcome] = {}
     with bar, ThreadPoolExecutor(max(1, threads)) as pool:
         for chunk, outcomes in zip(chunks, pool.map(_probe_chunk, chunks), strict=True):
