@@ -19,9 +19,9 @@ from geodistill.config.schema import (
     AblateConfig,
     AmpMode,
     AudioContext,
+    AugmentConfig,
     Config,
     CTCConfig,
-    CTCVocab,
     DataConfig,
     EncoderAlign,
     HiddenLayers,
@@ -34,6 +34,7 @@ from geodistill.config.schema import (
     TaidMode,
     TrainConfig,
     TuneConfig,
+    ctc_vocab,
 )
 
 __all__ = [
@@ -42,7 +43,8 @@ __all__ = [
     "AmpMode",
     "AudioContext",
     "CTCConfig",
-    "CTCVocab",
+    "AugmentConfig",
+    "ctc_vocab",
     "Config",
     "ConfigError",
     "DataConfig",
