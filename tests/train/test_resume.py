@@ -38,16 +38,14 @@ def student_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-@pytest.mark.slow
-def test_kill9_then_rerun_is_bit_identical_to_straight_run(make_config):
-    """2N steps straight vs N steps, SIGKILL, rerun: same parameters bit for bit and same history."""
-    workers = {"train": {"num_workers": 2}}
-    straight = make_config("straight", **workers)
+def kill9_then_rerun(make_config, **sections) -> tuple[dict, dict]:
+    """2N steps straight vs N steps, SIGKILL, rerun; asserts both end alike and returns their histories."""
+    straight = make_config("straight", **sections)
     proc = cli_train(straight)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
 
-    crashed = make_config("crashed", **workers)
+    crashed = make_config("crashed", **sections)
     proc = cli_train(crashed, env={**ENV, loop.CRASH_ENV: "3"})
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL, out
@@ -71,6 +69,25 @@ def test_kill9_then_rerun_is_bit_identical_to_straight_run(make_config):
     assert hist_a == hist_b
     assert [e["step"] for e in hist_a["train"]] == [1, 2, 3, 4, 5, 6]
     assert [e["step"] for e in hist_a["val"]] == [3, 6]
+    return hist_a, hist_b
+
+
+@pytest.mark.slow
+def test_kill9_then_rerun_is_bit_identical_to_straight_run(make_config):
+    """2N steps straight vs N steps, SIGKILL, rerun: same parameters bit for bit and same history."""
+    kill9_then_rerun(make_config, train={"num_workers": 2})
+
+
+@pytest.mark.slow
+def test_kill9_then_rerun_is_bit_identical_with_augmentation_on(make_config):
+    """The same with speed, noise and SpecAugment masks drawn on the fly: the crash falls mid-epoch (4
+    samples a step, 8 utterances), and the rerun draws what the straight run drew, in workers too."""
+    augment = {"speed": 0.1, "noise": 0.5, "time_masks": 2, "freq_masks": 2}
+    history, _ = kill9_then_rerun(make_config, train={"num_workers": 2}, data={"augment": augment})
+    plain = make_config("plain", train={"num_workers": 0})  # the same run without augmentation
+    assert train(load_config(plain)).exit_code == 0
+    clean = json.loads((Path(load_config(plain).run_dir) / "training_history.json").read_text())
+    assert [e["total"] for e in clean["train"]] != [e["total"] for e in history["train"]]
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ from geodistill.cli import (
     demo,
     evaluate,
     export,
+    lm,
     presets,
     report,
     train,
@@ -47,7 +48,7 @@ from geodistill.outdir import ENVIRONMENT_ERRNOS, reason
 from geodistill.progress import LOGGER as PROGRESS_LOGGER
 
 # the subcommands, in the order --help lists them
-COMMANDS = (transcribe, evaluate, export, data, train, cache, tune, ablate, report, demo, presets)
+COMMANDS = (transcribe, evaluate, export, data, train, cache, tune, ablate, report, demo, lm, presets)
 
 
 class _Parser(argparse.ArgumentParser):

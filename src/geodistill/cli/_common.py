@@ -114,6 +114,12 @@ def model_flags(q: argparse.ArgumentParser) -> None:
     q.add_argument("--language", default=None, help="e.g. en (multilingual models)")
     q.add_argument("--beam-size", type=POSITIVE_INT, default=1)
     q.add_argument(
+        "--ctc-beam", type=POSITIVE_INT, default=1, help="CTC students: prefix beam search width (1: greedy)"
+    )
+    q.add_argument("--lm", default=None, help="CTC students: a word n-gram LM (ARPA, `geodistill lm build`)")
+    q.add_argument("--lm-alpha", type=float, default=0.5, help="the LM's weight (default 0.5)")
+    q.add_argument("--lm-beta", type=float, default=1.0, help="the bonus per word (default 1.0)")
+    q.add_argument(
         "--audio-context",
         choices=("full", "dynamic"),
         default=None,

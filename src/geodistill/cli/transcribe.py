@@ -87,6 +87,10 @@ def _transcribe(a: argparse.Namespace) -> int:
     options = dict(
         language=a.language,
         beam_size=a.beam_size,
+        ctc_beam=a.ctc_beam,
+        lm=a.lm,
+        lm_alpha=a.lm_alpha,
+        lm_beta=a.lm_beta,
         device=a.device,
         batch_size=decode_batch_size(a),
         engine=a.engine,

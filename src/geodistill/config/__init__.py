@@ -20,9 +20,9 @@ from geodistill.config.schema import (
     AblateConfig,
     AmpMode,
     AudioContext,
+    AugmentConfig,
     Config,
     CTCConfig,
-    CTCVocab,
     DataConfig,
     EncoderAlign,
     HiddenLayers,
@@ -35,6 +35,7 @@ from geodistill.config.schema import (
     TaidMode,
     TrainConfig,
     TuneConfig,
+    ctc_vocab,
     tracker_names,
 )
 
@@ -45,7 +46,8 @@ __all__ = [
     "AmpMode",
     "AudioContext",
     "CTCConfig",
-    "CTCVocab",
+    "AugmentConfig",
+    "ctc_vocab",
     "Config",
     "ConfigError",
     "DataConfig",

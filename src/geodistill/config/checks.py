@@ -88,6 +88,18 @@ def _check_combinations(cfg: Config, problems: list[str]) -> None:
             problems.append(
                 f"student.{name}: only used with student.init: {section.init} (init is {s.init!r}); drop it"
             )
+    problems += cfg.data.augment.problems()
+    if (
+        cfg.data.augment.speed > 0
+        and cfg.teacher_cache
+        and cfg.loss.hidden_active
+        and cfg.loss.hidden_on != "decoder"
+    ):
+        problems.append(
+            "data.augment.speed: the teacher cache's encoder states are of the unperturbed audio, so they "
+            "no longer line up in time with a sped-up clip; use loss.hidden_on: decoder, no cache, "
+            "or speed: 0"
+        )
     if cfg.data.val_limit is not None and cfg.data.val_limit < 1:
         problems.append(f"data.val_limit: must be >= 1 (or null for all), got {cfg.data.val_limit}")
 

@@ -20,7 +20,22 @@ StudentInit = str
 HiddenLayers = Literal["last", "all"]
 AudioContext = Literal["full", "dynamic"]  # as geodistill.models.context.AUDIO_CONTEXTS
 Task = Literal["transcribe", "translate"]  # as geodistill.data.tokens.TASKS
-CTCVocab = Literal["chars"]  # blank, space, apostrophe, a-z (see geodistill.students.ctc.model.CHARS)
+# student.ctc.vocab: "chars" (blank, space, apostrophe, a-z: geodistill.students.ctc.loss.CHARS) or "bpe:N"
+# (N sentencepiece BPE units trained on the run's training transcripts, + the blank)
+CTC_UNIT_KINDS = ("chars", "bpe")
+
+
+def ctc_vocab(spec: str) -> tuple[str, int | None]:
+    """("chars", None) or ("bpe", N) of a ``student.ctc.vocab`` value; ConfigError (one line) otherwise."""
+    kind, _, size = str(spec).partition(":")
+    if kind == "chars" and not size:
+        return "chars", None
+    if kind == "bpe" and size.isdigit() and int(size) >= 2:
+        return "bpe", int(size)
+    hint = "bpe:N needs a unit count N >= 2, e.g. bpe:256" if kind == "bpe" else "unknown unit type"
+    raise ConfigError(f"student.ctc.vocab: {spec!r}: {hint} (use chars or bpe:N)")
+
+
 # train.report_to: where training metrics go (geodistill.train.trackers); "none" alone turns logging off.
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 
@@ -72,7 +87,7 @@ class CTCConfig(_Choices):
     heads: int = 3
     ffn: int = 768
     downsample: int = 1  # 1: one output frame per 20 ms | 3: Conv1d(k=3, s=3), one per 60 ms
-    vocab: CTCVocab = "chars"
+    vocab: str = "chars"  # chars | bpe:N (N BPE units trained on data.train's transcripts; see ctc_vocab)
     dropout: float = 0.1  # in the Transformer blocks
     # copy the teacher's conv front end and first `layers` encoder blocks (needs d_model, heads and ffn
     # equal to the teacher's)
@@ -93,6 +108,10 @@ class CTCConfig(_Choices):
             problems.append(f"student.ctc.d_model: {c.d_model} is not divisible by heads {c.heads}")
         if not 0 <= c.dropout < 1:
             problems.append(f"student.ctc.dropout: must be in [0, 1), got {c.dropout}")
+        try:
+            ctc_vocab(c.vocab)
+        except ConfigError as exc:
+            problems.append(str(exc))
         if c.downsample not in (1, 3):
             problems.append(f"student.ctc.downsample: must be 1 or 3, got {c.downsample}")
         if not 0 <= c.frozen_layers <= c.layers:
@@ -164,6 +183,44 @@ class LossConfig(_Choices):
 
 
 @dataclass
+class AugmentConfig:
+    """data.augment: on-the-fly augmentation of the training audio, drawn afresh each epoch from (train.seed,
+    epoch, utterance id), so a resumed run sees the very same draws (geodistill.data.augment). All off by
+    default; validation, evaluation and the teacher cache always see the clean audio."""
+
+    # speed perturbation (tempo and pitch, as Kaldi's): factor uniform in [1 - speed, 1 + speed]; 0 off
+    speed: float = 0.0
+    noise: float = 0.0  # share of utterances with white noise added (0 off)
+    noise_snr_min: float = 10.0  # dB: the noise's signal-to-noise ratio is uniform in [min, max]
+    noise_snr_max: float = 30.0
+    time_masks: int = 0  # SpecAugment: log-Mel time masks per utterance (within the clip, not the padding)
+    time_mask_frames: int = 20  # the widest time mask, in 10-ms Mel frames (width uniform in 0..this)
+    freq_masks: int = 0  # SpecAugment: log-Mel frequency masks per utterance
+    freq_mask_bins: int = 10  # the widest frequency mask, in Mel bins
+
+    @property
+    def active(self) -> bool:
+        """Any augmentation is on."""
+        return self.speed > 0 or self.noise > 0 or self.time_masks > 0 or self.freq_masks > 0
+
+    def problems(self) -> list[str]:
+        """Ranges, each a line naming its field."""
+        a, out = self, []
+        if not 0 <= a.speed < 0.5:
+            out.append(f"data.augment.speed: must be in [0, 0.5), got {a.speed}")
+        if not 0 <= a.noise <= 1:
+            out.append(f"data.augment.noise: a share, must be in [0, 1], got {a.noise}")
+        if a.noise_snr_min > a.noise_snr_max:
+            out.append(
+                f"data.augment.noise_snr_min: {a.noise_snr_min} is above noise_snr_max {a.noise_snr_max}"
+            )
+        for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"):
+            if getattr(a, name) < 0:
+                out.append(f"data.augment.{name}: must be >= 0, got {getattr(a, name)}")
+        return out
+
+
+@dataclass
 class DataConfig(_Choices):
     train: str | None = None  # data spec (folder, manifest, HF dataset; `kind:path` also accepted)
     val: str | None = None  # data spec; None = a speaker-disjoint split of `train`
@@ -181,6 +238,7 @@ class DataConfig(_Choices):
     # per utterance by train.seed and its id. distil-whisper trains with 0.2 (its default).
     timestamp_probability: float = 0.0
     strict: bool = False  # stop at the first bad sample instead of skipping it
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training audio only, seeded
 
 
 @dataclass

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
+from geodistill.config import AugmentConfig
 from geodistill.data.audio import SAMPLE_RATE, load_audio, non_finite
+from geodistill.data.augment import Augmenter, draw
 from geodistill.data.bad import BadSampleError, BadSamples
 from geodistill.data.specs import Utterance
 from geodistill.data.tokens import MAX_LABEL_TOKENS, Prompts, text_tokens, timestamped_tokens
@@ -56,6 +58,9 @@ class SpeechDataset(torch.utils.data.Dataset):
     "teacher_features" (n_mels_t, 3000) when ``teacher_extractor`` is given (a teacher with another Mel
     count than the student's, e.g. large-v3's 128 under an 80-Mel student).
     Never raises on a bad file (unless ``bad.strict``), so a DataLoader worker survives it.
+    With ``augment`` (``data.augment``, training only) each sample's audio and features are augmented as
+    drawn from (``seed``, ``epoch``, its id) (``geodistill.data.augment``); "audio_seconds" is then the
+    augmented clip's length.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         timestamp_probability: float = 0.0,
         seed: int = 0,
         teacher_extractor=None,
+        augment: AugmentConfig | None = None,
     ):
         self.utts = list(utts)
         self.processor = processor
@@ -80,6 +86,9 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.prompts = prompts  # None: the collator's one prompt for every sample
         self.timestamp_probability, self.seed = timestamp_probability, seed
         self.teacher_extractor = teacher_extractor  # the teacher's feature extractor when its Mels differ
+        # training only: data.augment, drawn per (seed, epoch, utterance); the batch stream sets ``epoch``
+        self.augment = Augmenter(augment) if augment is not None and augment.active else None
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -127,11 +136,16 @@ class SpeechDataset(torch.utils.data.Dataset):
         if reason is not None:
             self.bad.add(utt, reason)
             return None
+        rng = draw(self.seed, self.epoch, utt.id) if self.augment is not None else None
+        if self.augment is not None and rng is not None:
+            audio = self.augment.audio(audio, rng)
         sample = {"id": utt.id, "labels": labels, "audio_seconds": audio.size / SAMPLE_RATE}
         if prompt:
             sample["prompt"] = prompt
         if self.with_features:
             sample["input_features"] = self.features(audio)
+            if self.augment is not None and rng is not None:
+                sample["input_features"] = self.augment.features(sample["input_features"], audio.size, rng)
         if self.teacher_extractor is not None:
             sample["teacher_features"] = self.features(audio, self.teacher_extractor)
         if self.with_audio:

@@ -260,6 +260,7 @@ def hub_batches(
         return ds
 
     def make_stream(epoch: int = 0, offset: int = 0, hf: dict | None = None) -> HubStream:
+        train_set.epoch = epoch  # the augmentation draws' epoch (data.augment)
         return HubStream(open_ds, bad, min_duration, max_duration, seed, shuffle_buffer, epoch, offset, hf)
 
     return StreamBatches(make_stream, train_set.sample, collate, batch_size, **position)

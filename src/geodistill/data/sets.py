@@ -42,6 +42,11 @@ def build_data(
         raise DataError(f"data.val: a streamed data.train ({d.train}) needs its own validation spec")
     if streamed and cfg.teacher_cache:
         raise DataError(f"teacher_cache: a cache is built over a listed data.train, not the stream {d.train}")
+    if d.augment.active and not with_features:
+        raise DataError(
+            "data.augment: this student reads the teacher cache's encoder states instead of audio (a shared "
+            "frozen encoder), so there is nothing to augment; drop data.augment or the cache"
+        )
     prompts = run_prompts(cfg, processor, model)
     utts = (
         []
@@ -69,6 +74,7 @@ def build_data(
         timestamp_probability=d.timestamp_probability,
         seed=cfg.train.seed,
         teacher_extractor=teacher_extractor,
+        augment=d.augment,
     )
     default = prompts.ids() if prompts.problem(None, None) is None else []
     return train_set, val, default

@@ -227,6 +227,9 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
     model without long-form decoding (``long_form`` off) unless ``vad`` cuts them into 30-s chunks.
     ``onnx``, ``whispercpp`` and an assistant give no token timestamps: ``word_timestamps`` is refused.
     """
+    if options.ctc_beam != 1 or options.lm is not None:
+        flag = f"--ctc-beam {options.ctc_beam}" if options.ctc_beam != 1 else f"--lm {options.lm}"
+        raise GeodistillError(f"{flag}: for CTC students only; a Whisper model decodes with --beam-size")
     if options.word_timestamps and (options.engine in ("onnx", "whispercpp") or options.assistant):
         what = f"--engine {options.engine}" if options.assistant is None else "--assistant"
         raise GeodistillError(

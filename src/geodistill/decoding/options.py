@@ -71,11 +71,16 @@ class DecodeOptions:
     vad: bool = False  # decode only the speech silero-vad finds (ct2: faster-whisper's vad_filter)
     word_timestamps: bool = False  # word start/end times in timed transcripts (transcribe's json, ...)
     timestamps: bool = False  # hypotheses keep Whisper's <|t.tt|> tokens (short clips, HF engine)
+    ctc_beam: int = 1  # CTC students: prefix beam search with this many hypotheses; 1 = greedy best path
+    lm: str | None = None  # CTC students, with ctc_beam > 1: a word n-gram LM (ARPA file) in the beam search
+    lm_alpha: float = 0.5  # the LM's weight (natural-log LM score x alpha)
+    lm_beta: float = 1.0  # the bonus per word (offsets the LM's per-word cost)
 
     def __post_init__(self) -> None:
-        if self.beam_size < 1 or self.batch_size < 1:
+        if self.beam_size < 1 or self.batch_size < 1 or self.ctc_beam < 1:
             raise ValueError(
-                f"beam_size and batch_size must be >= 1, got {self.beam_size} and {self.batch_size}"
+                f"beam_size, batch_size and ctc_beam must be >= 1, got {self.beam_size}, {self.batch_size} "
+                f"and {self.ctc_beam}"
             )
         check_override(self.audio_context, self.context_margin)
         if self.dtype != "auto" and self.dtype not in DTYPES:

@@ -67,6 +67,7 @@ class BatchStream:
         self._it: Iterator | None = None
 
     def _loader(self) -> DataLoader:
+        self.dataset.epoch = self.epoch  # the augmentation draws' epoch (workers copy it as they start)
         sampler = EpochBatches(
             len(self.dataset), self.batch_size, self.seed, self.epoch, self.offset, self.rank, self.world
         )

@@ -71,7 +71,8 @@ def transcribe(audio):  # 16-kHz mono float32 samples, at most 30 s
         audio, sampling_rate=16000, max_length=160 * (frames + 2), return_tensors="pt"
     ).input_features[..., :frames]
     best = model(features)[0].argmax(-1).unique_consecutive().tolist()
-    return " ".join("".join(cfg["vocab"][i] for i in best if i != BLANK).split())
+    text = "".join(cfg["vocab"][i] for i in best if i != BLANK)  # BPE pieces mark a word start with "\u2581"
+    return " ".join(text.replace("\u2581", " ").split())
 """.replace("MAX_POSITIONS", str(MAX_POSITIONS)).replace("BLANK", str(BLANK))
 
 
@@ -87,6 +88,10 @@ def export(folder: Path, out: Path, fmt: str, quantization: str | None, card: Ca
         model.shape, count_params(model), card.name, card.evaluation, card.cfg, card.license
     )
     (out / "README.md").write_text(text, encoding="utf-8")
+
+
+def _units(shape: CTCShape) -> str:
+    return "characters" if shape.units == "chars" else f"{len(shape.vocab) - 1} BPE pieces ({shape.units})"
 
 
 def _vocabulary(vocab: tuple[str, ...]) -> str:
@@ -123,8 +128,8 @@ def ctc_model_card(
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
     teacher = f"`{cfg['teacher']}`" if cfg.get("teacher") else "a Whisper teacher"
     lines += [
-        f"A CTC speech recogniser distilled with geodistill from {teacher}: no decoder, one character "
-        "distribution per audio frame, decoded greedily.",
+        f"A CTC speech recogniser distilled with geodistill from {teacher}: no decoder, one distribution "
+        f"over its units ({_units(shape)}) per audio frame, decoded greedily.",
         "",
         *evaluation_lines(evaluation),
         "## Model",
@@ -146,13 +151,19 @@ def ctc_model_card(
         f"({MAX_POSITIONS}, d_model)), `layers.N.*` (`torch.nn.TransformerEncoderLayer`, norm_first), "
         "`norm.*`, `down.*` (downsample 3 only), `head.*`",
         "- `ctc_config.json`: `n_mels`, `d_model`, `layers`, `heads`, `ffn`, `downsample` (1 or 3), "
-        "`dropout` (training only), `vocab` (the labels, by id)",
+        "`dropout` (training only), `vocab` (the labels, by id), `units` (chars or bpe:N)",
         "- `vocab.json`: the labels, by id; `preprocessor_config.json`: the log-Mel feature extractor",
+        *(
+            ["- `units.model`: the sentencepiece BPE model the pieces come from (to turn text into units)"]
+            if shape.units != "chars"
+            else []
+        ),
         "",
         "## Vocabulary",
         "",
         f"Label ids: {_vocabulary(shape.vocab)}. Greedy decoding takes the best label per frame, collapses "
-        "repeats and drops blanks. Transcripts are lower-case with digits spelled out and no punctuation.",
+        'repeats and drops blanks; a BPE piece\'s "\u2581" starts a word. Transcripts are lower-case with '
+        "digits spelled out and no punctuation.",
         "",
         "## How to use",
         "",

@@ -2,7 +2,7 @@
 
     log-Mel (B, n_mels, F) -> conv1 (k 3, s 1) -> gelu -> conv2 (k 3, s 2) -> gelu -> + sinusoidal positions
       -> N x TransformerEncoderLayer (pre-norm) -> LayerNorm -> [Conv1d(k 3, s 3) when downsample 3]
-      -> Linear -> log-softmax over CHARS (blank 0, space, apostrophe, a-z)
+      -> Linear -> log-softmax over its units (blank 0; characters or BPE pieces: ``units.py``)
 
 The front end and blocks are Whisper's encoder's own shapes, so ``init_from_teacher`` copies the teacher's
 convolutions, positions, first N layers and final norm (widths must match). Input is variable-length:
@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import WhisperProcessor
 
-from geodistill.config import Config
+from geodistill.config import Config, ConfigError
 from geodistill.contracts import Batch, ModelStates, Objective, StudentFamily, TeacherOutputs
 from geodistill.data.audio import SAMPLE_RATE
 from geodistill.data.bad import BadSamples
@@ -39,7 +39,8 @@ from geodistill.models.loading import (
 )
 from geodistill.models.projector import RiemannianProjector
 from geodistill.outdir import replace_folder
-from geodistill.students.ctc.loss import BLANK, CHARS, frames_needed, text_to_labels
+from geodistill.students.ctc.loss import CHARS, frames_needed
+from geodistill.students.ctc.units import CharUnits, Units, load_units, units_text
 
 if TYPE_CHECKING:
     from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperEncoderLayer
@@ -62,7 +63,8 @@ class CTCShape:
     ffn: int = 768
     downsample: int = 1
     dropout: float = 0.1
-    vocab: tuple[str, ...] = CHARS
+    vocab: tuple[str, ...] = CHARS  # id -> unit; id 0 the blank
+    units: str = "chars"  # student.ctc.vocab: chars | bpe:N (a BPE student keeps units.model beside it)
 
 
 def sinusoids(length: int, channels: int) -> Tensor:
@@ -88,10 +90,12 @@ class CTCModel(nn.Module):
 
     positions: Tensor  # (MAX_POSITIONS, d) buffer: Whisper's sinusoids
 
-    def __init__(self, shape: CTCShape):
+    def __init__(self, shape: CTCShape, units: Units | None = None):
         super().__init__()
         s, d = shape, shape.d_model
         self.shape = shape
+        # how text becomes unit ids (training) and back; None only for a BPE shape built without its model
+        self.units: Units | None = CharUnits() if units is None and s.units == "chars" else units
         self.conv1 = nn.Conv1d(s.n_mels, d, 3, padding=1)
         self.conv2 = nn.Conv1d(d, d, 3, stride=CONV_STRIDE, padding=1)
         self.register_buffer("positions", sinusoids(MAX_POSITIONS, d))
@@ -185,14 +189,12 @@ def _copy_layer(mine: nn.TransformerEncoderLayer, layer: WhisperEncoderLayer) ->
 
 def ctc_greedy(log_probs: Tensor, lengths: Tensor, vocab: tuple[str, ...] = CHARS) -> list[str]:
     """Best path per utterance: argmax (B, T, V) over each one's first ``lengths`` frames, collapse repeats,
-    drop blanks; runs of spaces become one, edges stripped."""
+    drop blanks; "▁" read as a space, runs of spaces made one, edges stripped (``units_text``)."""
     best = log_probs.argmax(-1).cpu()
-    texts = []
-    for b, n in enumerate(lengths.tolist()):
-        ids = torch.unique_consecutive(best[b, : int(n)]).tolist()
-        text = "".join(vocab[i] for i in ids if i != BLANK)
-        texts.append(" ".join(text.split()))
-    return texts
+    return [
+        units_text(torch.unique_consecutive(best[b, : int(n)]).tolist(), vocab)
+        for b, n in enumerate(lengths.tolist())
+    ]
 
 
 def encoder_macs(shape: CTCShape, seconds: float) -> int:
@@ -287,8 +289,12 @@ def _plain(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def write_ctc(model: CTCModel, processor, folder: Path) -> None:
-    """model.safetensors, ctc_config.json (shape and vocabulary), vocab.json and the processor's files
-    (preprocessor_config.json included) into the existing folder ``folder``: what ``load_ctc`` reads."""
+    """model.safetensors, ctc_config.json (shape and vocabulary), vocab.json, units.model (BPE) and the
+    processor's files (preprocessor_config.json included) into the existing folder ``folder``: what
+    ``load_ctc`` reads."""
+    if model.units is None:
+        raise GeodistillError(f"a {model.shape.units} CTC student without its BPE model cannot be saved")
+    model.units.save(folder)
     save_file(_plain(model.state_dict()), str(folder / "model.safetensors"))
     (folder / CTC_CONFIG).write_text(json.dumps(asdict(model.shape), indent=2))
     (folder / "vocab.json").write_text(json.dumps(list(model.shape.vocab)))
@@ -311,10 +317,11 @@ def load_ctc(spec: str | Path, device: str = "cpu") -> tuple[CTCModel, WhisperPr
     dev = resolve_device(device)
     try:
         raw = json.loads((folder / CTC_CONFIG).read_text(encoding="utf-8"))
-        model = CTCModel(CTCShape(**{**raw, "vocab": tuple(raw["vocab"])}))
+        shape = CTCShape(**{**raw, "vocab": tuple(raw["vocab"])})
+        model = CTCModel(shape, load_units(shape.units, shape.vocab, folder))
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         processor = WhisperProcessor.from_pretrained(str(folder), local_files_only=True)
-    except weights_errors() + (TypeError, KeyError) as exc:
+    except weights_errors() + (TypeError, KeyError, ConfigError) as exc:
         raise ModelLoadError(
             f"could not load '{spec}': {folder} is not a loadable CTC student ({load_reason(exc)})"
         ) from exc
@@ -322,21 +329,22 @@ def load_ctc(spec: str | Path, device: str = "cpu") -> tuple[CTCModel, WhisperPr
 
 
 class CTCCollator:
-    """Whisper's batch + character targets: "ctc_labels" (B, U) zero-padded, "ctc_label_lengths" (B,).
+    """Whisper's batch + unit targets: "ctc_labels" (B, U) zero-padded, "ctc_label_lengths" (B,).
 
-    A sample whose clip has fewer output frames than its characters need (CTC impossible), or whose
+    A sample whose clip has fewer output frames than its units need (CTC impossible), or whose
     transcript has no character of the vocabulary, is dropped and written to ``bad``; characters outside
     the vocabulary are dropped from the target and logged (once per character).
     """
 
-    def __init__(self, base, tokenizer, downsample: int, bad: BadSamples):
+    def __init__(self, base, tokenizer, downsample: int, bad: BadSamples, units: Units | None = None):
         self.base, self.tokenizer, self.downsample, self.bad = base, tokenizer, downsample, bad
+        self.units = units or CharUnits()
         self.reported: set[str] = set()
 
     def targets(self, sample: dict) -> list[int] | None:
-        """The sample's character ids, or None (reported) when it cannot train a CTC model."""
+        """The sample's unit ids, or None (reported) when it cannot train a CTC model."""
         text = self.tokenizer.decode(sample["labels"], skip_special_tokens=True)
-        ids, dropped = text_to_labels(text)
+        ids, dropped = self.units.encode(text)
         for c in sorted(set(dropped) - self.reported):
             self.reported.add(c)
             log.warning("ctc labels: %r is not in the vocabulary; dropped (first in %s)", c, sample["id"])
@@ -345,7 +353,7 @@ class CTCCollator:
         if not ids:
             reason = "transcript has no character of the CTC vocabulary"
         elif frames < need:
-            reason = f"clip too short for CTC: {frames} output frames < {need} needed by {len(ids)} chars"
+            reason = f"clip too short for CTC: {frames} output frames < {need} needed by {len(ids)} units"
         if reason is not None:
             self.bad.add(sample["id"], reason)
             return None
@@ -368,12 +376,15 @@ class CTCCollator:
         return batch
 
 
-def ctc_model(cfg: Config, teacher, n_mels: int) -> CTCModel:
-    """The CTC model ``student.ctc`` describes, as training starts: random (from torch's generator), or with
-    ``teacher``'s convs, positions, first blocks and final norm when ``init_from_teacher``."""
-    c = cfg.student.ctc
-    shape = CTCShape(n_mels, c.d_model, c.layers, c.heads, c.ffn, c.downsample, c.dropout)
-    model = CTCModel(shape)
+def ctc_model(cfg: Config, teacher, n_mels: int, units: Units | None = None) -> CTCModel:
+    """The CTC model ``student.ctc`` describes over ``units`` (characters when None), as training starts:
+    random (from torch's generator), or with ``teacher``'s convs, positions, first blocks and final norm
+    when ``init_from_teacher``."""
+    c, units = cfg.student.ctc, units or CharUnits()
+    shape = CTCShape(
+        n_mels, c.d_model, c.layers, c.heads, c.ffn, c.downsample, c.dropout, units.vocab, units.spec
+    )
+    model = CTCModel(shape, units)
     if c.init_from_teacher:
         if teacher is None:
             raise GeodistillError("student.ctc.init_from_teacher: needs the teacher's weights (none loaded)")
@@ -384,11 +395,12 @@ def ctc_model(cfg: Config, teacher, n_mels: int) -> CTCModel:
 
 
 def build_ctc_student(
-    cfg: Config, teacher, processor, teacher_config: dict, device: torch.device
+    cfg: Config, teacher, processor, teacher_config: dict, device: torch.device, units: Units | None = None
 ) -> CTCStudent:
-    """The configured CTC student on ``device``: random, or initialised from ``teacher``'s encoder."""
+    """The configured CTC student over ``units`` on ``device``: random, or initialised from ``teacher``'s
+    encoder."""
     c, lo = cfg.student.ctc, cfg.loss
-    model = ctc_model(cfg, teacher, teacher_config["num_mel_bins"])
+    model = ctc_model(cfg, teacher, teacher_config["num_mel_bins"], units)
     projectors = nn.ModuleDict()
     if lo.hidden_active:
         projectors["encoder"] = RiemannianProjector(c.d_model, teacher_config["d_model"])
@@ -397,9 +409,11 @@ def build_ctc_student(
     n = sum(p.numel() for p in model.parameters())
     k = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
-        "ctc student: %s parameters (%s trained), %d output frames per second",
+        "ctc student: %s parameters (%s trained), %d output frames per second, %d units (%s)",
         f"{n:,}",
         f"{k:,}",
         50 // c.downsample,
+        len(model.shape.vocab),
+        model.shape.units,
     )
     return CTCStudent(model.to(device), processor, projectors.to(device), cfg.teacher)
