@@ -1,4 +1,4 @@
-"""Which clips a CTC student can emit at each output rate (student.ctc.downsample), in characters or BPE units.
+"""Which clips a CTC student can emit at each output rate (student.ctc.downsample), in characters or BPE.
 
 CTC needs one output frame per unit plus a blank between equal neighbours. At downsample 1 a clip has 50
 frames a second; at 3 (the founding document's 3:1) it has 16.7, fewer than the characters of fast speech.
