@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from geodistill.config import ConfigError, load_config
 from geodistill.errors import ModelLoadError
+from geodistill.export import export
 from geodistill.students.ctc.loss import CTCLoss, frames_needed, normalise_for_ctc
 from geodistill.students.ctc.model import CTCModel, CTCShape, CTCStudent, ctc_greedy, load_ctc
 from geodistill.students.ctc.units import UNITS_FILE, WORD, CharUnits, make_units, train_bpe
@@ -132,6 +133,10 @@ def test_a_bpe_run_trains_saves_and_its_units_come_from_the_transcripts(
     model, _ = load_ctc(tmp_path / "run")
     assert model.shape.units == "bpe:40" and len(model.shape.vocab) == 41 and model.head.out_features == 41
     assert (tmp_path / "run" / "adapter_final" / UNITS_FILE).is_file()
+    out = export(tmp_path / "run", "hf", tmp_path / "export")  # the export decodes with the same units
+    exported, _ = load_ctc(out)
+    assert (out / UNITS_FILE).read_bytes() == (tmp_path / "run" / "best" / UNITS_FILE).read_bytes()
+    assert exported.shape == model.shape and "BPE pieces (bpe:40)" in (out / "README.md").read_text()
     # trained on the run's training transcripts (not the validation ones)
     texts = [json.loads(line)["text"] for line in train_spec.read_text().splitlines()]
     assert model.shape.vocab == train_bpe(texts, 40).vocab

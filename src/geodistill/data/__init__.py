@@ -1,6 +1,7 @@
 """The data layer: specs -> utterances -> samples -> padded batches, with every bad item logged.
 
 File -> :class:`Utterance` (``load_spec``) -> sample dict (``SpeechDataset``) -> batch (``WhisperCollator``).
+Training samples can be augmented on the fly (``augment``: speed, noise, SpecAugment masks; ``data.augment``).
 ``pseudo`` (teacher transcripts as a manifest) sits on top and is not imported here.
 """
 

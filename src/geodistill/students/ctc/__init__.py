@@ -1,9 +1,11 @@
-"""The CTC family (``student.init: ctc``): convs + Transformer blocks + a character head, no decoder,
-decoded greedily (best path), each clip at its own length.
+"""The CTC family (``student.init: ctc``): convs + Transformer blocks + a head over characters or BPE
+pieces, no decoder, decoded greedily (best path) or by a prefix beam search with a word LM, each clip at its
+own length.
 
 ``model.py`` the student, its collator, saving and ``load_ctc``; ``loss.py`` its objective (CTC + an
-aligned encoder hidden loss); ``setup.py`` its run; ``decode.py`` its decoding; ``export.py`` its folder and
-model card; ``report.py`` its hidden-state side.
+aligned encoder hidden loss); ``units.py`` its output units (characters, BPE); ``setup.py`` its run;
+``decode.py`` its decoding; ``beam.py`` the beam search; ``lm.py`` its word LMs (``geodistill lm build``,
+loading one); ``export.py`` its folder and model card; ``report.py`` its hidden-state side.
 """
 
 from __future__ import annotations
