@@ -100,17 +100,24 @@ def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Te
     return keep.reshape(1, -1)
 
 
-def _ct2_long_ids(model, audio: np.ndarray, how: Decoding) -> torch.Tensor:
-    """Token ids (1, T) of one long clip by faster-whisper's own long-form transcription."""
-    segments = model.faster_whisper().transcribe(
+def faster_whisper_transcribe(model, audio: np.ndarray, how: Decoding, words: bool = False):
+    """(segments, info) of one clip by faster-whisper's ``transcribe`` on a CTranslate2 model's folder, with
+    ``how``'s language, beam, fallback and VAD filter (``words``: word timestamps)."""
+    return model.faster_whisper().transcribe(
         audio,
         language=how.language if model.model.is_multilingual else None,
         beam_size=how.beam_size,
         temperature=list(FALLBACK_TEMPERATURES) if how.fallback else 0.0,
         condition_on_previous_text=False,
         without_timestamps=False,
+        word_timestamps=words,
         vad_filter=how.vad,
-    )[0]
+    )
+
+
+def _ct2_long_ids(model, audio: np.ndarray, how: Decoding) -> torch.Tensor:
+    """Token ids (1, T) of one long clip by faster-whisper's own long-form transcription."""
+    segments = faster_whisper_transcribe(model, audio, how)[0]
     ids = [t for s in segments for t in s.tokens if t < model.timestamp_begin]
     return torch.tensor(ids, dtype=torch.long).reshape(1, -1)
 

@@ -25,8 +25,14 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from geodistill.decoding import vad
 from geodistill.decoding.engines import Ct2Whisper
-from geodistill.decoding.fallback import FALLBACK_TEMPERATURES, fallback_kwargs, seeded
-from geodistill.decoding.longform import Decoding, decode_audios, hf_long_generate, is_long
+from geodistill.decoding.fallback import fallback_kwargs, seeded
+from geodistill.decoding.longform import (
+    Decoding,
+    decode_audios,
+    faster_whisper_transcribe,
+    hf_long_generate,
+    is_long,
+)
 from geodistill.decoding.segments import Segment, Transcript, Word, hf_words, joined, transcript
 from geodistill.decoding.speed import Timer
 from geodistill.decoding.whisper import MEL_FRAMES, SAMPLE_RATE, default_max_new_tokens, is_multilingual
@@ -145,16 +151,7 @@ def _hf(model, processor, clips: list[np.ndarray], how: Decoding, words: bool, f
 
 def _ct2(model: Ct2Whisper, clip: np.ndarray, how: Decoding, words: bool) -> Transcript:
     """One clip by faster-whisper's ``transcribe`` (its own VAD filter with ``how.vad``)."""
-    found, info = model.faster_whisper().transcribe(
-        clip,
-        language=how.language if model.model.is_multilingual else None,
-        beam_size=how.beam_size,
-        temperature=list(FALLBACK_TEMPERATURES) if how.fallback else 0.0,
-        condition_on_previous_text=False,
-        without_timestamps=False,
-        word_timestamps=words,
-        vad_filter=how.vad,
-    )
+    found, info = faster_whisper_transcribe(model, clip, how, words)
     segs = [
         Segment(
             s.start,
