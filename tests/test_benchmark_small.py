@@ -35,3 +35,25 @@ def test_dynamic_context_small_mode_times_both_contexts():
         "1",
     )
     assert "full" in out and "dynamic" in out and "| 2" in out
+
+
+@pytest.mark.integration
+def test_teacher_cache_small_mode_compares_online_and_cached_steps(tmp_path):
+    """benchmarks/teacher_cache.py at its smallest (the real tiny.en, 4 utterances, 3 steps, one round)."""
+    work = tmp_path / "bench"
+    out = _run(
+        "teacher_cache.py",
+        "--teacher",
+        "tiny.en",
+        "--steps",
+        "3",
+        "--utterances",
+        "4",
+        "--rounds",
+        "1",
+        "--threads",
+        "1",
+        "--work",
+        str(work),
+    )
+    assert "| phase | s |" in out and (work / "result.json").is_file()
