@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from geodistill.cli import main
-from geodistill.decoding.segments import Segment, Word, tidy, transcript
+from geodistill.decoding.segments import Segment, Word, tidy, time_agreement, transcript
 from geodistill.evaluate.outputs import FORMATS, JSON_SCHEMA, parse_formats, render
 
 srt = pytest.importorskip("srt")
@@ -163,3 +164,25 @@ def test_a_ctc_student_refuses_word_timestamps(random_ctc_dir, two_files, capsys
     argv = ["transcribe", str(random_ctc_dir), str(two_files[0]), "--word-timestamps"]
     assert main(argv) == 2
     assert "a CTC student has no decoder cross-attention" in capsys.readouterr().err
+
+
+def test_time_agreement_matches_words_by_text_and_averages_their_time_differences():
+    teacher = [
+        Word(0.0, 0.4, " The"),
+        Word(0.4, 0.9, " cat"),
+        Word(1.0, 1.5, " sat"),
+        Word(1.6, 2.0, " down."),
+    ]
+    student = [
+        Word(0.1, 0.4, " the"),
+        Word(0.5, 1.2, " hat"),
+        Word(1.0, 1.9, " sat"),
+        Word(1.5, 2.0, " down"),
+    ]
+    got = time_agreement(teacher, student, lambda t: t.strip(" .").lower(), tolerance=0.2)
+    # matched: the (0.1, 0.0), sat (0.0, 0.4), down (0.1, 0.0); "cat"/"hat" unmatched
+    assert (got.matched, got.total) == (3, 4)
+    assert got.start_error == pytest.approx(0.2 / 3) and got.end_error == pytest.approx(0.4 / 3)
+    assert got.within == pytest.approx(2 / 3)
+    none = time_agreement(teacher, [Word(0, 1, " dog")], str.strip)
+    assert none.matched == 0 and none.total == 4 and math.isnan(none.start_error)

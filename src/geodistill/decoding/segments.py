@@ -9,8 +9,9 @@ model predicts its timestamp tokens, and a small or random one can predict a tim
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 import torch
 
@@ -121,3 +122,38 @@ def hf_words(
             words[-1][0] += piece
             words[-1][2] = stop
     return tuple(Word(s, max(s, e), text) for text, s, e in words)
+
+
+@dataclass(frozen=True)
+class TimeAgreement:
+    """How far one transcript's times lie from another's, over the items (words or segments) whose
+    normalised texts match in order (difflib's longest matching blocks); unmatched items are counted only."""
+
+    matched: int  # items present in both, in the same order
+    total: int  # items of the reference transcript
+    start_error: float  # mean |start - reference start|, seconds (nan when nothing matched)
+    end_error: float  # mean |end - reference end|, seconds
+    within: float  # share of matched items whose start and end both lie within ``tolerance`` of the reference
+
+
+def time_agreement(
+    reference: Sequence[Word | Segment],
+    other: Sequence[Word | Segment],
+    normalise: Callable[[str], str],
+    tolerance: float = 0.2,
+) -> TimeAgreement:
+    """Compare ``other``'s times with ``reference``'s, item by item where their texts (after ``normalise``)
+    agree: e.g. a student's word timestamps against its teacher's on the same clip."""
+    keys = [[normalise(x.text) for x in items] for items in (reference, other)]
+    pairs = [
+        (reference[m.a + k], other[m.b + k])
+        for m in SequenceMatcher(None, keys[0], keys[1], autojunk=False).get_matching_blocks()
+        for k in range(m.size)
+    ]
+    if not pairs:
+        return TimeAgreement(0, len(reference), float("nan"), float("nan"), float("nan"))
+    d_start = [abs(b.start - a.start) for a, b in pairs]
+    d_end = [abs(b.end - a.end) for a, b in pairs]
+    close = sum(s <= tolerance and e <= tolerance for s, e in zip(d_start, d_end, strict=True))
+    n = len(pairs)
+    return TimeAgreement(n, len(reference), sum(d_start) / n, sum(d_end) / n, close / n)
