@@ -27,11 +27,13 @@ test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 # For whoever has a CUDA GPU: every GPU test, then the step benchmark at full size (large-v2-shaped teacher,
-# random weights) written to docs/benchmarks.md and runs/bench-gpu-step/result.json.
+# random weights) written to docs/benchmarks.md and runs/bench-gpu-step/result.json, then docs/scale.md's
+# per-100-h plan filled from it (printed too: the rows that were "unmeasured").
 gpu-check: install
 	$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: torch sees no CUDA GPU (install a CUDA build of torch, see README)')"
 	$(PY) -m pytest -q -m gpu
 	$(PY) benchmarks/gpu_step.py --size full --device cuda --write docs/benchmarks.md
+	$(PY) scripts/scale_plan.py --result runs/bench-gpu-step/result.json --write docs/scale.md
 
 # ruff (style, and PLC0415: no function-local imports without a reason), the import layers
 # (import-linter, pyproject.toml), the layer table in docs/architecture.md, and the type checker.

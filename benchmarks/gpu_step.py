@@ -12,12 +12,19 @@ one thing against the baseline (online teacher on the training device, fp16 + Gr
 gradient checkpointing, the middle batch size, LoRA, copy student): teacher cache (the teacher's outputs for
 the timed batches computed beforehand and held in CPU memory, as a cache reader hands them over), bf16,
 gradient checkpointing, the other batch sizes, the full decoder trained instead of LoRA (``lora.r: 0``),
-the teacher on the CPU, the small-shaped student. Every row runs the training loop's own
+the teacher on the CPU, the small-shaped student. Three more rows take a shipped preset's student, loss,
+batch size, precision and teacher source as they are (``preset distil-large-v2``, ``preset thesis``,
+``preset distil-large-v3``: the step times docs/scale.md plans with). Every row runs the training loop's own
 ``Session.train_step`` (``compute_loss``, AMP, GradScaler, clipping, AdamW) on a run from ``build_run``.
 Reported: median step time (after untimed warm-up steps, up to the first one applied), peak memory (CUDA:
 max allocated and reserved since the row's steps began; CPU: peak RSS since then). Random weights make
 the losses meaningless: the checks are only that they are finite and that the steps change the trainable
 weights (a row failing them fails the benchmark, exit 1, after the table is written).
+
+Then the teacher's two passes over data, in its precision (fp16 on CUDA) on 30-s inputs: the teacher-forced
+forward a cache build runs (``forward_states``, the prompt + text positions of an average utterance) and
+greedy generation of that many text tokens, as pseudo-labelling runs (forced to the same length: random
+weights would stop anywhere). Reported: median seconds a batch and utterances a second.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ import soundfile as sf
 import torch
 import yaml
 
+from geodistill.config import load_config, read_yaml
 from geodistill.markdown import replace_section as write_section
+from geodistill.teacher.cache.estimate import PROMPT_TOKENS, TOKENS_PER_SECOND, UTTERANCE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "tests" / "fixtures" / "tiny_en" / "tokenizer.json"  # the real tiny.en tokenizer, vendored
@@ -52,6 +61,8 @@ SHAPES = {
 }
 VOCAB = 51865
 MAX_WARMUP = 8  # untimed steps at most, until one is applied (fp16's GradScaler starts at 2^16 and halves)
+PRESETS = ("distil-large-v2", "thesis", "distil-large-v3")  # a row each, as shipped: docs/scale.md's plans
+NEW_TOKENS = round(TOKENS_PER_SECOND * UTTERANCE_SECONDS)  # 44: an average utterance's text tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,9 +77,11 @@ class Row:
     training: str = "lora"  # lora | full decoder
     teacher_device: str = "same"  # same (the training device) | cpu
     student: str = "copy-2dec"  # copy-2dec | small
+    preset: str | None = None  # a shipped preset whose student and loss the row trains as they are
 
     def cuda_only(self) -> bool:
-        return self.amp == "bf16" or self.teacher_device == "cpu"
+        # a preset row runs anywhere (fp32 off CUDA): its student and loss are what it measures
+        return (self.amp == "bf16" and self.preset is None) or self.teacher_device == "cpu"
 
 
 def rows(batch_sizes: list[int]) -> list[Row]:
@@ -85,7 +98,21 @@ def rows(batch_sizes: list[int]) -> list[Row]:
         Row("teacher on CPU", teacher_device="cpu", batch=base),
         Row("small-shaped student", student="small", batch=base),
     ]
-    return out
+    return out + [preset_row(name) for name in PRESETS]
+
+
+def preset_row(name: str) -> Row:
+    """The row of a shipped preset: its batch size, precision, teacher source and student kind."""
+    cfg = load_config(name)
+    return Row(
+        f"preset {name}",
+        teacher="cache" if cfg.teacher_cache else "online",
+        amp=cfg.train.amp,
+        batch=cfg.train.batch_size,
+        training="lora" if cfg.student.lora.r > 0 else "full",
+        student="copy-2dec" if cfg.student.init == "copy" else "small",
+        preset=name,
+    )
 
 
 def processor():
@@ -148,8 +175,21 @@ def write_data(folder: Path, n: int) -> Path:
     return manifest
 
 
-def write_config(work: Path, manifest: Path, row: Row, device: str, small_dir: Path) -> Path:
-    """The run's YAML: the distil-large-v2 preset's student and loss, this row's changes."""
+def preset_parts(row: Row, shapes: dict, small_dir: Path) -> tuple[dict, dict]:
+    """(student, loss) sections of the row's preset as shipped; a pretrained student is the random
+    small-shaped one, and keeps no more decoder layers than its shape has (``--size tiny``)."""
+    raw = read_yaml(row.preset)
+    student, loss = dict(raw["student"]), dict(raw["loss"])
+    if student["init"] == "pretrained":
+        student["from"] = str(small_dir)
+    own = shapes["small" if student["init"] == "pretrained" else "teacher"][2]
+    student["decoder_layers"] = min(student.get("decoder_layers", own), own)
+    return student, loss
+
+
+def write_config(work: Path, manifest: Path, row: Row, device: str, small_dir: Path, shapes: dict) -> Path:
+    """The run's YAML: the distil-large-v2 preset's student and loss, this row's changes (a preset row:
+    that preset's student and loss)."""
     student = {
         "init": "copy",
         "decoder_layers": 2,
@@ -159,10 +199,13 @@ def write_config(work: Path, manifest: Path, row: Row, device: str, small_dir: P
     student["lora"]["targets"] = "decoder-text-side"
     if row.student == "small":
         student.update({"init": "pretrained", "from": str(small_dir)})
+    loss = {"kl_weight": 1.0, "kl_warmup_steps": 0, "temperature": 2.0, "hidden_on": "decoder"}
+    if row.preset:
+        student, loss = preset_parts(row, shapes, small_dir)
     cfg = {
         "teacher": "random-large-v2",
         "student": student,
-        "loss": {"kl_weight": 1.0, "kl_warmup_steps": 0, "temperature": 2.0, "hidden_on": "decoder"},
+        "loss": loss,
         "data": {"train": str(manifest), "val": str(manifest), "val_limit": 1},
         "train": {
             "max_steps": 1000,
@@ -237,7 +280,6 @@ def measure(row: Row, args, teacher, proc, manifest: Path, small_dir: Path) -> d
     """Build the row's run and time ``args.steps`` + 1 training steps (the first one excluded)."""
     from transformers import get_cosine_schedule_with_warmup
 
-    from geodistill.config import load_config
     from geodistill.losses import DistillationLoss
     from geodistill.teacher import OnlineTeacher
     from geodistill.train.loop import Session, TrainState, make_optimizer
@@ -245,7 +287,7 @@ def measure(row: Row, args, teacher, proc, manifest: Path, small_dir: Path) -> d
     from geodistill.train.trackers import Trackers
 
     device = torch.device(args.device)
-    cfg = load_config(write_config(Path(args.work), manifest, row, args.device, small_dir))
+    cfg = load_config(write_config(Path(args.work), manifest, row, args.device, small_dir, SHAPES[args.size]))
     home = torch.device("cpu") if row.teacher_device == "cpu" else device
     teacher.to(home, torch.float16 if home.type == "cuda" else torch.float32)
     run = build_run(cfg, teacher_model=(teacher, proc))
@@ -304,6 +346,42 @@ def timed_steps(session, device: torch.device, n: int, until_applied: bool = Fal
     return out
 
 
+def teacher_pass(teacher, device: torch.device, batch: int, new_tokens: int, steps: int) -> dict:
+    """Median seconds of the teacher's two passes over a batch of ``batch`` 30-s inputs, in its precision
+    (fp16 on CUDA): the cache build's teacher-forced forward over prompt + ``new_tokens`` positions, and
+    greedy generation of ``new_tokens`` (pseudo-labelling; forced to that length). One warm-up each."""
+    from geodistill.models.forward import forward_states  # noqa: PLC0415 -- after transformers' logging is set
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    teacher.to(device, dtype)
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(batch, 80, 3000, generator=gen).to(device, dtype)
+    labels = torch.randint(0, 50000, (batch, PROMPT_TOKENS + new_tokens), generator=gen).to(device)
+    generated: list[int] = []
+
+    def forward() -> None:
+        forward_states(teacher, labels, input_features=feats)
+
+    def generate() -> None:
+        out = teacher.generate(feats, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        generated.append(out.shape[-1])
+
+    result: dict = {"batch": batch, "decoder_positions": labels.shape[1], "new_tokens": new_tokens}
+    with torch.inference_mode():
+        for name, fn in (("forward", forward), ("generate", generate)):
+            seconds = []
+            for _ in range(steps + 1):
+                _sync(device)
+                t0 = time.perf_counter()
+                fn()
+                _sync(device)
+                seconds.append(time.perf_counter() - t0)
+            result[f"{name}_s"] = statistics.median(seconds[1:])
+            result[f"{name}_utt_per_s"] = batch / result[f"{name}_s"]
+    result["ok"] = min(generated) >= new_tokens  # every generation ran to the asked length
+    return result
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -353,6 +431,21 @@ def markdown(report: dict) -> str:
             f"{mem} | {r['trainable_params_m']:.2f} | {check} ({r['tensors_changed']}/{r['tensors_trained']} "
             f"tensors moved, {r['steps_applied']}/{len(r['losses'])} steps applied) |"
         )
+    t = report.get("teacher_pass")
+    if t:
+        lines += [
+            "",
+            f"Teacher passes ({'fp16' if cuda else 'fp32'}): batch {t['batch']} of 30-s inputs, median of "
+            f"{report['steps']} after a warm-up; {t['decoder_positions']} decoder positions (cache build), "
+            f"{t['new_tokens']} generated tokens (pseudo-labels).",
+            "",
+            "| pass | s per batch | utterances/s | checks |",
+            "|---|---:|---:|---|",
+            f"| teacher-forced forward (cache build) | {t['forward_s']:.3f} | "
+            f"{t['forward_utt_per_s']:.1f} | |",
+            f"| greedy generation (pseudo-labels) | {t['generate_s']:.3f} | {t['generate_utt_per_s']:.1f} | "
+            f"{'ok' if t['ok'] else 'FAILED'} |",
+        ]
     return "\n".join(lines)
 
 
@@ -374,6 +467,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=3, help="timed steps per row (after the untimed warm-up)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="8 16 32 (full), 2 4 (tiny)")
     p.add_argument("--only", nargs="+", default=None, help="row names to run (default: all)")
+    p.add_argument(
+        "--teacher-batch", type=int, default=None, help="teacher passes' batch: 32 (full), 2 (tiny)"
+    )
+    p.add_argument("--new-tokens", type=int, default=NEW_TOKENS, help="tokens per utterance, teacher passes")
     p.add_argument("--work", default="runs/bench-gpu-step")
     p.add_argument("--json", default=None, help="result file (default: WORK/result.json)")
     p.add_argument("--write", default=None, help="markdown file whose GPU step section is replaced")
@@ -381,8 +478,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     a.device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     a.size = a.size or ("full" if a.device.startswith("cuda") else "tiny")
     a.batch_sizes = a.batch_sizes or ([8, 16, 32] if a.size == "full" else [2, 4])
-    if a.steps < 1 or min(a.batch_sizes) < 1:
-        p.error("--steps and --batch-sizes must be >= 1")
+    a.teacher_batch = a.teacher_batch or (32 if a.size == "full" else 2)
+    if min(a.steps, a.teacher_batch, a.new_tokens, *a.batch_sizes) < 1:
+        p.error("--steps, --batch-sizes, --teacher-batch and --new-tokens must be >= 1")
     unknown = set(a.only or ()) - {r.name for r in rows(a.batch_sizes)}
     if unknown:
         p.error(f"--only: no row named {sorted(unknown)} (rows: {[r.name for r in rows(a.batch_sizes)]})")
@@ -397,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(a.work).resolve()
     a.work = str(work)
     shapes = SHAPES[a.size]
-    manifest = write_data(work / "data", 2 * max(a.batch_sizes))
+    chosen = [r for r in rows(a.batch_sizes) if not a.only or r.name in a.only]
+    manifest = write_data(work / "data", 2 * max([*a.batch_sizes, *(r.batch or 1 for r in chosen)]))
     proc = processor()
     small_dir = work / "small-student"
     random_whisper(shapes["small"], "cpu", seed=1).save_pretrained(small_dir)
@@ -405,14 +504,13 @@ def main(argv: list[str] | None = None) -> int:
     teacher = random_whisper(shapes["teacher"], a.device, seed=0).requires_grad_(False)
     cuda = a.device.startswith("cuda")
     results = []
-    for row in rows(a.batch_sizes):
-        if a.only and row.name not in a.only:
-            continue
+    for row in chosen:
         if row.cuda_only() and not cuda:
             results.append({"name": row.name, "skipped": "CUDA only (not measured here)"})
             continue
         results.append(measure(row, a, teacher, proc, manifest, small_dir))
         print(f"{row.name}: {results[-1]['step_s']:.3f} s/step", file=sys.stderr)
+    passes = teacher_pass(teacher, torch.device(a.device), a.teacher_batch, a.new_tokens, a.steps)
     report = {
         "device": a.device,
         "device_name": device_name(a.device),
@@ -425,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
             ["python", "benchmarks/gpu_step.py", *(argv if argv is not None else sys.argv[1:])]
         ),
         "rows": results,
+        "teacher_pass": passes,
     }
     out = Path(a.json) if a.json else work / "result.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -433,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if a.write:
         replace_section(Path(a.write), text)
-    return 0 if all(r.get("ok", True) for r in results) else 1
+    return 0 if all(r.get("ok", True) for r in results) and passes["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ def test_cpu_mode_measures_each_row_and_writes_table_and_json(gpu_step, tmp_path
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\nkept text\n")
     rows = ["baseline", "teacher cache", "full decoder (no LoRA)", "batch 1", "bf16", "teacher on CPU"]
+    rows.append(
+        "preset thesis"
+    )  # a shipped preset's student and loss as they are (pretrained, 4 dec. layers)
     args = ["--device", "cpu", "--size", "tiny", "--steps", "1", "--batch-sizes", "1", "2"]
     args += [
         "--work",
@@ -53,6 +56,7 @@ def test_cpu_mode_measures_each_row_and_writes_table_and_json(gpu_step, tmp_path
         "batch 1",
         "full decoder (no LoRA)",
         "teacher on CPU",
+        "preset thesis",
     ]
     for name in ("bf16", "teacher on CPU"):
         assert "CUDA only" in by_name[name]["skipped"]
@@ -63,6 +67,18 @@ def test_cpu_mode_measures_each_row_and_writes_table_and_json(gpu_step, tmp_path
         assert r["steps_applied"] == 2 and 0 < r["tensors_changed"] == r["tensors_trained"]
     assert by_name["batch 1"]["batch"] == 1 and by_name["baseline"]["batch"] == 2
     assert by_name["teacher cache"]["teacher"] == "cache"
+    thesis = by_name["preset thesis"]  # the preset's batch, precision and online teacher
+    assert (thesis["batch"], thesis["amp"], thesis["teacher"], thesis["student"]) == (
+        16,
+        "fp16",
+        "online",
+        "small",
+    )
+    # The teacher's two passes: forward (cache build) and generation (pseudo-labels) to the asked length.
+    passes = report["teacher_pass"]
+    assert passes["ok"] and passes["batch"] == 2 and passes["new_tokens"] == 44
+    assert passes["decoder_positions"] == 48 and passes["generate_s"] > 0 and passes["forward_s"] > 0
+    assert passes["generate_utt_per_s"] == pytest.approx(2 / passes["generate_s"])
     # Full decoder training trains far more than LoRA's adapters.
     assert (
         by_name["full decoder (no LoRA)"]["trainable_params_m"]
@@ -74,6 +90,7 @@ def test_cpu_mode_measures_each_row_and_writes_table_and_json(gpu_step, tmp_path
     assert f"### GPU step: {report['device_name']} (cpu, size tiny)" in text
     assert "| row | teacher | precision |" in text and "peak RSS MiB" in text
     assert "| bf16 | CUDA only (not measured here) |" in text
+    assert "| greedy generation (pseudo-labels) |" in text
     assert text.count("| ok (") == len(measured) and "FAILED" not in text
     assert capsys.readouterr().out.strip() in text
     # Run again: the section is replaced, not appended.
