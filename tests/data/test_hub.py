@@ -41,6 +41,28 @@ def _parquet(folder, n: int = 12) -> list[str]:
     return files
 
 
+def write_hub_folder(root, split: str, rows: list[dict]):
+    """A local dataset in the Hub's layout (``root/data/<split>-00000-of-00001.parquet``) holding ``rows``;
+    ``hub:<root>:<split>`` opens it, as ``load_dataset(root)`` infers a Parquet dataset with that split."""
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), root / "data" / f"{split}-00000-of-00001.parquet")
+    return root
+
+
+def hub_rows(n: int, corrupt=(), empty=(), languages=None) -> list[dict]:
+    """``n`` rows as the Hub stores speech (an ``audio`` struct {bytes, path} + ``text`` + ``id``): the rows
+    in ``corrupt`` hold bytes that are no audio, those in ``empty`` no transcript; ``languages`` cycles."""
+    rows = []
+    for i in range(n):
+        audio = b"not audio" if i in corrupt else _flac(1.0 + 0.1 * i, i)
+        row = {"audio": {"bytes": audio, "path": f"{i}.flac"}, "text": "" if i in empty else f"utt {i}",
+               "id": f"u{i:02d}"}  # fmt: skip
+        if languages:
+            row["language"] = languages[i % len(languages)]
+        rows.append(row)
+    return rows
+
+
 def _stream(files, **kw) -> hub.HubStream:
     src = hub.HubSource("parquet", None, "train", {"data_files": {"train": files}})
     return hub.HubStream(lambda: hub.open_hub([src]), **kw)
@@ -132,7 +154,7 @@ def test_stream_batches_state_dict_resumes_the_same_batches(tmp_path):
 def test_hub_specs_are_not_listed_like_local_specs():
     from geodistill.data import load_spec
 
-    with pytest.raises(DataError, match="hub: specs are streamed for training"):
+    with pytest.raises(DataError, match="hub: specs are streamed"):
         load_spec("hub:openslr/librispeech_asr:clean:validation")
 
 
@@ -159,3 +181,50 @@ def test_hub_batches_make_whisper_batches_and_resume(tmp_path, monkeypatch, tiny
     resumed = make(**state)
     assert [next(resumed)["ids"] for _ in range(5)] == later  # crosses an epoch end too
     assert {e["reason"].split(" (")[0] for e in bad.items} >= {"unreadable audio", "too long"}
+
+
+def test_hub_utterances_read_a_local_hub_folder_and_stop_at_the_limit(tmp_path):
+    """hub:<folder>:<split> streams a folder in the Hub's layout; the limit stops the stream: the corrupt row
+    after it is never decoded (not logged), those before it are logged and skipped."""
+    write_hub_folder(
+        tmp_path / "set", "test", hub_rows(8, corrupt=(1, 7), empty=(2,), languages=["en", "German"])
+    )
+    spec = f"hub:{tmp_path / 'set'}:test"
+    bad = BadSamples()
+    got = list(hub.hub_utterances(spec, bad, limit=3))
+    assert [u.id for u in got] == ["u00", "u03", "u04"]
+    assert [u.language for u in got] == ["en", "de", "en"] and got[0].audio == "hub://u00"
+    assert got[0].samples.shape == (16000,) and got[0].duration == pytest.approx(1.0)
+    assert {e["item"]: e["reason"].split(" (")[0] for e in bad.items} == {
+        "hub://u01": "unreadable audio",
+        "hub://u02": "empty transcript",
+    }
+    everything = list(hub.hub_utterances(spec, bad := BadSamples()))
+    assert len(everything) == 5 and "hub://u07" in {e["item"] for e in bad.items}
+
+
+def test_hub_utterances_read_joined_sources_once_each_and_drop_repeated_ids(tmp_path):
+    write_hub_folder(tmp_path / "a", "test", hub_rows(2))
+    write_hub_folder(tmp_path / "b", "test", hub_rows(3))  # ids u00, u01 again, then u02
+    bad = BadSamples()
+    got = list(hub.hub_utterances(f"hub:{tmp_path / 'a'}:test+{tmp_path / 'b'}:test", bad))
+    assert [u.id for u in got] == ["u00", "u01", "u02"]
+    assert [e["reason"] for e in bad.items] == ["duplicate id 'u00'", "duplicate id 'u01'"]
+
+
+def test_a_bad_hub_spec_is_one_line_naming_it(tmp_path):
+    rows = [{"clip": _flac(1.0, 0), "text": "hello"}]
+    write_hub_folder(tmp_path / "noaudio", "test", rows)
+    spec = f"hub:{tmp_path / 'noaudio'}:test"
+    with pytest.raises(DataError) as err:
+        hub.hub_utterances(spec, BadSamples())  # fails when called, before a row is read
+    assert str(err.value).startswith(f"{spec}: no audio column (it has clip, text;") and "\n" not in str(
+        err.value
+    )
+    write_hub_folder(tmp_path / "ok", "test", hub_rows(1))
+    with pytest.raises(
+        DataError, match=r":nope: cannot open \(ValueError: Bad split: nope. Available splits"
+    ):
+        hub.hub_utterances(f"hub:{tmp_path / 'ok'}:nope", BadSamples())
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        hub.hub_utterances(f"hub:{tmp_path / 'ok'}:test", BadSamples(), limit=0)

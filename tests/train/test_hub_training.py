@@ -3,6 +3,8 @@ checkpoint records the stream position, and a resumed run continues exactly."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from geodistill.config import load_config
@@ -10,7 +12,7 @@ from geodistill.data import hub
 from geodistill.errors import DataError
 from geodistill.train import loop
 from geodistill.train.loop import train
-from tests.data.test_hub import _parquet
+from tests.data.test_hub import _parquet, hub_rows, write_hub_folder
 
 pytest.importorskip("datasets")
 
@@ -49,3 +51,16 @@ def test_training_streams_a_hub_spec_and_resumes_exactly(make_config, tiny_data,
 def test_a_streamed_spec_needs_its_own_validation_data(make_config, hub_spec):
     with pytest.raises(DataError, match="data.val: a streamed data.train"):
         train(load_config(make_config("noval", data={"train": hub_spec, "val": None})))
+
+
+def test_training_streams_a_local_folder_in_the_hub_layout(make_config, tiny_data, tmp_path):
+    """No monkeypatching: ``hub:<folder>:train`` goes through load_dataset(folder, streaming=True) as a Hub id
+    would, and the bad rows are logged to the run's bad_samples.jsonl."""
+    write_hub_folder(tmp_path / "set", "train", hub_rows(6, corrupt=(2,), empty=(4,)))
+    data = {"train": f"hub:{tmp_path / 'set'}:train", "val": str(tiny_data[1])}
+    steps = {"max_steps": 2, "eval_every": 0, "save_every": 0, "grad_accum": 1, "batch_size": 2}
+    result = train(load_config(make_config("folder", data=data, train=steps)))
+    assert result.exit_code == 0 and [h["step"] for h in result.history["train"]] == [1, 2]
+    assert all(math.isfinite(h["total"]) for h in result.history["train"])
+    skipped = (result.run_dir / "bad_samples.jsonl").read_text()
+    assert "hub://u02" in skipped and "hub://u04" in skipped

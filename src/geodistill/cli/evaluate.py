@@ -11,9 +11,16 @@ from geodistill.cli._common import POSITIVE_INT, decode_batch_size, model_flags
 def register(sub) -> None:
     q = sub.add_parser("evaluate", help="WER, CER, real-time factor and peak memory on a data spec")
     q.add_argument("--model", required=True)
-    q.add_argument("--data", required=True, help="data spec (folder, manifest, HF dataset)")
+    q.add_argument(
+        "--data", required=True, help="data spec (folder, manifest, HF dataset, hub:DATASET[:CONFIG]:SPLIT)"
+    )
     q.add_argument("--out", default=None, help="folder for eval.json, eval.md, utterances.jsonl")
-    q.add_argument("--limit", type=POSITIVE_INT, default=None, help="score the first N usable utterances")
+    q.add_argument(
+        "--limit",
+        type=POSITIVE_INT,
+        default=None,
+        help="score the first N usable utterances (hub: reads only those)",
+    )
     q.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="8 (1 with --assistant)")
     q.add_argument("--strict", action="store_true", help="stop at the first bad sample")
     q.add_argument(

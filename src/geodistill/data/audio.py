@@ -184,12 +184,18 @@ def _decode(ref: str, offset: float, duration: float | None) -> tuple[np.ndarray
 
 
 def load_audio(utt_or_path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode an Utterance (honouring offset/duration) or a path/``hf://`` reference.
+    """Decode an Utterance (honouring offset/duration; its ``samples`` when it holds them) or a path/``hf://``
+    reference.
 
     Returns float32 mono samples at ``sample_rate``, shape (n_samples,). Channels are averaged; resampling
     uses soxr (high quality). Raises BadSampleError (a DataError) naming the file and the reason, NaN or inf
     samples included (``NON_FINITE``).
     """
+    samples = getattr(utt_or_path, "samples", None)
+    if samples is not None:  # decoded already, at SAMPLE_RATE (a streamed hub: row)
+        if sample_rate != SAMPLE_RATE and samples.size:
+            samples = soxr.resample(samples, SAMPLE_RATE, sample_rate, quality="HQ")
+        return np.ascontiguousarray(samples, dtype=np.float32)
     ref = str(getattr(utt_or_path, "audio", utt_or_path))
     offset = float(getattr(utt_or_path, "offset", 0.0) or 0.0)
     duration = getattr(utt_or_path, "duration", None)  # NeMo: the segment [offset, offset + duration)

@@ -1,11 +1,15 @@
-"""``hub:`` data specs: Hugging Face Hub speech datasets streamed for training, resumable exactly.
+"""``hub:`` data specs: Hugging Face Hub speech datasets streamed for training (resumable exactly) and for
+evaluation (the first rows only, with a limit).
 
-Spec: ``hub:DATASET[:CONFIG]:SPLIT``, several joined with ``+`` (interleaved until all are exhausted, as
-distil-whisper's training scripts do), e.g. ``hub:openslr/librispeech_asr:clean:train.100+openslr/
-librispeech_asr:other:train.500``. Each is opened with ``datasets.load_dataset(..., streaming=True)``; the
-audio column is read undecoded (``Audio(decode=False)``) and decoded here (soundfile + soxr, as local files),
-so a corrupt or unreadable example is logged to BadSamples with its reason and skipped, like the same
-problems in local specs, and the duration filter [min_duration, max_duration] applies the same way.
+Spec: ``hub:DATASET[:CONFIG]:SPLIT``, several joined with ``+`` (for training interleaved until all are
+exhausted, as distil-whisper's training scripts do; for evaluation read one after the other, each once), e.g.
+``hub:openslr/librispeech_asr:clean:train.100+openslr/librispeech_asr:other:train.500``. DATASET may also be
+a local folder in the Hub's layout (``hub:/data/my_set:test`` for ``/data/my_set/data/test-*.parquet``).
+Each is opened with ``datasets.load_dataset(..., streaming=True)``; the audio column is read undecoded
+(``Audio(decode=False)``) and decoded here (soundfile + soxr, as local files), so a corrupt or unreadable
+example is logged to BadSamples with its reason and skipped, like the same problems in local specs, and the
+duration filter [min_duration, max_duration] applies the same way. A language column (language, lang,
+locale) gives each row Whisper's language code, as a manifest's does; an unknown one skips the row.
 
 Position: ``{"epoch", "offset"}`` where offset = raw examples consumed this epoch (kept or skipped), plus
 ``hf`` = the ``datasets`` iterable's own state_dict when no shuffle buffer is used. Resuming with it
@@ -18,16 +22,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from geodistill.contracts import Batch
-from geodistill.data.audio import SAMPLE_RATE
+from geodistill.data.audio import SAMPLE_RATE, non_finite
 from geodistill.data.bad import BadSamples
-from geodistill.data.specs import AUDIO_KEYS, SPEAKER_KEYS, TEXT_KEYS, Utterance
+from geodistill.data.specs import AUDIO_KEYS, LANGUAGE_KEYS, SPEAKER_KEYS, TEXT_KEYS, Utterance
+from geodistill.data.tokens import language_code
 from geodistill.errors import DataError
 from geodistill.optional import require
 
@@ -40,6 +45,9 @@ class HubSource:
     name: str | None  # config ("clean"), if any
     split: str  # "train.100"
     kwargs: dict = field(default_factory=dict)  # more load_dataset arguments (data_files=... for local data)
+
+    def __str__(self) -> str:
+        return PREFIX + ":".join(p for p in (self.path, self.name, self.split) if p)
 
 
 def is_hub_spec(spec) -> bool:
@@ -59,38 +67,66 @@ def parse_hub_spec(spec: str) -> list[HubSource]:
     return sources
 
 
-def _columns(features) -> tuple[str, str, str | None, str | None]:
-    """(audio, text, id or None, speaker or None) column names of a dataset's features."""
+@dataclass(frozen=True)
+class Columns:
+    """The columns of a streamed dataset that geodistill reads."""
+
+    audio: str  # an Audio feature, else the first of AUDIO_KEYS present
+    text: str  # the first of TEXT_KEYS present
+    id: str | None  # "id", when there is one
+    speaker: str | None  # the first of SPEAKER_KEYS present
+    language: str | None  # the first of LANGUAGE_KEYS present
+
+
+def columns(features, where: str) -> Columns:
+    """The columns to read from a dataset's features; DataError naming ``where`` and the columns it has."""
     datasets = require("datasets", "hf", "streaming Hub datasets")
+    if features is None:
+        raise DataError(f"{where}: the dataset declares no columns (features): cannot find audio and text")
     cols = list(features)
     audio = next((c for c in cols if isinstance(features[c], datasets.Audio)), None)
     audio = audio or next((c for c in AUDIO_KEYS if c in cols), None)
     text = next((c for c in TEXT_KEYS if c in cols), None)
-    if audio is None or text is None:
-        raise DataError(f"hub dataset with columns {', '.join(cols)}: needs an audio and a text column")
-    speaker = next((c for c in SPEAKER_KEYS if c in cols), None)
-    return audio, text, ("id" if "id" in cols else None), speaker
+    has = ", ".join(cols) or "none"
+    if audio is None:
+        wanted = ", ".join(AUDIO_KEYS)
+        raise DataError(f"{where}: no audio column (it has {has}; looked for an Audio feature or {wanted})")
+    if text is None:
+        raise DataError(f"{where}: no text column (it has {has}; looked for {', '.join(TEXT_KEYS)})")
+    return Columns(
+        audio,
+        text,
+        "id" if "id" in cols else None,
+        next((c for c in SPEAKER_KEYS if c in cols), None),
+        next((c for c in LANGUAGE_KEYS if c in cols), None),
+    )
 
 
 def open_source(src: HubSource, k: int):
-    """One streamed source with columns blob (audio bytes) / file (audio path), text, id, speaker, source."""
+    """One streamed source with columns blob (audio bytes) / file (audio path), text, id, speaker, language,
+    source."""
     datasets = require("datasets", "hf", "streaming Hub datasets")
     try:
         ds = datasets.load_dataset(src.path, src.name, split=src.split, streaming=True, **src.kwargs)
     except Exception as e:  # noqa: BLE001 - the Hub client raises many types; one line names the source
-        raise DataError(f"hub:{src.path}:{src.split}: cannot open ({type(e).__name__}: {e})") from None
-    audio, text, uid, speaker = _columns(ds.features)
-    ds = ds.cast_column(audio, datasets.Audio(decode=False))
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise DataError(f"{src}: cannot open ({type(e).__name__}: {first})") from None
+    col = columns(ds.features, str(src))
+    ds = ds.cast_column(col.audio, datasets.Audio(decode=False))
+
+    def value(row: dict, name: str | None) -> str | None:
+        return None if name is None or row[name] is None else str(row[name])
 
     def norm(row: dict) -> dict:
-        value = row[audio]
-        value = {"bytes": None, "path": value} if isinstance(value, str) else (value or {})
+        audio = row[col.audio]
+        audio = {"bytes": None, "path": audio} if isinstance(audio, str) else (audio or {})
         return {
-            "blob": value.get("bytes"),  # plain columns: re-encoding an Audio value needs torchcodec
-            "file": value.get("path"),
-            "text": str(row[text] or ""),
-            "id": str(row[uid]) if uid else (value.get("path") or f"{src.path}:{src.split}:{row[text]}"),
-            "speaker": None if speaker is None or row[speaker] is None else str(row[speaker]),
+            "blob": audio.get("bytes"),  # plain columns: re-encoding an Audio value needs torchcodec
+            "file": audio.get("path"),
+            "text": str(row[col.text] or ""),
+            "id": value(row, col.id) or audio.get("path") or f"{src.path}:{src.split}:{row[col.text]}",
+            "speaker": value(row, col.speaker),
+            "language": value(row, col.language),
             "source": k,
         }
 
@@ -115,6 +151,9 @@ def decode(example: dict) -> np.ndarray:
         x, rate = sf.read(example["file"], dtype="float32", always_2d=True)
     else:
         raise ValueError("no audio bytes or path")
+    reason = non_finite(x)
+    if reason:
+        raise ValueError(reason)
     mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     if rate != SAMPLE_RATE and mono.size:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
@@ -168,6 +207,11 @@ class HubStream:
             if not utt.text:
                 self.bad.add(utt, "empty transcript")
                 continue
+            raw = ex.get("language")
+            language = language_code(raw) if raw else None
+            if raw and language is None:
+                self.bad.add(utt, f"language {raw!r} is not a Whisper language (e.g. 'en', 'de', 'english')")
+                continue
             try:
                 audio = decode(ex)
             except (RuntimeError, ValueError, OSError) as e:
@@ -179,7 +223,7 @@ class HubStream:
             elif seconds > self.hi:
                 self.bad.add(utt, f"too long ({seconds:.2f} s > max_duration {self.hi:g} s)")
             else:
-                yield Utterance(utt.id, utt.audio, utt.text, utt.speaker, duration=seconds), audio
+                yield replace(utt, language=language, duration=seconds), audio
 
 
 class StreamBatches:
@@ -264,3 +308,38 @@ def hub_batches(
         return HubStream(open_ds, bad, min_duration, max_duration, seed, shuffle_buffer, epoch, offset, hf)
 
     return StreamBatches(make_stream, train_set.sample, collate, batch_size, **position)
+
+
+def hub_utterances(
+    spec: str,
+    bad: BadSamples,
+    limit: int | None = None,
+    min_duration: float = 1.0,
+    max_duration: float = 30.0,
+) -> Iterator[Utterance]:
+    """The usable rows of a ``hub:`` spec for evaluation, in stream order, each Utterance holding its decoded
+    clip in ``samples``; the sources joined with ``+`` are read one after the other, each once.
+
+    Every source is opened here, before the first row is read, so a bad spec (unknown split, no audio
+    column) fails at once in one line. Reading stops after ``limit`` usable rows: the stream fetches only
+    the shards (row groups) those rows are in. Rows that decode badly, have no transcript, an unknown
+    language, a duration outside [min_duration, max_duration] or an id already seen go to ``bad``.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
+    opened = [open_source(src, k) for k, src in enumerate(parse_hub_spec(spec))]
+
+    def rows() -> Iterator[Utterance]:
+        seen: set[str] = set()
+        for ds in opened:
+            stream = HubStream(lambda d=ds: d, bad, min_duration, max_duration)
+            for utt, audio in stream:
+                if utt.id in seen:
+                    bad.add(utt, f"duplicate id {utt.id!r}")
+                    continue
+                seen.add(utt.id)
+                yield replace(utt, samples=audio)
+                if limit is not None and len(seen) >= limit:
+                    return
+
+    return rows()

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from geodistill.data.audio import hf_ref, open_hf_dataset
 from geodistill.data.bad import BadSampleError, BadSamples
 from geodistill.data.probes import Outcome, probe_files, store_path
@@ -62,6 +64,8 @@ class Utterance:
     task: str | None = None  # "transcribe" | "translate" when the source says (else the run's data.task)
     text_timestamps: str | None = None  # the transcript with <|t.tt|> tokens, when the source has one
     where: str | None = field(default=None, compare=False)  # its row ("file:line"), for one-line errors
+    # the clip already decoded, (n,) float32 16 kHz mono (a streamed hub: row): load_audio returns it
+    samples: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def _language(value, where: str) -> str | None:
@@ -87,7 +91,7 @@ def parse_spec(spec: str | Path) -> tuple[str, Path]:
     text = str(spec)
     if text.startswith("hub:"):
         raise DataError(
-            f"{text}: hub: specs are streamed for training (data.train), not listed; see data/hub.py"
+            f"{text}: hub: specs are streamed (data.train, evaluate --data), not listed; see data/hub.py"
         )
     kind, sep, rest = text.partition(":")
     if sep and kind in KINDS:

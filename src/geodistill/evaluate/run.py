@@ -21,6 +21,10 @@ Utterances are decoded longest first (by their listed duration) so each batch pa
 input order. The audio context (full 30 s, or the clip + a margin: ``geodistill.models.context``) is the
 model's stored one unless ``audio_context`` / ``context_margin`` override it; eval.json records it.
 
+A ``hub:`` spec (``geodistill.data.hub``) is streamed, never listed: its first ``limit`` usable rows are
+read (all of them without a limit), decoded as they arrive and scored in passes of about an hour of audio
+(``STREAM_PASS_SECONDS``), so memory holds one pass, not the split. Each pass is ordered longest first.
+
 Languages: each utterance is scored with its own language (its data's ``language`` column, else
 ``--language``). A test set with several languages gets ``per_language`` in eval.json (WER, CER and the
 headline ``metric`` of each: CER for languages written without spaces, ``decoding.wer.headline``), and
@@ -35,12 +39,14 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from geodistill.data import BadSamples, Utterance, load_spec
+from geodistill.data import SAMPLE_RATE, BadSamples, Utterance, load_spec
+from geodistill.data.hub import hub_utterances, is_hub_spec
 from geodistill.decoding.batches import Decoded
 from geodistill.decoding.options import DecodeOptions
 from geodistill.decoding.speed import MemoryMeter, Timer, count_params, model_disk_mb, real_time_factor
@@ -51,6 +57,9 @@ from geodistill.outdir import output_dir, replace_files
 from geodistill.runlock import hold
 from geodistill.students import DEFAULT, FAMILIES, family_of
 from geodistill.versions import package_versions
+
+# audio decoded and scored per pass over a streamed (hub:) spec: 1 h = 57.6 M float32 samples = 230 MB
+STREAM_PASS_SECONDS = 3600.0
 
 
 def _describe(spec, fallback: str) -> str:
@@ -96,6 +105,32 @@ def load_utterances(
     return utts[:limit] if limit is not None else utts
 
 
+def utterance_passes(
+    data, bad: BadSamples, limit: int | None = None, long_form: bool = False
+) -> Iterator[list[Utterance]]:
+    """The utterances of ``data`` in the passes they are decoded in: one list for a listed spec (or a list of
+    Utterance), consecutive lists of about ``STREAM_PASS_SECONDS`` of audio for a streamed ``hub:`` spec.
+    A bad spec raises here, before any is decoded."""
+    if not (isinstance(data, str) and is_hub_spec(data)):
+        return iter([load_utterances(data, bad, limit, long_form=long_form)])
+    most = float("inf") if long_form else float(CHUNK_SECONDS)
+    rows = hub_utterances(data, bad, limit, max_duration=most)
+
+    def passes() -> Iterator[list[Utterance]]:
+        chunk: list[Utterance] = []
+        seconds = 0.0
+        for utt in rows:
+            chunk.append(utt)
+            seconds += utt.samples.size / SAMPLE_RATE if utt.samples is not None else 0.0
+            if seconds >= STREAM_PASS_SECONDS:
+                yield chunk
+                chunk, seconds = [], 0.0
+        if chunk:
+            yield chunk
+
+    return passes()
+
+
 def evaluate(
     model,
     data,
@@ -113,6 +148,8 @@ def evaluate(
     files under ``out`` when given. Raises DataError when no utterance is usable (or at the first bad one
     with ``strict``).
     """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 (or None for all), got {limit}")
     family = family_of(model)
     opts = family.check(DecodeOptions(**options))
     if out is None:
@@ -134,11 +171,17 @@ def _evaluate(
     # the skips are kept in memory and written with the other files at the end: this run's only, as
     # eval.json counts them (not a rerun's doubled list), and the previous run's until this one is complete
     bad = BadSamples(strict=strict)
+    passes = utterance_passes(data, bad, limit, long_form=opts.long_form)  # a bad spec fails before the load
     loaded, processor, dev = family.load(model, device, opts)
-    utts = load_utterances(data, bad, limit, long_form=opts.long_form)
     meter = MemoryMeter(torch.device(dev))
     meter.start()
-    decoded, decoding, timing = decode_by_language(family, loaded, processor, utts, bad, opts)
+    decoded, decoding, timing, n_read = Decoded(), {}, "", 0
+    for k, utts in enumerate(passes):
+        part, decoding, timing = decode_by_language(
+            family, loaded, processor, utts, bad, replace(opts, warmup=opts.warmup and k == 0)
+        )
+        merge(decoded, part)
+        n_read += len(utts)
     peak_mb = meter.peak_mb()
     if not decoded.utterances:
         raise DataError(f"{_describe(data, 'data')}: no usable utterances ({bad.count} skipped)")
@@ -149,7 +192,7 @@ def _evaluate(
     metrics = {entry["metric"] for entry in per_language.values()}
     result = {
         "model": _describe(model, type(loaded).__name__ + " (in memory)"),
-        "data": _describe(data, f"{len(utts)} utterances (in memory)"),
+        "data": _describe(data, f"{n_read} utterances (in memory)"),
         "family": family.name,
         **{k: scores[k] for k in ("wer", "wer_raw", "cer", "n_ref_words")},
         # the headline error rate: CER when every language is written without spaces (zh, ja, th, ...)
@@ -194,19 +237,30 @@ def decode_by_language(family, model, processor, utts: list[Utterance], bad: Bad
             part.no_speech or [None] * len(part.utterances),
             strict=True,
         )
-        for timer, add in ((merged.compute, part.compute), (merged.feature, part.feature)):
-            timer.seconds += add.seconds
-            timer.laps += add.laps
-        merged.n_tokens = None if part.n_tokens is None else (merged.n_tokens or 0) + part.n_tokens
-        for key, value in part.stats.items():
-            merged.stats[key] = merged.stats.get(key, 0) + value
-        merged.warmup = merged.warmup or part.warmup
+        merge(merged, part, rows=False)
     for _, utt, hyp, secs, p in sorted(rows, key=lambda row: row[0]):
         merged.utterances.append(utt)
         merged.hypotheses.append(hyp)
         merged.audio_seconds.append(secs)
         merged.no_speech.append(p)
     return merged, {**fields, "language": None}, timing
+
+
+def merge(into: Decoded, part: Decoded, rows: bool = True) -> None:
+    """Add ``part``'s costs (timers, tokens, stats, warm-up) to ``into`` and, with ``rows``, append its
+    utterances, transcripts, lengths and no-speech probabilities after ``into``'s."""
+    for timer, add in ((into.compute, part.compute), (into.feature, part.feature)):
+        timer.seconds += add.seconds
+        timer.laps += add.laps
+    into.n_tokens = None if part.n_tokens is None else (into.n_tokens or 0) + part.n_tokens
+    for key, value in part.stats.items():
+        into.stats[key] = into.stats.get(key, 0) + value
+    into.warmup = into.warmup or part.warmup
+    if rows:
+        into.utterances += part.utterances
+        into.hypotheses += part.hypotheses
+        into.audio_seconds += part.audio_seconds
+        into.no_speech += part.no_speech or [None] * len(part.utterances)
 
 
 def _jsonl(rows: list[dict]) -> bytes:
