@@ -186,3 +186,19 @@ def test_time_agreement_matches_words_by_text_and_averages_their_time_difference
     assert got.within == pytest.approx(2 / 3)
     none = time_agreement(teacher, [Word(0, 1, " dog")], str.strip)
     assert none.matched == 0 and none.total == 4 and math.isnan(none.start_error)
+
+
+@pytest.mark.integration
+def test_dynamic_context_segments_of_a_real_batch_are_one_decoder_pass_a_clip():
+    """At dynamic context generate gets the encoder states. transformers' timestamp loop went on from a clip's
+    last timestamp over the same states and, in a batch where one clip ended first, failed in its batch
+    reduction (real tiny.en, 5 LibriVox clips). Each clip is now decoded in one pass, as it is alone."""
+    from geodistill.evaluate.transcribe import iter_timed
+    from tests.evaluate.test_integration import librivox_rows
+
+    paths = [r["audio_filepath"] for r in librivox_rows(5)]
+    opts = {"audio_context": "dynamic", "max_new_tokens": 16}
+    batched = [t for _, t in iter_timed("tiny.en", paths, batch_size=5, **opts)]
+    alone = [t for _, t in iter_timed("tiny.en", paths[:1], batch_size=1, **opts)]
+    assert len(batched) == 5 and batched[0].text == alone[0].text
+    assert "Dashwood" in batched[0].text and all(t.segments for t in batched)

@@ -117,7 +117,11 @@ def _hf_short(model, processor, clips: list[np.ndarray], how: Decoding, words: b
         with seeded(model.device):
             out = model.generate(feats, **kwargs)
         return [_hf_segments(processor, segs, words) for segs in out["segments"]]
-    # a dynamic-context student: its encoder over the cut features, as generate_ids does
+    # a dynamic-context student: its encoder over the cut features, as generate_ids does. One decoder pass a
+    # clip (force_unique_generate_call): transformers would otherwise go on from a clip's last timestamp,
+    # which it can do only by re-slicing features; with encoder states given it re-decoded the whole clip
+    # (repeated text) and, in a batch where one clip ended first, failed in its batch reduction.
+    kwargs["force_unique_generate_call"] = True
     states = encode(model.get_encoder(), feats).last_hidden_state
     if not how.fallback:
         out = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=states), **kwargs)

@@ -93,8 +93,8 @@ def generate_ids(
     }
     if is_multilingual(model):
         kwargs.update(task="transcribe", language=language)
-    if timestamps:
-        kwargs["return_timestamps"] = True
+    if timestamps:  # one decoder pass a (short) clip; see decoding/timed.py's _hf_short
+        kwargs.update(return_timestamps=True, force_unique_generate_call=True)
     feats = input_features.to(device=model.device, dtype=model.dtype)
     hf = hasattr(model, "get_encoder")  # else CTranslate2 or ONNX Runtime, which take short input themselves
     short = feats.shape[-1] != MEL_FRAMES and hf
