@@ -219,6 +219,41 @@ def _assisted(spec, device: str, assistant: str, dtype: str = "auto"):
     return with_assistant(teacher, processor, assistant), processor, teacher.device
 
 
+def check_chunked(options: DecodeOptions) -> None:
+    """Refuse in one line what ``--long-form chunked`` (``geodistill.decoding.chunked``) cannot do: engines
+    other than hf and ct2, ``--assistant``, ``--vad`` (which already batches long audio: its speech chunks),
+    word times on hf (the pipeline gives segment or word times, not both) and the temperature fallback asked
+    for on ct2 (faster-whisper's batched pipeline decodes at one temperature)."""
+    o = options
+    if o.long_form_mode != "chunked":
+        return
+    flag = "--long-form chunked"
+    if o.vad:
+        raise GeodistillError(
+            f"{flag}: --vad already decodes long audio in batches (its speech chunks, --batch-size at a "
+            "time); use one or the other"
+        )
+    if o.assistant is not None:
+        raise GeodistillError(
+            f"{flag}: --assistant decodes one utterance at a time; use --long-form sequential"
+        )
+    if o.engine not in ("hf", "ct2"):
+        raise GeodistillError(
+            f"{flag}: --engine {o.engine} has no batched windows; use --engine hf or ct2, or --vad (which "
+            "batches speech chunks on every engine)"
+        )
+    if o.word_timestamps and o.engine == "hf":
+        raise GeodistillError(
+            f"--word-timestamps: with {flag}, transformers' pipeline gives segment or word times, not both; "
+            "use --engine ct2 or --long-form sequential"
+        )
+    if o.fallback is True and o.engine == "ct2":
+        raise GeodistillError(
+            f"--fallback: with {flag}, faster-whisper's batched pipeline decodes at one temperature; drop "
+            "--fallback, or use --engine hf or --long-form sequential"
+        )
+
+
 def check_engine(options: DecodeOptions) -> DecodeOptions:
     """The options as the engine applies them, refusing in one line what it cannot do.
 
@@ -227,6 +262,7 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
     model without long-form decoding (``long_form`` off) unless ``vad`` cuts them into 30-s chunks.
     ``onnx``, ``whispercpp`` and an assistant give no token timestamps: ``word_timestamps`` is refused.
     """
+    check_chunked(options)
     if options.ctc_beam != 1 or options.lm is not None:
         flag = f"--ctc-beam {options.ctc_beam}" if options.ctc_beam != 1 else f"--lm {options.lm}"
         raise GeodistillError(f"{flag}: for CTC students only; a Whisper model decodes with --beam-size")

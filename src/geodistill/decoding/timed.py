@@ -9,6 +9,9 @@
 - ``whispercpp``, ``onnx`` and an ``--assistant`` pair give no timestamps here: one segment per clip (per
   speech chunk with ``--vad``).
 
+With ``long_form_mode`` "chunked", clips over 30 s decode by ``geodistill.decoding.chunked`` on both engines
+(hf: the merged segments of transformers' pipeline; ct2: one segment per 30-s window, words timed inside).
+
 With ``vad`` on the engines other than ct2, each clip's speech is cut into chunks of at most 30 s
 (``geodistill.decoding.vad``), the chunks decode as short clips ``batch_size`` at a time, and their times
 are mapped back to the clip's.
@@ -24,6 +27,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from geodistill.decoding import vad
+from geodistill.decoding.chunked import chunked_segments
 from geodistill.decoding.engines import Ct2Whisper
 from geodistill.decoding.fallback import fallback_kwargs, seeded
 from geodistill.decoding.longform import (
@@ -141,6 +145,13 @@ def _hf(model, processor, clips: list[np.ndarray], how: Decoding, words: bool, f
         found = _hf_short(model, processor, [clips[i] for i in short], how, words, featurize)
         for i, segs in zip(short, found, strict=True):
             result[i] = segs
+    long = [i for i, c in enumerate(clips) if is_long(c)]
+    if long and how.long_form_mode == "chunked":
+        how.stats["long_clips"] += len(long)
+        found = chunked_segments(model, processor, [clips[i] for i in long], how)
+        for i, (segs, _) in zip(long, found, strict=True):
+            result[i] = segs
+        return result
     for i, clip in enumerate(clips):
         if is_long(clip):
             how.stats["long_clips"] += 1
@@ -150,7 +161,12 @@ def _hf(model, processor, clips: list[np.ndarray], how: Decoding, words: bool, f
 
 
 def _ct2(model: Ct2Whisper, clip: np.ndarray, how: Decoding, words: bool) -> Transcript:
-    """One clip by faster-whisper's ``transcribe`` (its own VAD filter with ``how.vad``)."""
+    """One clip by faster-whisper's ``transcribe`` (its own VAD filter with ``how.vad``), or by its batched
+    pipeline when the clip is over 30 s and ``how.long_form_mode`` is "chunked"."""
+    if how.long_form_mode == "chunked" and is_long(clip):
+        how.stats["long_clips"] += 1
+        [(segs, language)] = chunked_segments(model, None, [clip], how, words)
+        return transcript(segs, clip.size / SAMPLE_RATE, language)
     found, info = faster_whisper_transcribe(model, clip, how, words)
     segs = [
         Segment(
