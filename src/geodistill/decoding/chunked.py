@@ -1,19 +1,23 @@
 """Batched chunked long-form decoding (``--long-form chunked``): a clip over 30 s is cut into fixed windows
 that decode ``batch_size`` at a time, not one after the other, and the windows' texts are merged.
 
-- hf: transformers' ASR pipeline on the loaded model and processor (``chunk_length_s=30``,
-  ``stride_length_s=5``, ``batch_size``): windows start every 20 s and overlap by 10 s, and the pipeline
-  merges neighbours where their tokens agree, by the timestamps Whisper predicts. Windows of several clips
-  share batches. Segment times are the merged ones the pipeline returns.
-- ct2: faster-whisper's ``BatchedInferencePipeline`` with ``clip_timestamps`` = back-to-back 30-s windows
-  and ``vad_filter`` off. It refuses overlapping clips (its count of the audio left after VAD goes
-  negative), so the windows do not overlap and a word cut at a boundary may be lost. It decodes without
-  timestamp tokens, its batched default: with them it drops each window's unfinished last segment and never
-  goes back for it (tiny.en on the 10-minute recording: 32.8 % WER instead of 24.5 %). So a window is one
-  segment; ``--word-timestamps`` times the words inside it. It decodes at one temperature: no fallback.
+The algorithm is transformers' ASR pipeline's (``chunk_length_s=30``, ``stride_length_s=5``): 30-s windows
+start every 20 s, so neighbours overlap by 10 s; Whisper decodes each window with timestamps; the tokenizer's
+``_decode_asr`` merges neighbours where their tokens agree and gives the segment times. Windows of several
+clips share batches.
 
-Either way every window is 30 s of audio (the last one shorter), so a dynamic-context student runs at full
-context here, as in sequential long-form decoding. Shorter clips keep the batched short-form path.
+- hf: the pipeline itself, on the loaded model and processor, with the run's beam, token cap (per window),
+  language and temperature fallback.
+- ct2: the same windows, log-Mel features and merge around CTranslate2's batched ``generate`` with timestamp
+  tokens (the pipeline takes a torch model only), at one temperature. faster-whisper's
+  ``BatchedInferencePipeline`` was tried first and left: without VAD it takes back-to-back windows only (it
+  refuses overlapping ``clip_timestamps``); with timestamp tokens it drops each window's unfinished last
+  segment and never goes back for it (tiny.en, 10-minute recording: 32.8 % WER), and without them tiny.en
+  stopped after the first sentence of a window that had a pause (53.8 % on 42 s of LibriVox; this path:
+  1.9 %).
+
+Every window is 30 s of audio (the last one shorter) padded to 30 s, so a dynamic-context student runs at
+full context here, as in sequential long-form decoding. Shorter clips keep the batched short-form path.
 """
 
 from __future__ import annotations
@@ -25,35 +29,50 @@ import numpy as np
 
 from geodistill.decoding.engines import Ct2Whisper
 from geodistill.decoding.fallback import fallback_kwargs
-from geodistill.decoding.segments import Segment, Word
+from geodistill.decoding.segments import Segment
 from geodistill.decoding.whisper import SAMPLE_RATE, default_max_new_tokens, is_multilingual
 
 WINDOW_SECONDS = 30  # Whisper's window
-STRIDE_SECONDS = 5  # hf: each window's edge that its neighbour decodes too (transformers' chunk_length_s / 6)
+STRIDE_SECONDS = 5  # each window's edge that its neighbour decodes too (the pipeline's default, 30 / 6)
+WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE  # 480000
+STEP_SAMPLES = (WINDOW_SECONDS - 2 * STRIDE_SECONDS) * SAMPLE_RATE  # a window every 20 s
+TIME_PRECISION = 0.02  # seconds per timestamp token: 30 s / 1500 encoder positions
 
 
-def window_starts(samples: int, engine: str) -> list[int]:
-    """First sample of each window of a clip of ``samples`` samples: hf every 20 s until a window reaches the
-    end (transformers' ``chunk_iter``), ct2 every 30 s."""
-    length = WINDOW_SECONDS * SAMPLE_RATE
-    step = length - (2 * STRIDE_SECONDS * SAMPLE_RATE if engine == "hf" else 0)
+def window_starts(samples: int) -> list[int]:
+    """First sample of each window of a clip of ``samples`` samples: every 20 s until a window reaches the
+    end (transformers' ``chunk_iter``)."""
     starts = [0]
-    while starts[-1] + length < samples:
-        starts.append(starts[-1] + step)
+    while starts[-1] + WINDOW_SAMPLES < samples:
+        starts.append(starts[-1] + STEP_SAMPLES)
     return starts
 
 
-def count_windows(how, clips: Sequence[np.ndarray], engine: str) -> None:
-    """Add the clips' windows and the batches they decode in to ``how.stats`` (hf batches windows across
-    clips, ct2 within one)."""
-    counts = [len(window_starts(c.size, engine)) for c in clips]
-    batches = (
-        math.ceil(sum(counts) / how.batch_size)
-        if engine == "hf"
-        else sum(math.ceil(n / how.batch_size) for n in counts)
-    )
-    how.stats["chunked_windows"] = how.stats.get("chunked_windows", 0) + sum(counts)
-    how.stats["chunked_batches"] = how.stats.get("chunked_batches", 0) + batches
+def count_windows(how, clips: Sequence[np.ndarray]) -> None:
+    """Add the clips' windows and the batches they decode in (across clips) to ``how.stats``."""
+    n = sum(len(window_starts(c.size)) for c in clips)
+    how.stats["chunked_windows"] = how.stats.get("chunked_windows", 0) + n
+    how.stats["chunked_batches"] = how.stats.get("chunked_batches", 0) + math.ceil(n / how.batch_size)
+
+
+def _segments(chunks: list[dict], duration: float) -> list[Segment]:
+    """Segments of the merged ``chunks`` ({"timestamp": (start, end), "text"}) of a clip of ``duration`` s."""
+    out = []
+    for chunk in chunks:
+        start, end = chunk["timestamp"]
+        end = duration if end is None else end  # the last segment may have no closing timestamp
+        out.append(Segment(float(start or 0.0), float(end), chunk["text"]))
+    return out
+
+
+def _generate_kwargs(model, how) -> dict:
+    kwargs: dict = {
+        "num_beams": how.beam_size,
+        "max_new_tokens": how.max_new_tokens or default_max_new_tokens(model),  # per window
+    }
+    if is_multilingual(model):
+        kwargs.update(task="transcribe", language=how.language)
+    return kwargs
 
 
 def _hf_segments(model, processor, clips: Sequence[np.ndarray], how) -> list[list[Segment]]:
@@ -67,14 +86,9 @@ def _hf_segments(model, processor, clips: Sequence[np.ndarray], how) -> list[lis
         feature_extractor=processor.feature_extractor,
         device=model.device,
     )
-    kwargs: dict = {
-        "num_beams": how.beam_size,
-        "max_new_tokens": how.max_new_tokens or default_max_new_tokens(model),  # per window
-    }
+    kwargs = _generate_kwargs(model, how)
     if how.fallback:
         kwargs.update(fallback_kwargs())
-    if is_multilingual(model):
-        kwargs.update(task="transcribe", language=how.language)
     found = asr(
         [np.asarray(c, dtype=np.float32) for c in clips],
         chunk_length_s=WINDOW_SECONDS,
@@ -84,59 +98,38 @@ def _hf_segments(model, processor, clips: Sequence[np.ndarray], how) -> list[lis
         ignore_warning=True,  # its "experimental with seq2seq models" note is about non-Whisper models
         generate_kwargs=kwargs,
     )
+    return [_segments(r["chunks"], c.size / SAMPLE_RATE) for c, r in zip(clips, found, strict=True)]
+
+
+def _ct2_segments(model: Ct2Whisper, processor, clips: Sequence[np.ndarray], how) -> list[list[Segment]]:
+    """Segments of each clip: the pipeline's windows decoded by CTranslate2, ``how.batch_size`` at a time,
+    merged by the tokenizer's ``_decode_asr`` as the pipeline's ``postprocess`` does."""
+    windows = [(k, s) for k, c in enumerate(clips) for s in window_starts(c.size)]
+    outputs: list[list[dict]] = [[] for _ in clips]
+    kwargs = _generate_kwargs(model, how)
+    for b in range(0, len(windows), how.batch_size):
+        group = windows[b : b + how.batch_size]
+        audio = [np.asarray(clips[k][s : s + WINDOW_SAMPLES], dtype=np.float32) for k, s in group]
+        feats = processor.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        ids = model.generate(feats.input_features, return_timestamps=True, **kwargs)
+        for (k, s), row, a in zip(group, ids, audio, strict=True):
+            last = s + WINDOW_SAMPLES >= clips[k].size
+            # (window seconds, left and right seconds its neighbours decode too), as the pipeline passes it
+            stride = (a.size / SAMPLE_RATE, STRIDE_SECONDS if s else 0, 0 if last else STRIDE_SECONDS)
+            outputs[k].append({"tokens": row.reshape(1, -1).numpy(), "stride": stride})
     out = []
-    for clip, result in zip(clips, found, strict=True):
-        duration = clip.size / SAMPLE_RATE
-        segs = []
-        for chunk in result["chunks"]:
-            start, end = chunk["timestamp"]
-            end = duration if end is None else end  # the last segment may have no closing timestamp
-            segs.append(Segment(float(start or 0.0), float(end), chunk["text"]))
-        out.append(segs)
+    for clip, mine in zip(clips, outputs, strict=True):
+        _, found = processor.tokenizer._decode_asr(
+            mine, return_timestamps=True, return_language=None, time_precision=TIME_PRECISION
+        )
+        out.append(_segments(found["chunks"], clip.size / SAMPLE_RATE))
     return out
 
 
-def _ct2_segments(model: Ct2Whisper, clip: np.ndarray, how, words: bool) -> tuple[list[Segment], str]:
-    """(segments, language) of one clip by faster-whisper's BatchedInferencePipeline over 30-s windows."""
-    from faster_whisper import BatchedInferencePipeline  # noqa: PLC0415 -- the deploy extra; only here
-
-    duration = clip.size / SAMPLE_RATE
-    windows = [
-        {"start": s / SAMPLE_RATE, "end": min(duration, s / SAMPLE_RATE + WINDOW_SECONDS)}
-        for s in window_starts(clip.size, "ct2")
-    ]
-    found, info = BatchedInferencePipeline(model.faster_whisper()).transcribe(
-        np.asarray(clip, dtype=np.float32),
-        language=how.language if model.model.is_multilingual else None,
-        beam_size=how.beam_size,
-        temperature=0.0,
-        condition_on_previous_text=False,
-        without_timestamps=True,
-        word_timestamps=words,
-        vad_filter=False,
-        clip_timestamps=windows,
-        batch_size=how.batch_size,
-        max_new_tokens=how.max_new_tokens or default_max_new_tokens(model),
-    )
-    segs = [
-        Segment(
-            s.start,
-            s.end,
-            s.text,
-            tuple(Word(w.start, w.end, w.word, float(w.probability)) for w in (s.words or ())),
-        )
-        for s in found
-    ]
-    return segs, info.language
-
-
-def chunked_segments(
-    model, processor, clips: Sequence[np.ndarray], how, words: bool = False
-) -> list[tuple[list[Segment], str | None]]:
-    """(segments, language or None) of each clip over 30 s, by the engine's batched chunked decoding
-    (module doc); counts windows and batches in ``how.stats``. ``words``: ct2 only (checked before)."""
+def chunked_segments(model, processor, clips: Sequence[np.ndarray], how) -> list[list[Segment]]:
+    """Segments of each clip over 30 s by batched chunked decoding (module doc), counting the windows and
+    batches in ``how.stats``."""
+    count_windows(how, clips)
     if isinstance(model, Ct2Whisper):
-        count_windows(how, clips, "ct2")
-        return [_ct2_segments(model, c, how, words) for c in clips]
-    count_windows(how, clips, "hf")
-    return [(segs, None) for segs in _hf_segments(model, processor, clips, how)]
+        return _ct2_segments(model, processor, clips, how)
+    return _hf_segments(model, processor, clips, how)

@@ -148,7 +148,7 @@ def chunked_ids(model, processor, audios: Sequence[np.ndarray], how: Decoding) -
     merged windows' text, tokenised again."""
     how.stats["long_clips"] += len(audios)
     found = chunked_segments(model, processor, audios, how)
-    texts = ["".join(s.text for s in segs) for segs, _ in found]
+    texts = ["".join(s.text for s in segs) for segs in found]
     tokenize = processor.tokenizer
     return [torch.tensor(tokenize(t, add_special_tokens=False).input_ids, dtype=torch.long) for t in texts]
 

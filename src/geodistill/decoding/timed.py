@@ -10,7 +10,7 @@
   speech chunk with ``--vad``).
 
 With ``long_form_mode`` "chunked", clips over 30 s decode by ``geodistill.decoding.chunked`` on both engines
-(hf: the merged segments of transformers' pipeline; ct2: one segment per 30-s window, words timed inside).
+(transformers' pipeline, or its windows and merge around CTranslate2): segment times only.
 
 With ``vad`` on the engines other than ct2, each clip's speech is cut into chunks of at most 30 s
 (``geodistill.decoding.vad``), the chunks decode as short clips ``batch_size`` at a time, and their times
@@ -149,7 +149,7 @@ def _hf(model, processor, clips: list[np.ndarray], how: Decoding, words: bool, f
     if long and how.long_form_mode == "chunked":
         how.stats["long_clips"] += len(long)
         found = chunked_segments(model, processor, [clips[i] for i in long], how)
-        for i, (segs, _) in zip(long, found, strict=True):
+        for i, segs in zip(long, found, strict=True):
             result[i] = segs
         return result
     for i, clip in enumerate(clips):
@@ -160,13 +160,25 @@ def _hf(model, processor, clips: list[np.ndarray], how: Decoding, words: bool, f
     return result
 
 
+def _ct2_clips(
+    model: Ct2Whisper, clips: Sequence[np.ndarray], how: Decoding, words: bool
+) -> list[Transcript]:
+    """Each clip by ``_ct2``, except those over 30 s with ``how.long_form_mode`` "chunked": those by batched
+    chunked decoding (``geodistill.decoding.chunked``), their windows batched together."""
+    chunked = [i for i, c in enumerate(clips) if how.long_form_mode == "chunked" and is_long(c)]
+    out = {
+        i: _ct2(model, np.asarray(c, np.float32), how, words) for i, c in enumerate(clips) if i not in chunked
+    }
+    if chunked:
+        how.stats["long_clips"] += len(chunked)
+        found = chunked_segments(model, model.processor, [clips[i] for i in chunked], how)
+        for i, segs in zip(chunked, found, strict=True):
+            out[i] = transcript(segs, clips[i].size / SAMPLE_RATE, language_of(model, how))
+    return [out[i] for i in range(len(clips))]
+
+
 def _ct2(model: Ct2Whisper, clip: np.ndarray, how: Decoding, words: bool) -> Transcript:
-    """One clip by faster-whisper's ``transcribe`` (its own VAD filter with ``how.vad``), or by its batched
-    pipeline when the clip is over 30 s and ``how.long_form_mode`` is "chunked"."""
-    if how.long_form_mode == "chunked" and is_long(clip):
-        how.stats["long_clips"] += 1
-        [(segs, language)] = chunked_segments(model, None, [clip], how, words)
-        return transcript(segs, clip.size / SAMPLE_RATE, language)
+    """One clip by faster-whisper's ``transcribe`` (its own VAD filter with ``how.vad``)."""
     found, info = faster_whisper_transcribe(model, clip, how, words)
     segs = [
         Segment(
@@ -204,7 +216,7 @@ def timed_transcripts(
     first); ``how.vad``: decode only the speech; ``how.batch_size``: VAD chunks decoded together."""
     language = language_of(model, how)
     if isinstance(model, Ct2Whisper):
-        return [_ct2(model, np.asarray(c, dtype=np.float32), how, words) for c in clips]
+        return _ct2_clips(model, clips, how, words)
 
     def segments_of(group: list[np.ndarray]) -> list[list[Segment]]:
         if hasattr(model, "get_encoder"):
