@@ -35,7 +35,8 @@ def transcribe(model: Model, audio: Audio | Sequence[Audio], *, device: str = "a
     Files of any length and any format soundfile reads (resampled to 16 kHz mono); long ones are decoded
     window by window. ``options``: the decoding options of ``geodistill transcribe`` (language, beam_size,
     batch_size, engine, assistant, audio_context, context_margin, fallback: None, the default, is the
-    model's own safeguard; ``geodistill.decoding.options.DecodeOptions``).
+    model's own safeguard; ``long_form_mode="chunked"`` is ``--long-form chunked``: files over 30 s in 30-s
+    windows decoded ``batch_size`` at a time; ``geodistill.decoding.options.DecodeOptions``).
     """
     options = {"long_form": True, "fallback": None, **options}
     if isinstance(audio, str | Path):
@@ -58,7 +59,8 @@ def evaluate(
     ``out`` (a folder) also gets eval.json, eval.md and utterances.jsonl, as ``geodistill evaluate --out``
     writes them. ``limit`` scores the first N usable utterances; ``strict`` stops at the first bad one.
     ``options``: the decoding options (batch_size, language, beam_size, engine, assistant, audio_context,
-    context_margin, fallback, warmup); clips over 30 s are decoded long-form, as by the command.
+    context_margin, fallback, warmup, long_form_mode); clips over 30 s are decoded long-form, as by the
+    command.
     """
     options = {"long_form": True, "warmup": True, **options}
     return _evaluate(model, data, out=out, limit=limit, device=device, strict=strict, **options)

@@ -149,6 +149,13 @@ def model_flags(q: argparse.ArgumentParser) -> None:
         "int8_float16, int8_bfloat16, int16, float16, bfloat16, float32, default, auto)",
     )
     q.add_argument(
+        "--long-form",
+        choices=("sequential", "chunked"),
+        default="sequential",
+        help="files over 30 s: the engine's sequential long-form decoding (default), or fixed 30-s windows "
+        "decoded --batch-size at a time (hf: transformers' chunked pipeline; ct2: faster-whisper's batched)",
+    )
+    q.add_argument(
         "--assistant",
         default=None,
         help="student run/model that drafts for the model (speculative decoding; same transcript)",

@@ -59,6 +59,7 @@ def _evaluate(a: argparse.Namespace) -> int:
         compute_type=a.compute_type,
         assistant=a.assistant,
         long_form=True,
+        long_form_mode=a.long_form,
         fallback=a.fallback,
         warmup=not a.no_warmup,
         vad=a.vad,

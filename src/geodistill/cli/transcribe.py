@@ -20,7 +20,8 @@ def register(sub) -> None:
         "--batch-size",
         type=POSITIVE_INT,
         default=None,
-        help="files decoded at a time (8; 1 with --assistant); with --vad, speech chunks decoded at a time",
+        help="files decoded at a time (8; 1 with --assistant); with --vad, speech chunks decoded at a time; "
+        "with --long-form chunked, 30-s windows",
     )
     q.add_argument(
         "--no-fallback",
@@ -98,6 +99,7 @@ def _transcribe(a: argparse.Namespace) -> int:
         compute_type=a.compute_type,
         assistant=a.assistant,
         long_form=True,
+        long_form_mode=a.long_form,
         fallback=False if a.no_fallback else None,  # None: the model's own (Whisper's; CTC has none)
         audio_context=a.audio_context,
         context_margin=a.context_margin,

@@ -110,19 +110,20 @@ class Ct2Whisper(OutsideTorch):
     def timestamp_begin(self) -> int:
         return self.processor.tokenizer.convert_tokens_to_ids("<|0.00|>")
 
-    def _prompt(self, language: str | None, task: str | None, features) -> list[list[str]]:
-        """Per-item prompt: <|sot|> [<|lang|> <|task|>] <|notimestamps|> (language detected if None)."""
+    def _prompt(
+        self, language: str | None, task: str | None, features, timestamps: bool = False
+    ) -> list[list[str]]:
+        """Per-item prompt: <|sot|> [<|lang|> <|task|>] <|notimestamps|> (language detected if None); without
+        <|notimestamps|> when ``timestamps`` (CTranslate2 then applies Whisper's timestamp rules)."""
         n = features.shape[0]
+        last = [] if timestamps else ["<|notimestamps|>"]
         if not self.model.is_multilingual:
-            return [["<|startoftranscript|>", "<|notimestamps|>"]] * n
+            return [["<|startoftranscript|>", *last]] * n
         if language:
             langs = [f"<|{language}|>"] * n
         else:
             langs = [result[0][0] for result in self.model.detect_language(features)]
-        return [
-            ["<|startoftranscript|>", lang, f"<|{task or 'transcribe'}|>", "<|notimestamps|>"]
-            for lang in langs
-        ]
+        return [["<|startoftranscript|>", lang, f"<|{task or 'transcribe'}|>", *last] for lang in langs]
 
     def generate(
         self,
@@ -136,10 +137,12 @@ class Ct2Whisper(OutsideTorch):
         no_speech: list[float | None] | None = None,
         temperature: float = 0.0,
         logprobs: list[float] | None = None,
+        return_timestamps: bool = False,
         **unsupported,
     ) -> torch.LongTensor:
         """Token ids (B, T) of ``input_features`` (B, n_mels, frames <= 3000), prompt excluded, padded with
-        <|endoftext|>. Raises GeodistillError for HF-only options (assistant models, timestamps).
+        <|endoftext|>. Raises GeodistillError for HF-only options (assistant models).
+        ``return_timestamps``: Whisper's <|t.tt|> tokens among the text, as transformers' ``generate`` gives.
         ``no_speech``: a list, extended with each clip's no-speech probability (CTranslate2's own).
         ``temperature`` above 0 samples from the whole distribution (one hypothesis; CTranslate2's random
         generator lives in its worker threads, so samples differ from call to call); ``logprobs``: a list,
@@ -149,7 +152,7 @@ class Ct2Whisper(OutsideTorch):
         import ctranslate2  # noqa: PLC0415 (optional extra [deploy])
 
         feats = ctranslate2.StorageView.from_array(input_features.float().contiguous().numpy())
-        prompts = self._prompt(language, task, feats)
+        prompts = self._prompt(language, task, feats, return_timestamps)
         # Measured with CTranslate2 4.8: Whisper stops after floor(max_length / 2) new tokens, not
         # max_length - len(prompt); ask for enough and cut at max_new_tokens, as HF's generate does.
         sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
@@ -219,6 +222,41 @@ def _assisted(spec, device: str, assistant: str, dtype: str = "auto"):
     return with_assistant(teacher, processor, assistant), processor, teacher.device
 
 
+def check_chunked(options: DecodeOptions) -> None:
+    """Refuse in one line what ``--long-form chunked`` (``geodistill.decoding.chunked``) cannot do: engines
+    other than hf and ct2, ``--assistant``, ``--vad`` (which already batches long audio: its speech chunks),
+    word times (the merge of overlapping windows gives segment times) and the temperature fallback asked for
+    on ct2 (its windows decode at one temperature)."""
+    o = options
+    if o.long_form_mode != "chunked":
+        return
+    flag = "--long-form chunked"
+    if o.vad:
+        raise GeodistillError(
+            f"{flag}: --vad already decodes long audio in batches (its speech chunks, --batch-size at a "
+            "time); use one or the other"
+        )
+    if o.assistant is not None:
+        raise GeodistillError(
+            f"{flag}: --assistant decodes one utterance at a time; use --long-form sequential"
+        )
+    if o.engine not in ("hf", "ct2"):
+        raise GeodistillError(
+            f"{flag}: --engine {o.engine} has no batched windows; use --engine hf or ct2, or --vad (which "
+            "batches speech chunks on every engine)"
+        )
+    if o.word_timestamps:
+        raise GeodistillError(
+            f"--word-timestamps: {flag} gives segment times only (merged from overlapping windows); use "
+            "--long-form sequential"
+        )
+    if o.fallback is True and o.engine == "ct2":
+        raise GeodistillError(
+            f"--fallback: {flag} on --engine ct2 decodes each window at one temperature; drop --fallback, "
+            "or use --engine hf or --long-form sequential"
+        )
+
+
 def check_engine(options: DecodeOptions) -> DecodeOptions:
     """The options as the engine applies them, refusing in one line what it cannot do.
 
@@ -227,6 +265,7 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
     model without long-form decoding (``long_form`` off) unless ``vad`` cuts them into 30-s chunks.
     ``onnx``, ``whispercpp`` and an assistant give no token timestamps: ``word_timestamps`` is refused.
     """
+    check_chunked(options)
     if options.ctc_beam != 1 or options.lm is not None:
         flag = f"--ctc-beam {options.ctc_beam}" if options.ctc_beam != 1 else f"--lm {options.lm}"
         raise GeodistillError(f"{flag}: for CTC students only; a Whisper model decodes with --beam-size")

@@ -5,10 +5,11 @@ Long clips are decoded one at a time, with each engine's own sequential long-for
   the 30 s window segment by segment as openai-whisper does;
 - CT2: faster-whisper's ``WhisperModel.transcribe`` on the same CTranslate2 folder (it always pads each
   window to 30 s).
-Clips of up to 30 s keep the batched short-form path. ``fallback=True`` adds Whisper's temperature
-fallback (re-decode at a higher temperature when the compression ratio or mean log-probability says the
-output is a loop or garbage), as openai-whisper and faster-whisper do: the engine's own on 30-s windows,
-``geodistill.decoding.fallback`` at dynamic context and in ONNX Runtime.
+With ``long_form_mode="chunked"`` they are cut into fixed windows decoded ``batch_size`` at a time instead
+(``geodistill.decoding.chunked``). Clips of up to 30 s keep the batched short-form path. ``fallback=True``
+adds Whisper's temperature fallback (re-decode at a higher temperature when the compression ratio or mean
+log-probability says the output is a loop or garbage), as openai-whisper and faster-whisper do: the engine's
+own on 30-s windows, ``geodistill.decoding.fallback`` at dynamic context and in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from geodistill.decoding import vad
+from geodistill.decoding.chunked import chunked_segments
 from geodistill.decoding.engines import Ct2Whisper
 from geodistill.decoding.fallback import FALLBACK_TEMPERATURES, fallback_kwargs
 from geodistill.decoding.speed import Timer
@@ -46,9 +48,18 @@ class Decoding:
     fallback: bool = False  # temperature fallback on loops/garbage
     dynamic: bool = False  # dynamic audio context: short clips keep it, the fallback included
     vad: bool = False  # decode only the speech voice-activity detection finds (geodistill.decoding.vad)
-    batch_size: int = 8  # VAD chunks decoded together
+    batch_size: int = 8  # VAD chunks (or chunked windows) decoded together
+    long_form_mode: str = "sequential"  # clips over 30 s: options.LONG_FORM_MODES
     timestamps: bool = False  # short clips: keep Whisper's timestamp tokens among the text ids
-    stats: dict = field(default_factory=lambda: {"long_clips": 0, "hit_token_cap": 0})
+    # long clips decoded, short clips at the token cap, --long-form chunked's windows and their batches
+    stats: dict = field(
+        default_factory=lambda: {
+            "long_clips": 0,
+            "hit_token_cap": 0,
+            "chunked_windows": 0,
+            "chunked_batches": 0,
+        }
+    )
     # each clip's no-speech probability in the last ``decode_audios`` call (None: the model has none)
     no_speech: list[float | None] = field(default_factory=list)
 
@@ -130,6 +141,16 @@ def long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Tensor
     if isinstance(model, Ct2Whisper):
         return _ct2_long_ids(model, audio, how)
     return _hf_long_ids(model, processor, audio, how)
+
+
+def chunked_ids(model, processor, audios: Sequence[np.ndarray], how: Decoding) -> list[torch.Tensor]:
+    """Text token ids (1-D) of each clip over 30 s by batched chunked decoding (``decoding.chunked``): the
+    merged windows' text, tokenised again."""
+    how.stats["long_clips"] += len(audios)
+    found = chunked_segments(model, processor, audios, how)
+    texts = ["".join(s.text for s in segs) for segs in found]
+    tokenize = processor.tokenizer
+    return [torch.tensor(tokenize(t, add_special_tokens=False).input_ids, dtype=torch.long) for t in texts]
 
 
 def decode_audios(
@@ -233,7 +254,15 @@ def _decode_clips(
             out[i] = row
             how.stats["hit_token_cap"] += int(row.numel() >= cap and bool((row != eos).all()))
     rest = [i for i in range(len(audios)) if i not in short]
+    chunked = [i for i in rest if how.long_form_mode == "chunked" and is_long(audios[i])]
+    if chunked:
+        with compute:
+            found = chunked_ids(model, processor, [audios[i] for i in chunked], how)
+        for i, row in zip(chunked, found, strict=True):
+            out[i] = row
     for i in rest:
+        if i in chunked:
+            continue
         with compute:
             out[i] = long_ids(model, processor, audios[i], how)[0]
     if rest:  # their first window, at full context

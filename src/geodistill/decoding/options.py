@@ -24,6 +24,9 @@ COMPUTE_TYPES = (
     "bfloat16",
     "float32",
 )
+# --long-form: how clips over 30 s decode: the engine's sequential algorithm, or fixed 30-s windows decoded
+# --batch-size at a time (geodistill.decoding.chunked)
+LONG_FORM_MODES = ("sequential", "chunked")
 # --dtype -> the torch dtype the weights are loaded in (--engine hf); "auto": fp16 on CUDA, fp32 elsewhere
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -65,7 +68,8 @@ class DecodeOptions:
         None  # engine ct2 / whispercpp: a COMPUTE_TYPES name; None: DEFAULT_COMPUTE_TYPE
     )
     assistant: str | None = None  # a student spec drafting for the model (speculative decoding, hf)
-    long_form: bool = False  # decode clips over 30 s with the engine's sequential long-form algorithm
+    long_form: bool = False  # decode clips over 30 s (else they are refused or skipped)
+    long_form_mode: str = "sequential"  # how: LONG_FORM_MODES ("chunked": batch_size windows at a time)
     fallback: bool | None = False  # temperature fallback; None = the model's own safeguard (on for Whisper)
     warmup: bool = False  # decode the first batch once, untimed, before timing starts
     vad: bool = False  # decode only the speech silero-vad finds (ct2: faster-whisper's vad_filter)
@@ -83,6 +87,10 @@ class DecodeOptions:
                 f"and {self.ctc_beam}"
             )
         check_override(self.audio_context, self.context_margin)
+        if self.long_form_mode not in LONG_FORM_MODES:
+            raise GeodistillError(
+                f"--long-form: unknown '{self.long_form_mode}' (choose {' or '.join(LONG_FORM_MODES)})"
+            )
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise GeodistillError(f"--dtype: unknown '{self.dtype}' (choose auto, {', '.join(DTYPES)})")
         if self.compute_type is not None and self.compute_type not in COMPUTE_TYPES:

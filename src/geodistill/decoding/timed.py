@@ -9,6 +9,9 @@
 - ``whispercpp``, ``onnx`` and an ``--assistant`` pair give no timestamps here: one segment per clip (per
   speech chunk with ``--vad``).
 
+With ``long_form_mode`` "chunked", clips over 30 s decode by ``geodistill.decoding.chunked`` on both engines
+(transformers' pipeline, or its windows and merge around CTranslate2): segment times only.
+
 With ``vad`` on the engines other than ct2, each clip's speech is cut into chunks of at most 30 s
 (``geodistill.decoding.vad``), the chunks decode as short clips ``batch_size`` at a time, and their times
 are mapped back to the clip's.
@@ -24,6 +27,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from geodistill.decoding import vad
+from geodistill.decoding.chunked import chunked_segments
 from geodistill.decoding.engines import Ct2Whisper
 from geodistill.decoding.fallback import fallback_kwargs, seeded
 from geodistill.decoding.longform import (
@@ -145,12 +149,36 @@ def _hf(model, processor, clips: list[np.ndarray], how: Decoding, words: bool, f
         found = _hf_short(model, processor, [clips[i] for i in short], how, words, featurize)
         for i, segs in zip(short, found, strict=True):
             result[i] = segs
+    long = [i for i, c in enumerate(clips) if is_long(c)]
+    if long and how.long_form_mode == "chunked":
+        how.stats["long_clips"] += len(long)
+        found = chunked_segments(model, processor, [clips[i] for i in long], how)
+        for i, segs in zip(long, found, strict=True):
+            result[i] = segs
+        return result
     for i, clip in enumerate(clips):
         if is_long(clip):
             how.stats["long_clips"] += 1
             out = hf_long_generate(model, processor, clip, how, segments=True, words=words)
             result[i] = _hf_segments(processor, out["segments"][0], words)
     return result
+
+
+def _ct2_clips(
+    model: Ct2Whisper, clips: Sequence[np.ndarray], how: Decoding, words: bool
+) -> list[Transcript]:
+    """Each clip by ``_ct2``, except those over 30 s with ``how.long_form_mode`` "chunked": those by batched
+    chunked decoding (``geodistill.decoding.chunked``), their windows batched together."""
+    chunked = [i for i, c in enumerate(clips) if how.long_form_mode == "chunked" and is_long(c)]
+    out = {
+        i: _ct2(model, np.asarray(c, np.float32), how, words) for i, c in enumerate(clips) if i not in chunked
+    }
+    if chunked:
+        how.stats["long_clips"] += len(chunked)
+        found = chunked_segments(model, model.processor, [clips[i] for i in chunked], how)
+        for i, segs in zip(chunked, found, strict=True):
+            out[i] = transcript(segs, clips[i].size / SAMPLE_RATE, language_of(model, how))
+    return [out[i] for i in range(len(clips))]
 
 
 def _ct2(model: Ct2Whisper, clip: np.ndarray, how: Decoding, words: bool) -> Transcript:
@@ -192,7 +220,7 @@ def timed_transcripts(
     first); ``how.vad``: decode only the speech; ``how.batch_size``: VAD chunks decoded together."""
     language = language_of(model, how)
     if isinstance(model, Ct2Whisper):
-        return [_ct2(model, np.asarray(c, dtype=np.float32), how, words) for c in clips]
+        return _ct2_clips(model, clips, how, words)
 
     def segments_of(group: list[np.ndarray]) -> list[list[Segment]]:
         if hasattr(model, "get_encoder"):

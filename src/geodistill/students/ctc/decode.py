@@ -201,6 +201,10 @@ def check(options: DecodeOptions) -> DecodeOptions:
         raise GeodistillError(
             "--vad: not implemented for a CTC student (it decodes each clip whole, up to 30 s)"
         )
+    if o.long_form_mode != "sequential":
+        raise GeodistillError(
+            f"--long-form {o.long_form_mode}: a CTC student decodes each clip whole, up to 30 s"
+        )
     if o.compute_type is not None:
         raise GeodistillError(
             f"--compute-type {o.compute_type}: a CTC student runs in PyTorch only; use --dtype"

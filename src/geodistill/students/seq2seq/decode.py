@@ -82,7 +82,7 @@ def texts(model, processor, options: DecodeOptions) -> Texts:
     how = Decoding(
         options.language, options.beam_size, None, fallback, dynamic=context.dynamic, vad=options.vad
     )
-    how.batch_size = options.batch_size
+    how.batch_size, how.long_form_mode = options.batch_size, options.long_form_mode
 
     def run(audios: list[np.ndarray], names: Sequence) -> list[str]:
         ids = decode_audios(
@@ -120,7 +120,7 @@ def transcripts(model, processor, options: DecodeOptions, name: str = "the model
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fallback = True if options.fallback is None else options.fallback
     how = Decoding(options.language, options.beam_size, None, fallback, vad=options.vad)
-    how.batch_size = options.batch_size
+    how.batch_size, how.long_form_mode = options.batch_size, options.long_form_mode
 
     def run(audios: list[np.ndarray], names: Sequence) -> list[Transcript]:
         def featurize(clips: list[np.ndarray]) -> torch.Tensor:
@@ -137,7 +137,8 @@ def decode_utterances(
     """Transcribe ``utts`` in batches, skipping (and recording) unreadable audio
     (``geodistill.decoding.batches.decode_batches``: longest first, input order out).
 
-    ``options.long_form`` decodes clips over 30 s (``geodistill.decoding.longform``), ``fallback`` adds the
+    ``options.long_form`` decodes clips over 30 s (``geodistill.decoding.longform``; ``long_form_mode``
+    "chunked": in batched windows, ``geodistill.decoding.chunked``), ``fallback`` adds the
     temperature fallback, ``warmup`` decodes the first batch once untimed before timing starts.
     """
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
@@ -151,6 +152,7 @@ def decode_utterances(
         dynamic=context.dynamic,
         vad=o.vad,
         timestamps=o.timestamps,
+        long_form_mode=o.long_form_mode,
     )
     how.batch_size = o.batch_size
     timestamp_begin = Prompts(processor, model).timestamp_begin if o.timestamps else 0
@@ -177,7 +179,7 @@ def decode_utterances(
         scratch = Decoding(
             o.language, o.beam_size, o.max_new_tokens, bool(o.fallback), dynamic=context.dynamic, vad=o.vad
         )
-        scratch.batch_size = o.batch_size
+        scratch.batch_size, scratch.long_form_mode = o.batch_size, o.long_form_mode
         decode_audios(
             model,
             processor,
@@ -201,7 +203,12 @@ def decode(
     decoded = decode_utterances(model, processor, utts, bad, options)
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fields = _fields(model, options, context)
-    fields.update(long_form=options.long_form, temperature_fallback=bool(options.fallback), vad=options.vad)
+    fields.update(
+        long_form=options.long_form,
+        long_form_mode=options.long_form_mode if options.long_form else None,
+        temperature_fallback=bool(options.fallback),
+        vad=options.vad,
+    )
     return decoded, fields, TIMING
 
 
