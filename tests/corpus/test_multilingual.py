@@ -15,6 +15,7 @@ from geodistill.cli import data as data_cli
 from geodistill.corpus import multilingual as ml
 from geodistill.corpus import requirements
 from geodistill.data import load_spec
+from geodistill.data.bad import BadSampleError
 from geodistill.errors import DataError
 
 from ..data.conftest import tone
@@ -41,6 +42,7 @@ LISTING = """\ufeff; Core Asterisk Sounds in Italian
 agent-pass: Digitare la propria password.
 beep: [tono singolo]
 conf-full: La conferenza ? piena.
+not-avail: Non pu? essere
 vm-changeto: Cambiare cartella?
 digits/1: uno
 """
@@ -78,15 +80,15 @@ def fake_asterisk(sounds, doc):
     with gzip.open(listing, "wt", encoding="utf-8") as f:
         f.write(LISTING)
     voice = sounds / "it_IT_m_Carlo"
-    for k, name in enumerate(("agent-pass", "beep", "conf-full", "vm-changeto", "digits/1", "not-listed")):
+    for k, name in enumerate(
+        ("agent-pass", "beep", "conf-full", "not-avail", "vm-changeto", "digits/1", "not-listed")
+    ):
         write_g722(voice / f"{name}.g722", tone(1.2 + 0.1 * k, seed=10 + k))
 
 
-def test_clean_drops_tags_empty_lines_and_letters_lost_to_question_marks():
+def test_clean_drops_tags_and_empty_lines():
     assert ml.clean("  Agente   conectado ") == "Agente conectado"
-    assert ml.clean("Entrada incorrecta. Buzon?") == "Entrada incorrecta. Buzon?"  # a real question
-    for bad in ("[tono simple]", "", "La chiamata non pu? essere", "Se questo ? corretto"):
-        assert ml.clean(bad) is None
+    assert ml.clean("[tono simple]") is None and ml.clean(" ") is None
 
 
 def test_fillets_lines_are_matched_to_their_recordings(tmp_path):
@@ -110,7 +112,7 @@ def test_asterisk_prompts_get_their_listing_lines(tmp_path):
         ("agent-pass.g722", "Digitare la propria password."),
         ("digits/1.g722", "uno"),
         ("vm-changeto.g722", "Cambiare cartella?"),
-    ]
+    ]  # not the tone, nor "La conferenza ? piena" (the listing lost its è), nor the unlisted prompt
     assert all(c.g722 and "CC-BY-3.0" in c.licence and c.language == "it" for c in clips)
     assert abs(clips[0].seconds() - 1.2) < 0.05  # from the file size, 8000 bytes a second
     audio = ml.read_clip(clips[0])
@@ -172,3 +174,9 @@ def test_cli_languages_flag(tmp_path, capsys, monkeypatch):
     assert cli.main(["data", "real", str(tmp_path / "out"), "--languages", "cs", "--per-language", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["languages"]["cs"]["utterances"] == 1
     assert json.loads((tmp_path / "out" / "manifest.jsonl").read_text(encoding="utf-8"))["language"] == "cs"
+
+
+def test_an_unreadable_g722_file_is_a_bad_sample_naming_it(tmp_path):
+    (tmp_path / "empty.g722").write_bytes(b"")
+    with pytest.raises(BadSampleError, match=r"empty\.g722.*no G\.722 frames"):
+        ml.read_g722(tmp_path / "empty.g722")

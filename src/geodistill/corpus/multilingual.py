@@ -12,9 +12,9 @@ Sources (each row of the manifest names its package and licence):
   CC-BY-3.0 (it, ru).
 
 Transcripts are kept as the sources write them (case, punctuation, digits): evaluation normalises both sides.
-Lines with annotation tags (``[tone]``), no text or a letter lost to "?", and clips outside 1-30 s, are
-left out; identical audio is kept once. From each language ``per_language`` clips are taken in a seeded
-shuffle (seed 0) of its files sorted by path, so a rebuild picks the same ones.
+Lines with annotation tags (``[tone]``) or no text, Asterisk lines with a letter lost to "?", and clips
+outside 1-30 s, are left out; identical audio is kept once. From each language ``per_language`` clips
+are taken in a seeded shuffle (seed 0) of its files sorted by path, so a rebuild picks the same ones.
 Layout: ``<lang>/<lang>-NNNN.flac`` (16 kHz mono) plus ``manifest.jsonl`` (audio_filepath, text, duration,
 language, speaker, id, source, package, licence) and an identical ``metadata.jsonl``, so the folder itself
 is a data spec (audiofolder) that keeps each row's language.
@@ -55,9 +55,8 @@ ASTERISK = {  # language -> (voice folder, licence)
 LANGUAGES = ("cs", "nl", *ASTERISK)  # Fish Fillets' two voiced translations, then Asterisk's four
 G722_BYTES_PER_SECOND = 8000  # G.722 is 64 kbit/s: its length is the file size / 8000
 TAG = re.compile(r"\[[^\]]*\]")
-LOST = re.compile(
-    r"\w\?\w|\s\?\s|\?\s+[a-zà-öø-ÿ]"
-)  # a letter lost to "?" ("pu? essere", "questo ? corretto")
+# A letter the listing lost to "?" ("pu? essere", "questo ? corretto"); a real question mark ends a sentence
+LOST = re.compile(r"\w\?\w|\s\?\s|\?\s+[a-zà-öø-ÿ]")
 MIN_S, MAX_S = 1.0, 30.0
 
 
@@ -80,10 +79,9 @@ class LangClip:
 
 
 def clean(text: str) -> str | None:
-    """The transcript with its whitespace collapsed; None when it is empty, holds an annotation tag or lost a
-    letter to "?" (the Italian listing's accented letters)."""
+    """The transcript with its whitespace collapsed; None when it is empty or holds an annotation tag."""
     text = " ".join(text.split())
-    return None if not text or TAG.search(text) or LOST.search(text) else text
+    return None if not text or TAG.search(text) else text
 
 
 _DIALOG = re.compile(r'dialog(Id|Str)\(\s*"((?:[^"\\]|\\.)*)"')
@@ -146,7 +144,7 @@ def asterisk_clips(sounds: Path, doc: Path, language: str) -> list[LangClip]:
     clips = []
     for g722 in sorted(folder.rglob("*.g722")):
         text = clean(texts.get(g722.relative_to(folder).with_suffix("").as_posix(), ""))
-        if text is not None:
+        if text is not None and not LOST.search(text):  # the Italian listing lost its accented letters
             clips.append(
                 LangClip(g722, text, language, voice, "Asterisk core IVR prompts",
                          f"asterisk-core-sounds-{language}-g722", licence, g722=True)
@@ -170,11 +168,11 @@ def read_g722(path: Path) -> np.ndarray:
     try:
         with av.open(str(path), format="g722") as container:
             frames = [f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]
-    except (av.FFmpegError, OSError) as e:
+    except (av.error.FFmpegError, OSError) as e:
         raise BadSampleError(str(path), f"not decodable as G.722 ({e})") from None
     if not frames:
         raise BadSampleError(str(path), "no G.722 frames")
-    return (np.concatenate(frames).astype(np.float32) / 32768.0).astype(np.float32)
+    return np.concatenate(frames).astype(np.float32) / np.float32(32768.0)
 
 
 def read_clip(clip: LangClip) -> np.ndarray:
