@@ -180,3 +180,11 @@ def test_an_unreadable_g722_file_is_a_bad_sample_naming_it(tmp_path):
     (tmp_path / "empty.g722").write_bytes(b"")
     with pytest.raises(BadSampleError, match=r"empty\.g722.*no G\.722 frames"):
         ml.read_g722(tmp_path / "empty.g722")
+
+
+def test_the_multilingual_purpose_needs_every_languages_packages(monkeypatch):
+    monkeypatch.setattr(requirements.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(requirements.shutil, "which", lambda cmd: None)
+    need = [p.debian for p in requirements.missing("multilingual")]
+    assert sorted(need) == sorted(ml.packages_for(list(ml.LANGUAGES)).split())
+    assert not set(need) & {p.debian for p in requirements.missing("test")}  # CI does not install them
