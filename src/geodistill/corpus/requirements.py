@@ -3,7 +3,9 @@ before any work: ``ensure("demo")`` installs missing Debian packages when it can
 line says so) and otherwise stops at once with one line naming the command to run.
 
 Purposes: ``demo`` (``geodistill demo``, ``data demo``: the README's corpus: 111 real test recordings, the
-held-out validation voice and text), ``real`` (``data real``), ``synth`` (``data synth``), ``robotic``
+held-out validation voice and text), ``real`` (``data real``), ``multilingual`` (``data real --languages``:
+Fish Fillets NG's Czech and Dutch voices, Asterisk's Spanish, French, Italian and Russian prompts),
+``synth`` (``data synth``), ``robotic``
 (``data synth --robotic-voices``) and ``test`` (``make test``: every package a test would otherwise skip
 without; ``tests/conftest.py`` lists those still missing in the summary).
 
@@ -29,10 +31,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from geodistill.corpus.multilingual import ASTERISK, ASTERISK_DOC, ASTERISK_SOUNDS, FILLETS
 from geodistill.corpus.recordings import ALSA_SOUNDS, DEBIAN_POCKETSPHINX
 from geodistill.optional import MissingDependencyError
 
-PURPOSES = ("demo", "real", "synth", "robotic", "test")
+PURPOSES = ("demo", "real", "multilingual", "synth", "robotic", "test")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,17 @@ PACKAGES = (
                   paths=("/usr/lib/postgresql/*/bin/initdb",)),
     SystemPackage("chromium", "the report screenshot test", ("test",),
                   commands=("chromium", "chromium-browser", "google-chrome")),
+    SystemPackage("fillets-ng-data", "Fish Fillets NG's dialogue transcripts", ("multilingual",),
+                  paths=(str(FILLETS / "script" / "airplane" / "dialogs_cs.lua"),)),
+    *(SystemPackage(f"fillets-ng-data-{lang}", f"{name} voiced dialogue", ("multilingual",),
+                    paths=(str(FILLETS / "sound" / "airplane" / lang / "*.ogg"),))
+      for lang, name in (("cs", "Czech"), ("nl", "Dutch"))),
+    *(SystemPackage(f"asterisk-core-sounds-{lang}", f"the {lang} prompts' transcripts", ("multilingual",),
+                    paths=(str(ASTERISK_DOC / f"asterisk-core-sounds-{lang}" / f"core-sounds-{lang}.txt*"),))
+      for lang in ASTERISK),
+    *(SystemPackage(f"asterisk-core-sounds-{lang}-g722", f"the {lang} prompts (16 kHz G.722)",
+                    ("multilingual",), paths=(str(ASTERISK_SOUNDS / voice / "*.g722"),))
+      for lang, (voice, _) in ASTERISK.items()),
 )  # fmt: skip
 
 # Python modules of the `demo` extra the corpus needs (Piper is its training voice; without it the demo
