@@ -10,7 +10,7 @@ from geodistill.data import hub
 from geodistill.errors import DataError
 from geodistill.train import loop
 from geodistill.train.loop import train
-from tests.data.test_hub import _parquet
+from tests.data.test_hub import _parquet, short_shutdown_sleep
 
 pytest.importorskip("datasets")
 
@@ -20,6 +20,7 @@ def hub_spec(tmp_path, monkeypatch) -> str:
     files = _parquet(tmp_path / "pq")
     local = [hub.HubSource("parquet", None, "train", {"data_files": {"train": files}})]
     monkeypatch.setattr(hub, "parse_hub_spec", lambda spec: local)  # the Hub itself is not reachable here
+    short_shutdown_sleep(monkeypatch)
     return "hub:local/speech:train"
 
 
