@@ -33,10 +33,16 @@ def write_manifest(folder: Path, n: int, seed: int, prefix: str) -> Path:
     return manifest
 
 
+# The tiny teacher's decoder context: its transcripts (prompt + label) are 10-20 tokens, and a random model
+# decodes until the cap (half the context): 32 tokens a clip instead of Whisper's 224 keeps every validation,
+# evaluate and pseudo-label pass of the training, tuning and cache tests short.
+TEACHER_TEXT_CTX = 64
+
+
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory, tiny_processor) -> Path:
     out = tmp_path_factory.mktemp("teacher")
-    make_tiny_whisper(d_model=32, layers=2, heads=2, seed=1).save_pretrained(out)
+    make_tiny_whisper(d_model=32, layers=2, heads=2, seed=1, text_ctx=TEACHER_TEXT_CTX).save_pretrained(out)
     tiny_processor.save_pretrained(out)
     return out
 
