@@ -33,10 +33,11 @@ def write_manifest(folder: Path, n: int, seed: int, prefix: str) -> Path:
     return manifest
 
 
-# The tiny teacher's decoder context: its transcripts (prompt + label) are 10-20 tokens, and a random model
-# decodes until the cap (half the context): 32 tokens a clip instead of Whisper's 224 keeps every validation,
-# evaluate and pseudo-label pass of the training, tuning and cache tests short.
-TEACHER_TEXT_CTX = 64
+# The tiny teacher's decoder context. A random model decodes until the cap, half the context by default:
+# 68 tokens a clip instead of Whisper's 224 keeps every evaluate and pseudo-label pass of the training,
+# tuning and cache tests short. 136: the 2-token prompt + the 128 new tokens an ablation's test evaluation
+# asks for (geodistill.train.validate.VAL_MAX_NEW_TOKENS) must fit; its transcripts are 10-20 tokens.
+TEACHER_TEXT_CTX = 136
 
 
 @pytest.fixture(scope="session")
