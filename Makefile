@@ -22,9 +22,11 @@ demo: install
 	$(VENV)/bin/geodistill demo --out runs/demo
 
 # The same check for the tests: installed when it can be; otherwise named here and in pytest's summary.
+# Two pytest-xdist workers, one thread each (the 2-core CI machine); --dist loadfile keeps each test file in
+# one worker, in its order, so module fixtures are built once and a file's tests see what they always saw.
 test: install
 	$(PY) -m geodistill.corpus.requirements test --report
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 # For whoever has a CUDA GPU: every GPU test, then the step benchmark at full size (large-v2-shaped teacher,
 # random weights) written to docs/benchmarks.md and runs/bench-gpu-step/result.json, then docs/scale.md's

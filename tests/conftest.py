@@ -61,9 +61,11 @@ def make_tiny_whisper(
     seed: int = 0,
     vocab: int = 51864,
     ffn: int | None = None,
+    text_ctx: int = 448,
 ):
     """A random English-only Whisper with tiny widths (MLP ``ffn``, default 2 x d_model) but the real
-    vocabulary and special tokens."""
+    vocabulary and special tokens. ``text_ctx``: the decoder context; decoding caps a transcript at half of
+    it, and a random model seldom ends one earlier (224 tokens a clip at Whisper's 448)."""
     from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
     cfg = WhisperConfig(
@@ -77,7 +79,7 @@ def make_tiny_whisper(
         encoder_ffn_dim=ffn or 2 * d_model,
         decoder_ffn_dim=ffn or 2 * d_model,
         max_source_positions=1500,
-        max_target_positions=448,
+        max_target_positions=text_ctx,
         decoder_start_token_id=50257,
         eos_token_id=50256,
         pad_token_id=50256,

@@ -25,6 +25,7 @@ from geodistill.data import BadSamples, load_spec
 from geodistill.runlock import hold
 from tests import test_hardening_cli
 from tests.ablate import conftest as ablate_fixtures
+from tests.conftest import make_tiny_whisper
 from tests.data.conftest import write_librispeech
 from tests.report import conftest as report_fixtures
 from tests.test_hardening_cli import assert_one_line_error, cli
@@ -158,17 +159,29 @@ def _bad_manifest(tiny_data) -> Path:
     return manifest
 
 
+@pytest.fixture(scope="module")
+def short_teacher(tmp_path_factory, tiny_processor) -> Path:
+    """The training tests' tiny teacher with a 32-token decoder context: each clip decodes 16 tokens at most,
+    not 224 (what it writes, not what it says, is what the evaluate tests below look at)."""
+    folder = tmp_path_factory.mktemp("short-teacher")
+    make_tiny_whisper(d_model=32, layers=2, heads=2, seed=1, text_ctx=32).save_pretrained(folder)
+    tiny_processor.save_pretrained(folder)
+    return folder
+
+
 def _evaluate(capsys, model: Path, data: Path, out: Path) -> tuple[int, str, str]:
-    return cli(capsys, "evaluate", "--model", model, "--data", data, "--out", out, "--device", "cpu")
+    """``geodistill evaluate`` without the warm-up batch: these tests are about the files, not the timing."""
+    args = ("--out", out, "--device", "cpu", "--no-warmup")
+    return cli(capsys, "evaluate", "--model", model, "--data", data, *args)
 
 
 def test_item4_interrupted_evaluate_rerun_keeps_the_old_results(
-    capsys, monkeypatch, tiny_teacher_dir, tiny_data, tmp_path
+    capsys, monkeypatch, short_teacher, tiny_data, tmp_path
 ):
     import geodistill.evaluate.run as run
 
     out, data = tmp_path / "eval", _bad_manifest(tiny_data)
-    rc, _, err = _evaluate(capsys, tiny_teacher_dir, data, out)
+    rc, _, err = _evaluate(capsys, short_teacher, data, out)
     assert rc == 0, err
     before = snapshot(out)
     assert {"eval.json", "utterances.jsonl", "bad_samples.jsonl"} <= set(before)
@@ -177,7 +190,7 @@ def test_item4_interrupted_evaluate_rerun_keeps_the_old_results(
         raise KeyboardInterrupt  # while the rerun loads its data
 
     monkeypatch.setattr(run, "load_utterances", interrupted)
-    rc, _, err = _evaluate(capsys, tiny_teacher_dir, data, out)
+    rc, _, err = _evaluate(capsys, short_teacher, data, out)
     assert rc == 130, err
     assert snapshot(out) == before and not temp_files(out)  # the previous results, every file of them
 
@@ -185,13 +198,13 @@ def test_item4_interrupted_evaluate_rerun_keeps_the_old_results(
 # 5. one evaluate per --out
 
 
-def test_item5_two_evaluates_on_one_out(capsys, tiny_teacher_dir, tiny_data, tmp_path):
+def test_item5_two_evaluates_on_one_out(capsys, short_teacher, tiny_data, tmp_path):
     out = tmp_path / "eval"
     with hold(out, "geodistill evaluate"):  # another evaluate, still running
-        rc, _, err = _evaluate(capsys, tiny_teacher_dir, tiny_data[1], out)
+        rc, _, err = _evaluate(capsys, short_teacher, tiny_data[1], out)
         assert_one_line_error(rc, err, str(out), "in use", f"pid {os.getpid()}", "geodistill evaluate")
     assert not (out / "eval.json").exists()
-    rc, _, err = _evaluate(capsys, tiny_teacher_dir, tiny_data[1], out)  # its turn, once the other is done
+    rc, _, err = _evaluate(capsys, short_teacher, tiny_data[1], out)  # its turn, once the other is done
     assert rc == 0, err
     assert json.loads((out / "eval.json").read_text())["n_utterances"] == 2
 
@@ -199,26 +212,26 @@ def test_item5_two_evaluates_on_one_out(capsys, tiny_teacher_dir, tiny_data, tmp
 # 6. a full disk during evaluate
 
 
-def test_item6_full_disk_writes_no_eval_json(capsys, monkeypatch, tiny_teacher_dir, tiny_data, tmp_path):
+def test_item6_full_disk_writes_no_eval_json(capsys, monkeypatch, short_teacher, tiny_data, tmp_path):
     out, data = tmp_path / "eval", _bad_manifest(tiny_data)
-    rc, _, err = _evaluate(capsys, tiny_teacher_dir, data, out)
+    rc, _, err = _evaluate(capsys, short_teacher, data, out)
     assert rc == 0, err
     before = snapshot(out)
     fresh = tmp_path / "fresh"
     with monkeypatch.context() as m:
         fill_disk_for(m, lambda name: "utterances.jsonl" in name)
-        rc, _, err = _evaluate(capsys, tiny_teacher_dir, data, out)  # a rerun into the same --out
+        rc, _, err = _evaluate(capsys, short_teacher, data, out)  # a rerun into the same --out
         assert_last_line_error(rc, err, str(out / "utterances.jsonl"), "no space left on device")
         assert snapshot(out) == before and not temp_files(out)  # the previous run's files, all intact
-        rc, _, err = _evaluate(capsys, tiny_teacher_dir, data, fresh)  # a new --out
+        rc, _, err = _evaluate(capsys, short_teacher, data, fresh)  # a new --out
         assert_last_line_error(rc, err, str(fresh / "utterances.jsonl"), "no space left on device")
     assert snapshot(fresh) == {} and not temp_files(fresh)  # no complete-looking eval.json
     with monkeypatch.context() as m:  # bad_samples.jsonl and eval.json are named too
         fill_disk_for(m, lambda name: "bad_samples" in name)
-        rc, _, err = _evaluate(capsys, tiny_teacher_dir, data, fresh)
+        rc, _, err = _evaluate(capsys, short_teacher, data, fresh)
         assert_last_line_error(rc, err, str(fresh / "bad_samples.jsonl"), "no space left on device")
     assert snapshot(fresh) == {}
-    rc, _, err = _evaluate(capsys, tiny_teacher_dir, data, fresh)  # space freed
+    rc, _, err = _evaluate(capsys, short_teacher, data, fresh)  # space freed
     assert rc == 0, err
     assert set(snapshot(fresh)) == {"eval.json", "eval.md", "utterances.jsonl", "bad_samples.jsonl"}
 

@@ -20,6 +20,20 @@ pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("datasets")
 
 
+def short_shutdown_sleep(monkeypatch) -> None:
+    """datasets sleeps SLEEP_TIME_ON_THREADS_SHUTDOWN (5 s) each time a parquet stream is exhausted or closed,
+    against pyarrow's crash when the interpreter exits right after a scan (apache/arrow#39862, where 0.1 s is
+    reported to suffice). These tests close dozens of streams in a process that goes on running: 0.1 s."""
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0.1)
+
+
+@pytest.fixture(autouse=True)
+def _short_shutdown_sleep(monkeypatch):
+    short_shutdown_sleep(monkeypatch)
+
+
 def _flac(seconds: float, seed: int) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, tone(seconds, seed=seed), 16000, format="FLAC")

@@ -9,11 +9,16 @@ import pytest
 
 from geodistill.errors import DataError
 from geodistill.evaluate.run import evaluate
-from tests.data.test_hub import hub_rows, write_hub_folder
+from tests.data.test_hub import hub_rows, short_shutdown_sleep, write_hub_folder
 from tests.test_hardening_cli import assert_one_line_error, cli
 
 pytest.importorskip("datasets")
 pytest.importorskip("pyarrow")
+
+
+@pytest.fixture(autouse=True)
+def _short_shutdown_sleep(monkeypatch):
+    short_shutdown_sleep(monkeypatch)
 
 
 def test_cli_evaluates_the_first_usable_rows_of_a_hub_spec(capsys, tiny_model_dir, tmp_path):

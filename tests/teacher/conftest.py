@@ -18,7 +18,9 @@ tiny_teacher_dir = train_fixtures.tiny_teacher_dir
 
 
 def save_tiny_teacher(folder: Path, processor, seed: int) -> Path:
-    make_tiny_whisper(d_model=32, layers=2, heads=2, seed=seed).save_pretrained(folder)
+    make_tiny_whisper(
+        d_model=32, layers=2, heads=2, seed=seed, text_ctx=train_fixtures.TEACHER_TEXT_CTX
+    ).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
 

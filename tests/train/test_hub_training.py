@@ -12,9 +12,14 @@ from geodistill.data import hub
 from geodistill.errors import DataError
 from geodistill.train import loop
 from geodistill.train.loop import train
-from tests.data.test_hub import _parquet, hub_rows, write_hub_folder
+from tests.data.test_hub import _parquet, hub_rows, short_shutdown_sleep, write_hub_folder
 
 pytest.importorskip("datasets")
+
+
+@pytest.fixture(autouse=True)
+def _short_shutdown_sleep(monkeypatch):
+    short_shutdown_sleep(monkeypatch)
 
 
 @pytest.fixture
@@ -22,6 +27,7 @@ def hub_spec(tmp_path, monkeypatch) -> str:
     files = _parquet(tmp_path / "pq")
     local = [hub.HubSource("parquet", None, "train", {"data_files": {"train": files}})]
     monkeypatch.setattr(hub, "parse_hub_spec", lambda spec: local)  # the Hub itself is not reachable here
+    short_shutdown_sleep(monkeypatch)
     return "hub:local/speech:train"
 
 

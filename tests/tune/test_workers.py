@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,14 @@ def test_two_commands_and_spawned_workers_share_one_study_on_postgres(tune_confi
     )
     assert [t.number for t in trials] == list(range(n))  # none lost, none extra
     assert {t.state for t in trials} == {TrialState.COMPLETE}  # pruner_startup_trials=5 > n: none pruned
-    assert len({t.user_attrs["worker"] for t in trials}) >= 2  # trials really ran in parallel processes
+
+    # Three worker processes ran (machine A's two spawned ones exited 0, or its command would not have) and
+    # each trial names one of them. How the 4 trials split between them is up to the scheduler: under load
+    # the worker that starts first can take them all, so the split is not asserted.
+    spawned = re.search(r"started 2 worker processes \(pids (\d+), (\d+)\)", outputs["machine-a"][1])
+    assert spawned, outputs["machine-a"][1][-3000:]
+    pids = {"machine-a": set(spawned.groups()), "machine-b": {str(procs["machine-b"].pid)}}
+    assert len(pids["machine-a"] | pids["machine-b"]) == 3
 
     # Each trial trained exactly once, in the folder of the command whose worker ran it.
     folders = [tmp_path / "machine-a", tmp_path / "machine-b"]
@@ -67,6 +75,7 @@ def test_two_commands_and_spawned_workers_share_one_study_on_postgres(tune_confi
     for t in trials:
         run = Path(t.user_attrs["run_dir"])
         assert run.parent in folders and (run / "adapter_final" / "model.safetensors").is_file()
+        assert t.user_attrs["worker"].rsplit(":", 1)[1] in pids[run.parent.name], (t.number, run)
 
     # Workers wait for each other, so both folders end with the whole study's summary.
     best = [json.loads((f / "best_params.json").read_text()) for f in folders]
