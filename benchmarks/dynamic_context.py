@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from geodistill.decoding.speed import machine
 from geodistill.decoding.whisper import features, generate_ids
 from geodistill.markdown import replace_section as write_section
 from geodistill.models import load_whisper
@@ -131,17 +131,6 @@ def load_real(spec: str) -> tuple[list, list[np.ndarray]]:
 
 def median(rounds: list[dict], key, field: str) -> float:
     return statistics.median(r[key][field] for r in rounds)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, nproc {os.cpu_count()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
-    )
 
 
 def synthetic_table(rounds: list[dict], lengths, args) -> list[str]:

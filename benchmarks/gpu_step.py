@@ -36,7 +36,6 @@ import gc
 import itertools
 import json
 import math
-import platform
 import statistics
 import sys
 import time
@@ -48,6 +47,7 @@ import torch
 import yaml
 
 from geodistill.config import load_config, read_yaml
+from geodistill.decoding.speed import cpu_name
 from geodistill.markdown import replace_section as write_section
 from geodistill.teacher.cache.estimate import PROMPT_TOKENS, TOKENS_PER_SECOND, UTTERANCE_SECONDS
 
@@ -390,14 +390,7 @@ def _sync(device: torch.device) -> None:
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    return next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "CPU",
-    )
+    return cpu_name()
 
 
 def markdown(report: dict) -> str:

@@ -36,7 +36,6 @@ import datetime
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ import torch
 
 from geodistill.data import BadSamples, load_audio, load_spec
 from geodistill.decoding.engines import load_engine
+from geodistill.decoding.speed import machine
 from geodistill.decoding.whisper import features, generate_ids
 from geodistill.markdown import replace_section
 from geodistill.models import load_whisper
@@ -227,15 +227,6 @@ def clips(data: str, limit: int | None) -> list[np.ndarray]:
     utts = load_spec(data, bad=BadSamples(None), max_duration=30.0)
     audios = [load_audio(u) for u in (utts[:limit] if limit else utts)]
     return [a for a in audios if 0 < a.size <= 30 * 16000]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, nproc {os.cpu_count()}, torch {torch.__version__}"
 
 
 def run(models: list[str], data: str, engines: list[str], batches: list[int], limit: int | None) -> dict:

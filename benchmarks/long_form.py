@@ -29,7 +29,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -39,6 +38,7 @@ import soundfile as sf
 import torch
 
 from geodistill.data import load_audio
+from geodistill.decoding.speed import machine
 from geodistill.evaluate.run import evaluate
 from geodistill.markdown import replace_section
 
@@ -50,15 +50,6 @@ MODES = {
 MARK_START, MARK_END = "<!-- long-form:start -->", "<!-- long-form:end -->"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 SMALL_ORDER = [0, 1, 2, 3, 2, 3, 4]  # LibriVox clips joined with 1-s pauses: about 42 s
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, nproc {os.cpu_count()}, torch {torch.__version__}"
 
 
 def small_recording(folder: Path) -> str:

@@ -3,27 +3,16 @@ student, each engine, batch 1) and benchmarks/whispercpp_rtf.py (f16 vs q8_0 by 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def test_engines_small_mode_measures_teacher_and_student_in_each_engine(tmp_path, capsys):
     pytest.importorskip("pywhispercpp")
-    engines = _load("engines")
+    engines = load_benchmark("engines")
     out, doc = tmp_path / "engines.json", tmp_path / "bench.md"
     assert (
         engines.main(["--small", "--engines", "hf", "whispercpp", "--json", str(out), "--write", str(doc)])
@@ -40,8 +29,8 @@ def test_engines_small_mode_measures_teacher_and_student_in_each_engine(tmp_path
 
 def test_whispercpp_rtf_small_mode_runs_each_type(tmp_path, capsys):
     pytest.importorskip("pywhispercpp")
-    bench = _load("whispercpp_rtf")
-    engines = _load("engines")
+    bench = load_benchmark("whispercpp_rtf")
+    engines = load_benchmark("engines")
     teacher, _, _ = engines.small_models(tmp_path)
     if not bench.real_clips()[0]:
         pytest.skip("no real clips (alsa-utils, pocketsphinx-testdata)")

@@ -4,28 +4,17 @@ the parts add up to the generate call."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 @pytest.mark.slow
 def test_latency_small_mode_splits_each_engines_time_and_measures_memory(tmp_path, capsys):
     pytest.importorskip("ctranslate2")
-    latency = _load("latency")
+    latency = load_benchmark("latency")
     out, doc = tmp_path / "latency.json", tmp_path / "bench.md"
     argv = ["--small", "--engines", "hf", "ct2", "--batch-sizes", "1", "--json", str(out)]
     argv += ["--write", str(doc)]

@@ -4,24 +4,12 @@ the windows the engine's geometry says."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_benchmark
 from tests.evaluate.test_integration import librivox_rows
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.integration
@@ -30,7 +18,7 @@ def test_long_form_small_mode_scores_each_mode_on_each_engine(tmp_path, capsys):
     librivox_rows(5)  # skips, naming the package, without pocketsphinx-testdata
     pytest.importorskip("faster_whisper")
     pytest.importorskip("silero_vad")
-    bench = _load("long_form")
+    bench = load_benchmark("long_form")
     out, doc = tmp_path / "long_form.json", tmp_path / "doc.md"
     assert bench.main(["--small", "--batch-size", "2", "--json", str(out), "--write", str(doc)]) == 0
     result = json.loads(out.read_text())

@@ -15,6 +15,8 @@ Peak memory has two meanings, by device:
 
 from __future__ import annotations
 
+import os
+import platform
 import resource
 import sys
 import time
@@ -23,6 +25,21 @@ from dataclasses import dataclass, field
 import torch
 
 MB = 1024 * 1024
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(x.split(":", 1)[1].strip() for x in f if x.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """One line for a benchmark's table: CPU, cores, torch version and the threads torch uses now."""
+    threads = torch.get_num_threads()
+    return f"{cpu_name()}, nproc {os.cpu_count()}, torch {torch.__version__}, {threads} torch threads"
 
 
 def synchronize(device: torch.device | str | None) -> None:
