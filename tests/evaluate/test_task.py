@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -183,3 +184,32 @@ def test_the_task_flag_reaches_the_model(tiny_model_dir, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]  # after transformers' loading bar
     assert proc.returncode == 2 and last.startswith("error: --task translate:") and "English-only" in last
     assert "Traceback" not in proc.stderr
+
+
+ASTERISK_FR = Path("/usr/share/asterisk/sounds/fr")  # asterisk-core-sounds-fr-g722 (CC-BY-SA 3.0)
+
+
+@pytest.mark.integration
+def test_real_base_translates_french_speech(tmp_path):
+    import soundfile as sf
+
+    pytest.importorskip("av", reason="PyAV decodes Asterisk's G.722 prompts")
+    from geodistill.corpus.multilingual import read_g722
+    from geodistill.evaluate.transcribe import transcribe_files
+
+    if not (ASTERISK_FR / "demo-thanks.g722").is_file():
+        pytest.skip("asterisk-core-sounds-fr-g722 not installed")
+    paths = []
+    for name in (
+        "demo-thanks",
+        "all-circuits-busy-now",
+    ):  # "Au revoir. Merci d'avoir essayé ...", "toutes les lignes ..."
+        paths.append(tmp_path / f"{name}.wav")
+        sf.write(paths[-1], read_g722(ASTERISK_FR / f"{name}.g722"), 16000)
+    try:
+        said = transcribe_files("base", paths, device="cpu", language="fr")
+    except GeodistillError as exc:  # the embedded models come with the `models` extra
+        pytest.skip(str(exc))
+    english = transcribe_files("base", paths, device="cpu", language="fr", task="translate")
+    assert "merci" in said[0].lower() and "lignes" in said[1].lower()
+    assert "thank you" in english[0].lower() and english[1].lower().startswith("all the")
