@@ -112,6 +112,13 @@ def model_flags(q: argparse.ArgumentParser) -> None:
     """The decoding flags ``transcribe`` and ``evaluate`` share."""
     q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     q.add_argument("--language", default=None, help="e.g. en (multilingual models)")
+    q.add_argument(
+        "--task",
+        choices=("transcribe", "translate"),
+        default=None,
+        help="multilingual models: transcribe (default) or translate into English; in evaluate a row's own "
+        "task column wins",
+    )
     q.add_argument("--beam-size", type=POSITIVE_INT, default=1)
     q.add_argument(
         "--ctc-beam", type=POSITIVE_INT, default=1, help="CTC students: prefix beam search width (1: greedy)"

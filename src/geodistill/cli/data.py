@@ -75,6 +75,12 @@ def register(sub) -> None:
     q.add_argument("--device", default="auto")
     q.add_argument("--language", default=None)
     q.add_argument(
+        "--task",
+        choices=("transcribe", "translate"),
+        default=None,
+        help="multilingual teachers: transcribe (default) or translate into English; a row's own task wins",
+    )
+    q.add_argument(
         "--max-new-tokens", type=POSITIVE_INT, default=None, help="cap on each transcript's tokens"
     )
     q.add_argument(
@@ -160,6 +166,7 @@ def _data_pseudo_label(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         device=a.device,
         language=a.language,
+        task=a.task,
         max_new_tokens=a.max_new_tokens,
         part_size=a.part_size,
         timestamps=a.timestamps,

@@ -46,6 +46,7 @@ def _evaluate(a: argparse.Namespace) -> int:
         batch_size=decode_batch_size(a),
         device=a.device,
         language=a.language,
+        task=a.task,
         beam_size=a.beam_size,
         ctc_beam=a.ctc_beam,
         lm=a.lm,

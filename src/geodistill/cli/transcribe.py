@@ -87,6 +87,7 @@ def _transcribe(a: argparse.Namespace) -> int:
     formats, folder = _plan(a)
     options = dict(
         language=a.language,
+        task=a.task,
         beam_size=a.beam_size,
         ctc_beam=a.ctc_beam,
         lm=a.lm,

@@ -71,7 +71,7 @@ def _generate_kwargs(model, how) -> dict:
         "max_new_tokens": how.max_new_tokens or default_max_new_tokens(model),  # per window
     }
     if is_multilingual(model):
-        kwargs.update(task="transcribe", language=how.language)
+        kwargs.update(task=how.task or "transcribe", language=how.language)
     return kwargs
 
 

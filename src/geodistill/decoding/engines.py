@@ -264,6 +264,7 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
     model's own safeguard included): beam search is refused, and clips over 30 s are refused as for a
     model without long-form decoding (``long_form`` off) unless ``vad`` cuts them into 30-s chunks.
     ``onnx``, ``whispercpp`` and an assistant give no token timestamps: ``word_timestamps`` is refused.
+    ``whispercpp`` runs English transcription only: ``task`` translate is refused.
     """
     check_chunked(options)
     if options.ctc_beam != 1 or options.lm is not None:
@@ -274,6 +275,11 @@ def check_engine(options: DecodeOptions) -> DecodeOptions:
         raise GeodistillError(
             f"--word-timestamps: {what} gives no token timestamps; use --engine hf (a model with alignment "
             "heads) or --engine ct2"
+        )
+    if options.task == "translate" and options.engine == "whispercpp":
+        raise GeodistillError(
+            "--task translate: --engine whispercpp decodes English transcription only; use --engine hf, ct2 "
+            "or onnx"
         )
     if options.dtype != "auto" and options.engine != "hf":
         hint = "--compute-type" if options.engine in ("ct2", "whispercpp") else "nothing: it runs fp32"

@@ -40,7 +40,7 @@ WINDOW_SAMPLES = 30 * SAMPLE_RATE
 
 @dataclass
 class Decoding:
-    """How to decode: language, beam, token cap (per window), and the safeguards."""
+    """How to decode: language, task, beam, token cap (per window), and the safeguards."""
 
     language: str | None = None
     beam_size: int = 1
@@ -51,6 +51,7 @@ class Decoding:
     batch_size: int = 8  # VAD chunks (or chunked windows) decoded together
     long_form_mode: str = "sequential"  # clips over 30 s: options.LONG_FORM_MODES
     timestamps: bool = False  # short clips: keep Whisper's timestamp tokens among the text ids
+    task: str | None = None  # "transcribe" | "translate" (multilingual models); None = transcribe
     # long clips decoded, short clips at the token cap, --long-form chunked's windows and their batches
     stats: dict = field(
         default_factory=lambda: {
@@ -96,7 +97,7 @@ def hf_long_generate(
     if how.fallback:
         kwargs.update(fallback_kwargs())
     if getattr(model.generation_config, "is_multilingual", False):
-        kwargs.update(task="transcribe", language=how.language)
+        kwargs.update(task=how.task or "transcribe", language=how.language)
     feats = inputs.input_features.to(model.device, model.dtype)
     out = model.generate(feats, attention_mask=inputs.attention_mask.to(model.device), **kwargs)
     return dict(out) if isinstance(out, dict) else {"sequences": out}
@@ -113,10 +114,11 @@ def _hf_long_ids(model, processor, audio: np.ndarray, how: Decoding) -> torch.Te
 
 def faster_whisper_transcribe(model, audio: np.ndarray, how: Decoding, words: bool = False):
     """(segments, info) of one clip by faster-whisper's ``transcribe`` on a CTranslate2 model's folder, with
-    ``how``'s language, beam, fallback and VAD filter (``words``: word timestamps)."""
+    ``how``'s language, task, beam, fallback and VAD filter (``words``: word timestamps)."""
     return model.faster_whisper().transcribe(
         audio,
         language=how.language if model.model.is_multilingual else None,
+        task=how.task or "transcribe",
         beam_size=how.beam_size,
         temperature=list(FALLBACK_TEMPERATURES) if how.fallback else 0.0,
         condition_on_previous_text=False,
@@ -242,6 +244,7 @@ def _decode_clips(
                 how.max_new_tokens,
                 how.fallback,
                 no_speech=found,
+                task=how.task,
                 **stamps,
             )
         if len(found) != len(short):  # not free with this generate call (temperature fallback)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from geodistill.data.tokens import TASKS
 from geodistill.errors import GeodistillError
 from geodistill.models.context import check_override
 
@@ -57,6 +58,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 @dataclass(frozen=True)
 class DecodeOptions:
     language: str | None = None  # e.g. "en"; None: the model's default (English-only) or detected per clip
+    task: str | None = None  # TASKS: "transcribe" | "translate" (into English); None = transcribe
     beam_size: int = 1  # 1 = greedy
     batch_size: int = 8  # clips decoded together (longest first, so a batch pads little)
     max_new_tokens: int | None = None  # per 30-s window; None = half the decoder context (224)
@@ -87,6 +89,8 @@ class DecodeOptions:
                 f"and {self.ctc_beam}"
             )
         check_override(self.audio_context, self.context_margin)
+        if self.task is not None and self.task not in TASKS:
+            raise GeodistillError(f"--task: unknown '{self.task}' (choose {' or '.join(TASKS)})")
         if self.long_form_mode not in LONG_FORM_MODES:
             raise GeodistillError(
                 f"--long-form: unknown '{self.long_form_mode}' (choose {' or '.join(LONG_FORM_MODES)})"

@@ -108,7 +108,7 @@ def _hf_kwargs(model, how: Decoding, words: bool) -> dict:
     if how.fallback:
         kwargs.update(fallback_kwargs())
     if is_multilingual(model):
-        kwargs.update(task="transcribe", language=how.language)
+        kwargs.update(task=how.task or "transcribe", language=how.language)
     return kwargs
 
 

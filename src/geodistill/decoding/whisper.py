@@ -21,6 +21,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from geodistill.decoding import fallback as safeguard
 from geodistill.decoding.fallback import fallback_kwargs
+from geodistill.errors import GeodistillError
 from geodistill.models.context import (
     HOP,
     MEL_FRAMES,
@@ -42,6 +43,16 @@ def is_multilingual(model) -> bool:
     """Whether ``model`` takes language/task tokens (its generation config says so, else its vocabulary)."""
     flag = getattr(model.generation_config, "is_multilingual", None)
     return bool(flag) if flag is not None else model.config.vocab_size > ENGLISH_ONLY_VOCAB
+
+
+def check_task(model, task: str | None, name: str = "the model") -> None:
+    """Refuse in one line ``--task translate`` for an English-only ``model`` (HF, CTranslate2 or ONNX
+    Runtime; ``is_multilingual``): it has no task tokens."""
+    if task == "translate" and not is_multilingual(model):
+        raise GeodistillError(
+            f"--task translate: {name} is English-only (.en, no task tokens) and only transcribes; use a "
+            "multilingual model"
+        )
 
 
 def default_max_new_tokens(model) -> int:
@@ -66,14 +77,16 @@ def generate_ids(
     fallback: bool = False,
     no_speech: list[float | None] | None = None,
     timestamps: bool = False,
+    task: str | None = None,
 ) -> torch.Tensor:
     """Token ids (B, T) of the transcripts of ``input_features`` (B, n_mels, F), prompt excluded.
 
     F = 3000 is Whisper's own path; a shorter F (dynamic audio context) runs ``context.encode`` first.
 
-    ``language`` (e.g. "en") and task "transcribe" go to multilingual models only; English-only models
-    reject them. A multilingual model given no language detects it per utterance. ``max_new_tokens`` None
-    means ``default_max_new_tokens(model)``.
+    ``language`` (e.g. "en") and ``task`` ("transcribe" | "translate"; None = transcribe) go to
+    multilingual models only; English-only models reject them (``check_task`` refuses translate first). A
+    multilingual model given no language detects it per utterance. ``max_new_tokens`` None means
+    ``default_max_new_tokens(model)``.
 
     ``no_speech``: a list, extended with each clip's ``no_speech_probs`` where they come with this call at
     no extra cost (a shared encoder pass, CTranslate2's own), left as it is otherwise.
@@ -92,7 +105,7 @@ def generate_ids(
         "max_new_tokens": max_new_tokens,
     }
     if is_multilingual(model):
-        kwargs.update(task="transcribe", language=language)
+        kwargs.update(task=task or "transcribe", language=language)
     if timestamps:  # one decoder pass a (short) clip; see decoding/timed.py's _hf_short
         kwargs.update(return_timestamps=True, force_unique_generate_call=True)
     feats = input_features.to(device=model.device, dtype=model.dtype)

@@ -10,7 +10,8 @@ its own parts (geodistill.parallel) and rank 0 scores, filters and writes the ma
 so the manifest is the same for any number of processes.
 
 Each utterance is transcribed in its own language when its data names one (else ``language``, else
-detected), and its row records the prompt it was made with: ``language`` and ``task``. With
+detected), with its own task when its data names one (else ``task``: transcribe, or translate into
+English), and its row records the prompt it was made with: ``language`` and ``task``. With
 ``timestamps`` the teacher also writes its segment times: ``text_timestamps`` holds the transcript with
 Whisper's ``<|t.tt|>`` tokens (``text`` stays plain), which ``data.timestamp_probability`` trains on.
 
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from geodistill.data import BadSamples, Utterance
 from geodistill.data.audio import HF_PREFIX
-from geodistill.data.tokens import plain_text
+from geodistill.data.tokens import TASKS, plain_text
 from geodistill.decoding.options import DecodeOptions
 from geodistill.decoding.wer import wer_scores
 from geodistill.errors import GeodistillError
@@ -56,7 +57,7 @@ def _row(utt: Utterance, text: str, duration: float, settings: dict) -> dict:
         "offset": utt.offset,
         "speaker": utt.speaker,
         "language": utt.language or settings["language"],
-        "task": settings["task"],
+        "task": utt.task or settings["task"],
     }
     if settings["timestamps"]:
         row["text_timestamps"] = text
@@ -101,13 +102,15 @@ def _transcribe_parts(model, processor, utts, parts: Path, settings: dict, world
             bar.update(len(chunk))  # done by an earlier run
             continue
         bad = BadSamples()
-        groups: dict[str | None, list[Utterance]] = {}  # each language with its own prompt
+        # each (language, task) with its own prompt
+        groups: dict[tuple[str | None, str], list[Utterance]] = {}
         for u in chunk:
-            groups.setdefault(u.language or settings["language"], []).append(u)
+            groups.setdefault((u.language or settings["language"], u.task or settings["task"]), []).append(u)
         found: dict[str, dict] = {}
-        for lang, group in groups.items():
+        for (lang, task), group in groups.items():
             options = DecodeOptions(
                 language=lang,
+                task=task,
                 batch_size=settings["batch_size"],
                 max_new_tokens=settings["max_new_tokens"],
                 timestamps=settings["timestamps"],
@@ -142,7 +145,10 @@ def _score_and_write(rows: list[dict], out: Path, wer_threshold: float | None, l
 
     refs = [r.pop("ref") for r in rows]
     labelled = [i for i, ref in enumerate(refs) if ref and ref.strip()]
-    langs = [rows[i]["language"] or language or "en" for i in labelled]
+    # a translation is English whatever the clip's language: its reference (the row's text) is scored so
+    langs = [
+        "en" if rows[i]["task"] == "translate" else rows[i]["language"] or language or "en" for i in labelled
+    ]
     scores = wer_scores([refs[i] for i in labelled], [rows[i]["text"] for i in labelled], langs)
     for i, per_utt in zip(labelled, scores["per_utterance"], strict=True):
         rows[i].update(reference=refs[i], teacher_wer=per_utt["wer"])
@@ -172,6 +178,7 @@ def pseudo_label(
     part_size: int = PART_UTTERANCES,
     timestamps: bool = False,
     dtype: str = "auto",
+    task: str | None = None,
 ) -> dict:
     """Transcribe ``data`` with ``teacher`` and write the manifest ``out`` (JSONL).
 
@@ -188,12 +195,15 @@ def pseudo_label(
     transcripts, are those of one pass over the whole list). timestamps: also write each transcript with
     the teacher's timestamp tokens (``text_timestamps``, module docstring). dtype: the teacher's weights
     (auto: fp16 on CUDA, fp32 on the CPU; ``geodistill.decoding.options.resolve_dtype``); parts made at
-    another dtype are transcribed again.
+    another dtype are transcribed again. task: "transcribe" (None) or "translate" (into English), for rows
+    whose data names no task of their own; each row records the task it was made with (``task``).
     """
     if wer_threshold is not None and wer_threshold < 0:
         raise ValueError(f"wer_threshold must be >= 0, got {wer_threshold}")
     if batch_size < 1 or part_size < 1:
         raise ValueError(f"batch_size and part_size must be >= 1, got {batch_size} and {part_size}")
+    if task is not None and task not in TASKS:
+        raise GeodistillError(f"--task: unknown '{task}' (choose {' or '.join(TASKS)})")
     world = teacher_world(device)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +215,7 @@ def pseudo_label(
         "teacher_fingerprint": teacher_fingerprint(model),
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "language": language,
-        "task": "transcribe",
+        "task": task or "transcribe",
         "timestamps": timestamps,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,

@@ -30,6 +30,11 @@ Languages: each utterance is scored with its own language (its data's ``language
 headline ``metric`` of each: CER for languages written without spaces, ``decoding.wer.headline``), and
 without ``--language`` each language is decoded with its own prompt, one group after the other.
 
+Tasks: each utterance is decoded with its data's ``task`` column where it has one, else ``--task``
+(transcribe by default; translate: into English, with a multilingual model). A translated utterance is scored
+as English against its reference, which should then be the English translation. eval.json's ``task`` is the
+one every row was decoded with (null when rows differ); utterances.jsonl names each row's.
+
 Decoding belongs to the model's student family (``geodistill.students``; ``family`` in eval.json): a
 Whisper model's is ``geodistill.students.seq2seq.decode``, a CTC student's ``geodistill.students.ctc.decode``.
 The same files, scores and cost numbers come out of each; ``timing`` says what each one's compute covers.
@@ -186,7 +191,12 @@ def _evaluate(
     if not decoded.utterances:
         raise DataError(f"{_describe(data, 'data')}: no usable utterances ({bad.count} skipped)")
     refs = [u.text or "" for u in decoded.utterances]
-    languages = [u.language or opts.language for u in decoded.utterances]
+    # a translation is English whatever the clip's language, and is scored so
+    tasks = [u.task or opts.task or "transcribe" for u in decoded.utterances]
+    languages = [
+        "en" if task == "translate" else u.language or opts.language
+        for u, task in zip(decoded.utterances, tasks, strict=True)
+    ]
     scores = wer_scores(refs, decoded.hypotheses, language=[lang or "en" for lang in languages])
     per_language = language_scores(refs, decoded.hypotheses, languages)
     metrics = {entry["metric"] for entry in per_language.values()}
@@ -203,6 +213,8 @@ def _evaluate(
         "n_skipped": bad.count,
         "batch_size": opts.batch_size,
         "language": opts.language,
+        # the task every row was decoded with (None: rows differ; utterances.jsonl names each row's)
+        "task": tasks[0] if len(set(tasks)) == 1 else None,
         "limit": limit,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
@@ -211,23 +223,25 @@ def _evaluate(
         "warmup": decoded.warmup,
     }
     if out_dir is not None:
-        _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"], bad.items)
+        _write_outputs(out_dir, result, decoded, refs, scores["per_utterance"], bad.items, tasks)
     return result
 
 
 def decode_by_language(family, model, processor, utts: list[Utterance], bad: BadSamples, opts: DecodeOptions):
-    """``family.decode`` of ``utts``; without ``opts.language``, utterances that name their language are
-    decoded group by group, each with its own (the rest detect it), and the results merged in input order."""
-    groups: dict[str | None, list[int]] = {}
+    """``family.decode`` of ``utts``, group by group where rows differ: without ``opts.language``, utterances
+    that name their language are decoded with their own (the rest detect it); a row's own task wins over
+    ``opts.task``. The results are merged in input order."""
+    groups: dict[tuple[str | None, str | None], list[int]] = {}
     for i, u in enumerate(utts):
-        groups.setdefault(u.language, []).append(i)
-    if opts.language is not None or set(groups) == {None}:
+        groups.setdefault((opts.language or u.language, u.task or opts.task), []).append(i)
+    if set(groups) == {(opts.language, opts.task)}:
         return family.decode(model, processor, utts, bad, opts)
     where = {u.id: i for i, u in enumerate(utts)}
     merged, fields, timing = Decoded(compute=Timer(), feature=Timer()), {}, ""
     rows: list[tuple[int, Utterance, str, float, float | None]] = []
-    for k, (lang, idx) in enumerate(groups.items()):
-        group_opts = replace(opts, language=lang, warmup=opts.warmup and k == 0)
+    for k, ((lang, task), idx) in enumerate(groups.items()):
+        # checked again: a row's task may be one the family refuses (a CTC student cannot translate)
+        group_opts = family.check(replace(opts, language=lang, task=task, warmup=opts.warmup and k == 0))
         part, fields, timing = family.decode(model, processor, [utts[i] for i in idx], bad, group_opts)
         rows += zip(
             [where[u.id] for u in part.utterances],
@@ -243,7 +257,7 @@ def decode_by_language(family, model, processor, utts: list[Utterance], bad: Bad
         merged.hypotheses.append(hyp)
         merged.audio_seconds.append(secs)
         merged.no_speech.append(p)
-    return merged, {**fields, "language": None}, timing
+    return merged, {**fields, "language": opts.language}, timing
 
 
 def merge(into: Decoded, part: Decoded, rows: bool = True) -> None:
@@ -268,13 +282,26 @@ def _jsonl(rows: list[dict]) -> bytes:
 
 
 def _write_outputs(
-    out_dir: Path, result: dict, decoded: Decoded, refs: list[str], per_utt: list[dict], skipped: list[dict]
+    out_dir: Path,
+    result: dict,
+    decoded: Decoded,
+    refs: list[str],
+    per_utt: list[dict],
+    skipped: list[dict],
+    tasks: list[str],
 ) -> None:
     """utterances.jsonl, bad_samples.jsonl (removed when nothing was skipped), eval.md, then eval.json."""
     rows = []
     no_speech = decoded.no_speech or [None] * len(decoded.utterances)
-    for utt, ref, hyp, secs, row, p in zip(
-        decoded.utterances, refs, decoded.hypotheses, decoded.audio_seconds, per_utt, no_speech, strict=True
+    for utt, ref, hyp, secs, row, p, task in zip(
+        decoded.utterances,
+        refs,
+        decoded.hypotheses,
+        decoded.audio_seconds,
+        per_utt,
+        no_speech,
+        tasks,
+        strict=True,
     ):
         errors = {k: row[k] for k in ("substitutions", "deletions", "insertions", "hits")}
         rows.append(
@@ -287,6 +314,7 @@ def _write_outputs(
                 "ref_words": row["ref_words"],
                 "wer": row["wer"],
                 "language": utt.language,
+                "task": task,
                 "no_speech_prob": p,
             }
         )

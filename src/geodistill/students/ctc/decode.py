@@ -193,6 +193,10 @@ def check(options: DecodeOptions) -> DecodeOptions:
     check_options(
         o.engine, o.assistant, o.beam_size, o.fallback, o.audio_context, o.context_margin, o.max_new_tokens
     )
+    if o.task == "translate":
+        raise GeodistillError(
+            "--task translate: a CTC student only transcribes (it has no decoder prompt to ask for a task)"
+        )
     if o.word_timestamps:
         raise GeodistillError(
             "--word-timestamps: a CTC student has no decoder cross-attention to align words with"

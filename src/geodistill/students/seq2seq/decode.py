@@ -27,6 +27,7 @@ from geodistill.decoding.speed import Timer
 from geodistill.decoding.timed import check_word_timestamps, timed_transcripts
 from geodistill.decoding.whisper import (
     WHISPER_WINDOW,
+    check_task,
     default_max_new_tokens,
     features,
     generate_ids,
@@ -79,10 +80,11 @@ def texts(model, processor, options: DecodeOptions) -> Texts:
     likely silence or noise, and its transcript a hallucination."""
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fallback = True if options.fallback is None else options.fallback
+    check_task(model, options.task)
     how = Decoding(
         options.language, options.beam_size, None, fallback, dynamic=context.dynamic, vad=options.vad
     )
-    how.batch_size, how.long_form_mode = options.batch_size, options.long_form_mode
+    how.batch_size, how.long_form_mode, how.task = options.batch_size, options.long_form_mode, options.task
 
     def run(audios: list[np.ndarray], names: Sequence) -> list[str]:
         ids = decode_audios(
@@ -119,7 +121,8 @@ def transcripts(model, processor, options: DecodeOptions, name: str = "the model
         check_word_timestamps(model, name)
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fallback = True if options.fallback is None else options.fallback
-    how = Decoding(options.language, options.beam_size, None, fallback, vad=options.vad)
+    check_task(model, options.task, name)
+    how = Decoding(options.language, options.beam_size, None, fallback, vad=options.vad, task=options.task)
     how.batch_size, how.long_form_mode = options.batch_size, options.long_form_mode
 
     def run(audios: list[np.ndarray], names: Sequence) -> list[Transcript]:
@@ -141,6 +144,7 @@ def decode_utterances(
     "chunked": in batched windows, ``geodistill.decoding.chunked``), ``fallback`` adds the
     temperature fallback, ``warmup`` decodes the first batch once untimed before timing starts.
     """
+    check_task(model, options.task)
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     special = torch.tensor(processor.tokenizer.all_special_ids)
     o = options
@@ -153,6 +157,7 @@ def decode_utterances(
         vad=o.vad,
         timestamps=o.timestamps,
         long_form_mode=o.long_form_mode,
+        task=o.task,
     )
     how.batch_size = o.batch_size
     timestamp_begin = Prompts(processor, model).timestamp_begin if o.timestamps else 0
@@ -177,7 +182,13 @@ def decode_utterances(
 
     def warm(audios: list[np.ndarray]) -> None:  # a scratch Decoding: the warm-up counts no statistics
         scratch = Decoding(
-            o.language, o.beam_size, o.max_new_tokens, bool(o.fallback), dynamic=context.dynamic, vad=o.vad
+            o.language,
+            o.beam_size,
+            o.max_new_tokens,
+            bool(o.fallback),
+            dynamic=context.dynamic,
+            vad=o.vad,
+            task=o.task,
         )
         scratch.batch_size, scratch.long_form_mode = o.batch_size, o.long_form_mode
         decode_audios(
@@ -236,7 +247,8 @@ def describe(result: dict) -> dict[str, str]:
         context = f"dynamic (clip + {r['context_margin']} encoder positions)"
     return {
         "tokens / s": f"{r['tokens_per_second']:.1f}",
-        "decoding": f"batch {r['batch_size']}, beam {r['beam_size']}, language {r['language'] or 'default'}",
+        "decoding": f"batch {r['batch_size']}, beam {r['beam_size']}, language {r['language'] or 'default'}"
+        + (f", task {r['task']}" if r.get("task") == "translate" else ""),
         "audio context": context,
     }
 
