@@ -202,3 +202,4 @@ def test_dynamic_context_segments_of_a_real_batch_are_one_decoder_pass_a_clip():
     alone = [t for _, t in iter_timed("tiny.en", paths[:1], batch_size=1, **opts)]
     assert len(batched) == 5 and batched[0].text == alone[0].text
     assert "Dashwood" in batched[0].text and all(t.segments for t in batched)
+    assert all(len(t.text.split()) <= 16 for t in batched)  # the token cap holds (16 tokens: <= 16 words)

@@ -122,7 +122,14 @@ def transcripts(model, processor, options: DecodeOptions, name: str = "the model
     context = resolve_audio_context(model, options.audio_context, options.context_margin)
     fallback = True if options.fallback is None else options.fallback
     check_task(model, options.task, name)
-    how = Decoding(options.language, options.beam_size, None, fallback, vad=options.vad, task=options.task)
+    how = Decoding(
+        options.language,
+        options.beam_size,
+        options.max_new_tokens,
+        fallback,
+        vad=options.vad,
+        task=options.task,
+    )
     how.batch_size, how.long_form_mode = options.batch_size, options.long_form_mode
 
     def run(audios: list[np.ndarray], names: Sequence) -> list[Transcript]:
