@@ -99,6 +99,9 @@ def test_a_mixed_set_is_decoded_language_by_language_and_merged_in_input_order()
     class Family:
         calls: list = []
 
+        def check(self, opts):  # a family refuses options it cannot honour; this one takes any
+            return opts
+
         def decode(self, model, processor, utts, bad, opts):
             self.calls.append((opts.language, [u.id for u in utts]))
             out = Decoded(utterances=list(utts), hypotheses=[f"{opts.language}:{u.id}" for u in utts])
