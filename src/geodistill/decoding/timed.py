@@ -114,18 +114,19 @@ def _hf_kwargs(model, how: Decoding, words: bool) -> dict:
 
 @torch.inference_mode()
 def _hf_short(model, processor, clips: list[np.ndarray], how: Decoding, words: bool, featurize: Featurize):
-    """Segments of each short clip, one batched ``generate`` call at the model's audio context."""
+    """Segments of each short clip, one batched ``generate`` call at the model's audio context.
+
+    One decoder pass a clip (``force_unique_generate_call``), as ``generate_ids`` decodes a short clip:
+    transformers would otherwise go on from a clip's last timestamp when a pass stops early (the token cap, a
+    segment left open), over the 30-s window's padding or, given encoder states, over the whole clip again
+    (repeated text; in a batch where one clip ended first it failed in its batch reduction)."""
     feats = featurize(clips).to(model.device, model.dtype)
-    kwargs = _hf_kwargs(model, how, words)
+    kwargs = {**_hf_kwargs(model, how, words), "force_unique_generate_call": True}
     if feats.shape[-1] == MEL_FRAMES:
         with seeded(model.device):
             out = model.generate(feats, **kwargs)
         return [_hf_segments(processor, segs, words) for segs in out["segments"]]
-    # a dynamic-context student: its encoder over the cut features, as generate_ids does. One decoder pass a
-    # clip (force_unique_generate_call): transformers would otherwise go on from a clip's last timestamp,
-    # which it can do only by re-slicing features; with encoder states given it re-decoded the whole clip
-    # (repeated text) and, in a batch where one clip ended first, failed in its batch reduction.
-    kwargs["force_unique_generate_call"] = True
+    # a dynamic-context student: its encoder over the cut features, as generate_ids does
     states = encode(model.get_encoder(), feats).last_hidden_state
     if not how.fallback:
         out = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=states), **kwargs)
