@@ -23,7 +23,6 @@ is a data spec (audiofolder) that keeps each row's language.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
 import random
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from geodistill.corpus.real import audio_digest
 from geodistill.data.audio import SAMPLE_RATE, load_audio
 from geodistill.data.bad import BadSampleError
 from geodistill.errors import DataError
@@ -194,7 +194,7 @@ def pick(clips: list[LangClip], n: int, seen: set[str]) -> list[tuple[LangClip, 
         except BadSampleError as e:
             log.warning("%s: skipped (%s)", clip.path, e.reason)
             continue
-        digest = hashlib.sha1(np.round(audio * 32767).astype(np.int16).tobytes()).hexdigest()
+        digest = audio_digest(audio)
         if digest in seen or not MIN_S <= audio.size / SAMPLE_RATE <= MAX_S:
             continue
         seen.add(digest)

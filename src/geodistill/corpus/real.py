@@ -262,6 +262,12 @@ def sdist_sources(cache: Path) -> list[recordings.Source]:
     ]  # fmt: skip
 
 
+def audio_digest(audio: np.ndarray) -> str:
+    """A digest of the decoded 16-bit samples: the same recording shipped twice (another path, another
+    container) digests the same, so it is kept once."""
+    return hashlib.sha1(np.round(audio * 32767).astype(np.int16).tobytes()).hexdigest()
+
+
 def read_clip(clip: RealClip) -> np.ndarray:
     """(n,) float32 16 kHz mono samples of a clip."""
     return recordings.read_clip(recordings.Clip(clip.path, clip.text, clip.raw))
@@ -281,7 +287,7 @@ def build_real(out: str | Path, fetch: bool = True, cache: Path | None = None) -
         except BadSampleError as e:
             log.warning("%s: skipped (%s)", clip.path, e.reason)
             continue
-        digest = hashlib.sha1(np.round(audio * 32767).astype(np.int16).tobytes()).hexdigest()
+        digest = audio_digest(audio)
         seconds = audio.size / SAMPLE_RATE
         if digest in seen or not MIN_S <= seconds <= MAX_S:
             continue

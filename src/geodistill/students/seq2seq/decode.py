@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -188,16 +189,7 @@ def decode_utterances(
         return processor.tokenizer.batch_decode([i.tolist() for i in ids], skip_special_tokens=True)
 
     def warm(audios: list[np.ndarray]) -> None:  # a scratch Decoding: the warm-up counts no statistics
-        scratch = Decoding(
-            o.language,
-            o.beam_size,
-            o.max_new_tokens,
-            bool(o.fallback),
-            dynamic=context.dynamic,
-            vad=o.vad,
-            task=o.task,
-        )
-        scratch.batch_size, scratch.long_form_mode = o.batch_size, o.long_form_mode
+        scratch = replace(how, timestamps=False, stats=Decoding().stats, no_speech=[])
         decode_audios(
             model,
             processor,
