@@ -188,13 +188,20 @@ def _own_probe_store(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(probes, "cache_dir", lambda: folder)
 
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+
+
+def load_script(path: Path):
+    """A script of ``benchmarks/`` or ``scripts/`` (not a package) imported as a module under its file name,
+    registered in ``sys.modules`` (dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_benchmark(name: str):
-    """``benchmarks/<name>.py`` imported as a module (the scripts are not a package), for its small mode."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """``benchmarks/<name>.py`` as a module, for its small mode."""
+    return load_script(BENCHMARKS / f"{name}.py")

@@ -3,7 +3,6 @@ pass, and the table and JSON hold what a GPU run would report (CUDA-only rows ma
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -12,17 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import load_script
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_step.py"
 
 
 @pytest.fixture(scope="module")
 def gpu_step():
-    spec = importlib.util.spec_from_file_location("gpu_step", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_step"] = module  # dataclasses look their module up there
     try:
-        spec.loader.exec_module(module)
-        yield module
+        yield load_script(BENCH)
     finally:
         sys.modules.pop("gpu_step", None)
 

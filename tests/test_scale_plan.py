@@ -3,7 +3,6 @@ hand below), the unmeasured marks without one, and one line for a result that ca
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
@@ -11,17 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "scale_plan.py"
 
 
 @pytest.fixture(scope="module")
 def scale_plan():
-    spec = importlib.util.spec_from_file_location("scale_plan", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scale_plan"] = module  # dataclasses look their module up there
     try:
-        spec.loader.exec_module(module)
-        yield module
+        yield load_script(SCRIPT)
     finally:
         sys.modules.pop("scale_plan", None)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_report.py"
 
@@ -18,10 +19,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("screenshot_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_chromium_loads_every_image_and_the_screenshot_is_small(built_report, tmp_path):

@@ -76,11 +76,12 @@ def write_run_config(cfg: Config, run_dir: Path) -> None:
     folder.write_json(folder.record_file, record)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as dotted keys (``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``)."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -91,7 +92,7 @@ def check_resumed_config(cfg: Config, run_dir: Path) -> None:
     record = RunFolder(run_dir).record()
     if record is None:
         return
-    old, new = _flatten(record.get("config", {})), _flatten(to_dict(cfg))
+    old, new = flatten(record.get("config", {})), flatten(to_dict(cfg))
     diffs = sorted(
         k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not k.startswith("tune.")
     )

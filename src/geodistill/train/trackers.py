@@ -29,12 +29,13 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from geodistill.config import Config, to_dict, tracker_names
 from geodistill.errors import GeodistillError
 from geodistill.optional import require
 from geodistill.runfolder import RunFolder, read_json
+from geodistill.train.outputs import flatten
 
 log = logging.getLogger("geodistill")
 
@@ -131,7 +132,7 @@ class MLflow:
         experiment = found.experiment_id if found else self.client.create_experiment(name, artifacts)
         if run_id is None:  # a fresh run: the config as flat params ("train.lr"), 100 per call (MLflow's cap)
             run_id = self.client.create_run(experiment, run_name=run_dir.name).info.run_id
-            params = [Param(k, str(v)) for k, v in _flat(config).items()]
+            params = [Param(k, str(v)) for k, v in flatten(config).items()]
             for i in range(0, len(params), 100):
                 self.client.log_batch(run_id, params=params[i : i + 100])
         else:  # resumed: params may not change in MLflow, so the first attempt's stay
@@ -148,16 +149,6 @@ class MLflow:
 
     def close(self, failed: bool = False) -> None:
         self.client.set_terminated(self.id, status="FAILED" if failed else "FINISHED")
-
-
-def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 class Trackers:
