@@ -15,10 +15,17 @@ import torch
 from safetensors.torch import load_file
 
 from geodistill.config import load_config
+from geodistill.decoding.engines import load_engine
 from geodistill.errors import GeodistillError
+from geodistill.export import export
+from geodistill.models import load_whisper
+from geodistill.models.ct2 import read_ct2, whisper_dims
+from geodistill.models.ggml_read import read_ggml
 from geodistill.train import checkpoint as ckpt_mod
 from geodistill.train import loop
 from geodistill.train.loop import train
+from tests.conftest import make_tiny_whisper
+from tests.train.conftest import TEACHER_TEXT_CTX
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -88,6 +95,49 @@ def test_kill9_then_rerun_is_bit_identical_with_augmentation_on(make_config):
     assert train(load_config(plain)).exit_code == 0
     clean = json.loads((Path(load_config(plain).run_dir) / "training_history.json").read_text())
     assert [e["total"] for e in clean["train"]] != [e["total"] for e in history["train"]]
+
+
+@pytest.mark.slow
+def test_a_dynamic_student_with_dropped_layers_resumes_exactly_and_exports_to_every_format(
+    make_config, tmp_path, tiny_processor
+):
+    """Issue 29's student: dynamic audio context, an encoder and a decoder layer dropped (2 -> 1 each), every
+    weight trained, every kept decoder layer matched to the teacher's. It resumes bit for bit after kill -9,
+    and each export format keeps its layers and its context rule."""
+    student = {
+        "init": "copy",
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "lora": {"r": 0},
+        "freeze_encoder": False,
+        "audio_context": "dynamic",
+        "context_margin": 8,
+        "context_jitter": 8,
+    }
+    loss = {"hidden_on": "decoder", "hidden_layers": "all"}
+    teacher = tmp_path / "teacher"  # MLPs 4 x d_model wide, as every Whisper's (whisper.cpp assumes it)
+    wide = make_tiny_whisper(d_model=32, layers=2, seed=1, ffn=128, text_ctx=TEACHER_TEXT_CTX)
+    wide.save_pretrained(teacher)
+    tiny_processor.save_pretrained(teacher)
+    sections = {"teacher": str(teacher), "student": student, "loss": loss}
+    kill9_then_rerun(make_config, **sections)
+    run = Path(load_config(make_config("crashed", **sections)).run_dir)
+    rule = {"geodistill_audio_context": "dynamic", "geodistill_context_margin": 8}
+    hf = export(run, "hf", tmp_path / "hf")
+    model, _ = load_whisper(str(hf))
+    assert (model.config.encoder_layers, model.config.decoder_layers) == (1, 1)
+    assert {k: getattr(model.config, k) for k in rule} == rule
+    ct2 = export(run, "ct2", tmp_path / "ct2")
+    variables, aliases = read_ct2(ct2 / "model.bin")
+    dims = whisper_dims(variables, aliases, str(ct2))
+    assert (dims["encoder_layers"], dims["decoder_layers"]) == (1, 1)
+    ggml = read_ggml(export(run, "ggml", tmp_path / "ggml") / "ggml-model.bin", load_tensors=False)
+    assert (ggml.hparams["n_audio_layer"], ggml.hparams["n_text_layer"]) == (1, 1)
+    onnx = export(run, "onnx", tmp_path / "onnx")
+    for folder in (ct2, tmp_path / "ggml", onnx):
+        assert json.loads((folder / "geodistill_context.json").read_text()) == rule, folder
+    onnx_model, _, _ = load_engine(str(onnx), "cpu", "onnx")
+    assert onnx_model.config.decoder_layers == 1
 
 
 @pytest.mark.slow
