@@ -166,6 +166,7 @@ def test_a_language_without_its_packages_names_them(tmp_path, monkeypatch):
 
 def test_cli_languages_flag(tmp_path, capsys, monkeypatch):
     assert data_cli.REAL_LANGUAGES == ml.LANGUAGES
+    assert set(data_cli.REAL_LANGUAGES + data_cli.OTHER_LANGUAGES) == set(ml.LANGUAGES) | set(ml.ASTERISK)
     with pytest.raises(SystemExit) as e:
         cli.main(["data", "real", str(tmp_path / "out"), "--languages", "cs,xx"])
     assert e.value.code == 2 and "xx not one of cs, nl, es, fr, it, ru" in capsys.readouterr().err

@@ -10,6 +10,10 @@ Sources (each row of the manifest names its package and licence):
   (``asterisk-core-sounds-<lang>-g722``: 16 kHz G.722, decoded with PyAV), with the transcript listing
   ``core-sounds-<lang>.txt`` that ``asterisk-core-sounds-<lang>`` ships. CC-BY-SA-3.0 (es, fr) and
   CC-BY-3.0 (it, ru).
+- English, asked for by name only (``--languages en``, never in the default set): Asterisk's English prompts
+  (``asterisk-core-sounds-en-g722``, Allison Smith, CC-BY-SA-3.0). They are not a test split: they are a
+  real English voice for *training* (a student that hears only synthetic voices learns the voices), and no
+  English test clip comes from them (the English test split is ``geodistill.corpus.real``'s).
 
 Transcripts are kept as the sources write them (case, punctuation, digits): evaluation normalises both sides.
 Lines with annotation tags (``[tone]``) or no text, Asterisk lines with a letter lost to "?", and clips
@@ -46,13 +50,14 @@ FILLETS = Path("/usr/share/games/fillets-ng")
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
 ASTERISK_DOC = Path("/usr/share/doc")
 FILLETS_LICENCE = "GPL-2 (Fish Fillets NG voices, ALTAR interactive and translators)"
-ASTERISK = {  # language -> (voice folder, licence)
+ASTERISK = {  # language -> (voice folder, licence); English is not in LANGUAGES (the test split): see above
+    "en": ("en_US_f_Allison", "CC-BY-SA-3.0 (Allison Smith, Asterisk core sounds)"),
     "es": ("es_MX_f_Allison", "CC-BY-SA-3.0 (Allison Smith, Asterisk core sounds)"),
     "fr": ("fr_CA_f_June", "CC-BY-SA-3.0 (June Wallack, Asterisk core sounds)"),
     "it": ("it_IT_m_Carlo", "CC-BY-3.0 (Carlo Flora, Asterisk core sounds)"),
     "ru": ("ru_RU_f_IvrvoiceRU", "CC-BY-3.0 (ivrvoice.ru, Asterisk core sounds)"),
 }
-LANGUAGES = ("cs", "nl", *ASTERISK)  # Fish Fillets' two voiced translations, then Asterisk's four
+LANGUAGES = ("cs", "nl", "es", "fr", "it", "ru")  # Fish Fillets' two voiced translations, Asterisk's four
 G722_BYTES_PER_SECOND = 8000  # G.722 is 64 kbit/s: its length is the file size / 8000
 TAG = re.compile(r"\[[^\]]*\]")
 # A letter the listing lost to "?" ("pu? essere", "questo ? corretto"); a real question mark ends a sentence
