@@ -92,8 +92,8 @@ def _moved(value, device: torch.device):
         return value.to(device, non_blocking=True)
     if isinstance(value, dict):
         return {k: _moved(v, device) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(t.to(device, non_blocking=True) for t in value)
+    if isinstance(value, tuple):  # cross-attention keys/values, or ids (extra_ids) that stay as they are
+        return tuple(_moved(t, device) for t in value)
     return value
 
 
