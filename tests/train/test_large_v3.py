@@ -22,9 +22,9 @@ def _save(folder: Path, vocab: int, mels: int, tokenizer, large_v3: bool, seed: 
     model = make_tiny_whisper(d_model=32, layers=2, seed=seed, vocab=vocab, text_ctx=TEACHER_TEXT_CTX)
     model.config.num_mel_bins = mels
     model.model.encoder.conv1 = torch.nn.Conv1d(mels, 32, kernel_size=3, padding=1)
-    ids = {"decoder_start_token_id": 50258, "eos_token_id": 50257, "pad_token_id": 50257, "bos_token_id": 50257}
-    for key, value in ids.items():
-        setattr(model.config, key, value)
+    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
+        setattr(model.config, key, 50257)  # the multilingual layout: <|endoftext|> 50257, sot 50258
+    model.config.decoder_start_token_id = 50258
     model.generation_config = multilingual_generation_config(large_v3=large_v3)
     model.save_pretrained(folder)
     WhisperProcessor(WhisperFeatureExtractor(feature_size=mels), tokenizer).save_pretrained(folder)
