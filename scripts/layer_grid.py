@@ -88,7 +88,7 @@ def train(out: Path, cells: list[str], steps: int, threads: int) -> None:
         timestamps = any(o.startswith("data.timestamp_probability") for o in CELLS[cell])
         cmd = [
             sys.executable, "-m", "geodistill.cli", "train", "--config", "dynamic-cpu",
-            f"data.train={out / 'train.jsonl'}", f"data.val={out / 'val.jsonl'}", "data.val_limit=52",
+            f"data.train={out / 'train.jsonl'}", f"data.val={out / 'val.jsonl'}", "data.val_limit=72",
             f"teacher_cache={out / ('teacher-cache-ts' if timestamps else 'teacher-cache')}",
             f"train.max_steps={steps}", f"train.warmup_steps={steps // 10}", f"train.eval_every={steps // 4}",
             f"train.save_every={steps // 4}", "train.num_workers=0", "train.seed=0",
