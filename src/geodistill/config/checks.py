@@ -77,6 +77,11 @@ def _check_combinations(cfg: Config, problems: list[str]) -> None:
             f"student.from: {s.from_!r} is only used with student.init: pretrained (init is 'copy', "
             "which copies the teacher's layers); drop it or set init: pretrained"
         )
+    if s.vocab == "trimmed" and s.init == "ctc":
+        problems.append(
+            "student.vocab: trimmed cuts a Whisper student's output vocabulary; a ctc student has its own "
+            "(student.ctc.vocab); use vocab: full"
+        )
     if cfg.teacher_cache_cross_kv and not cfg.teacher_cache:
         problems.append("teacher_cache_cross_kv: true needs teacher_cache (the folder that stores them)")
     if t.amp != "no" and t.device.split(":")[0] in ("cpu", "mps"):

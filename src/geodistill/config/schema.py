@@ -19,6 +19,7 @@ AmpMode = Literal["no", "fp16", "bf16"]
 StudentInit = str
 HiddenLayers = Literal["last", "all"]
 AudioContext = Literal["full", "dynamic"]  # as geodistill.models.context.AUDIO_CONTEXTS
+Vocab = Literal["full", "trimmed"]  # as geodistill.models.trim.VOCABS
 Task = Literal["transcribe", "translate"]  # as geodistill.data.tokens.TASKS
 # student.ctc.vocab: "chars" (blank, space, apostrophe, a-z: geodistill.students.ctc.loss.CHARS) or "bpe:N"
 # (N sentencepiece BPE units trained on the run's training transcripts, + the blank)
@@ -149,6 +150,10 @@ class StudentConfig(_Choices):
     # dynamic, training only: move the margin by a uniform integer in +-min(context_jitter, clip positions
     # // 3) (FUTO's audio-context fine-tuning uses 64); 0 disables
     context_jitter: int = 0
+    # full: logits over Whisper's whole vocabulary | trimmed: only over the ids the training transcripts use,
+    # the special ids, the 256 byte tokens and a teacher cache's top-k ids (geodistill.models.trim); the
+    # saved model stays a full-size tied Whisper, its other ids suppressed
+    vocab: Vocab = "full"
     ctc: CTCConfig = field(default_factory=CTCConfig)  # init: ctc only
 
 

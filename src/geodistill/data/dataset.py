@@ -10,7 +10,7 @@ and its id), so a resumed run and a teacher cache see the very labels of the fir
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -151,6 +151,18 @@ class SpeechDataset(torch.utils.data.Dataset):
         if self.with_audio:
             sample["audio"] = audio
         return sample
+
+    def label_ids(self) -> Iterator[list[int]]:
+        """Each listed utterance's labels, tokenised as ``sample`` tokenises them (its timestamp draw
+        included); an utterance whose text the model cannot take is left out, as ``sample`` leaves it."""
+        for utt in self.utts:
+            text = normalise(utt.text) if self.normalise_text else utt.text
+            if not text.strip():
+                continue
+            try:
+                yield self.tokens(utt, text)[1]
+            except DataError:
+                continue
 
     def tokens(self, utt: Utterance, text: str) -> tuple[list[int], list[int]]:
         """(prompt, labels) of ``utt``: its own prompt ([] without ``prompts``) and text tokens + eot, the

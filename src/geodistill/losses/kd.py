@@ -117,8 +117,13 @@ def teacher_student_log_probs(
 ) -> tuple[Tensor, Tensor]:
     """(log_p_teacher, log_q_student) at temperature T, fp32, over the same classes (last dim).
 
-    Full teacher logits (B, L, V) give full-vocabulary log-softmaxes (B, L, V); a ``TopKLogits`` teacher
-    gives the k + 1 bucket form of ``topk_log_probs``.
+    Full teacher logits (B, L, V) give full-vocabulary log-softmaxes (B, L, V), the teacher renormalised
+    over the ids where the student's logit is finite (all of them, except under a trimmed vocabulary);
+    a ``TopKLogits`` teacher gives the k + 1 bucket form of ``topk_log_probs``. A trimmed student keeps
+    every top-k id of its teacher cache, so its k stored ids are all finite; its tail bucket is then its
+    mass on the kept ids outside the top-k, while the teacher's tail also holds the teacher's mass on the
+    ids the student dropped: that mass is not renormalised away as with full logits but asked of the
+    student's kept tail ids (unknown to a top-k cache, and small where the kept ids cover the top-k).
     """
     if isinstance(teacher, TopKLogits):
         if (
@@ -136,8 +141,12 @@ def teacher_student_log_probs(
             f"teacher logits {tuple(teacher.shape)} do not match student logits "
             f"{tuple(student_logits.shape)} (same tokenizer and sequence needed)"
         )
-    log_p = F.log_softmax(teacher.to(student_logits.device).float() / temperature, dim=-1)
-    return log_p, F.log_softmax(student_logits.float() / temperature, dim=-1)
+    # A student that rules ids out (logit -inf: a trimmed vocabulary, geodistill.models.trim) is compared
+    # with the teacher renormalised over the ids it can emit; a full-vocabulary student rules none out.
+    student = student_logits.float()
+    teacher = teacher.to(student.device).float().masked_fill(student == float("-inf"), float("-inf"))
+    log_p = F.log_softmax(teacher / temperature, dim=-1)
+    return log_p, F.log_softmax(student / temperature, dim=-1)
 
 
 class CrossEntropyLoss(nn.Module):

@@ -45,6 +45,7 @@ from transformers import WhisperFeatureExtractor, WhisperProcessor
 
 from geodistill.errors import GeodistillError, StorageError
 from geodistill.models.ct2_convert import CONTEXT_FILE
+from geodistill.models.trim import VOCAB_KEY
 
 GGML_MAGIC = 0x67676D6C
 GGML_FILE = "ggml-model.bin"  # the file of `export --format ggml` and of `--engine whispercpp`'s cache
@@ -378,6 +379,12 @@ def write_ggml(hf_dir: Path, out_file: Path, dtype: str = "f16") -> Path:
     if not hf_dir.is_dir():
         raise _fail(hf_dir, "not a folder")
     config = _hf_config(hf_dir)
+    if config.get(VOCAB_KEY) == "trimmed":
+        raise _fail(
+            hf_dir,
+            "student.vocab: trimmed, and whisper.cpp ties its head to the whole embedding and places the "
+            "special ids by n_vocab; export it as hf, ct2 or onnx",
+        )
     hp = _hparams(hf_dir, config, dtype)
     vocab = _vocabulary(hf_dir)
     if len(vocab) > hp["n_vocab"]:

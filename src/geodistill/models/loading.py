@@ -27,6 +27,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration, Whisper
 from geodistill.errors import GeodistillError, ModelLoadError
 from geodistill.models.ct2 import convert_ct2
 from geodistill.models.integrity import check_sha256, expected_sha256
+from geodistill.models.trim import load_trimmed
 from geodistill.paths import cache_dir
 from geodistill.runfolder import STUDENT_DIRS, RunFolder, read_json
 
@@ -324,13 +325,15 @@ def _load_local(spec: str, dtype: torch.dtype) -> Loaded:
     else:
         where = str(local_model_dir(Path(spec).expanduser()))
     try:
-        return _from_pretrained(where, dtype, local_only=True)
+        model, processor = _from_pretrained(where, dtype, local_only=True)
     except weights_errors() as exc:
         hint = " (delete it to reconvert)" if spec in EMBEDDED else ""
         why = folder_reason(where, exc)
         raise ModelLoadError(
             f"could not load '{spec}': {where} is not a loadable HF Whisper{hint} ({why})"
         ) from exc
+    load_trimmed(model, Path(where))  # student.vocab: trimmed (vocab_kept.json): its fast head again
+    return model, processor
 
 
 def encoder_layer_count(spec: str) -> int | None:

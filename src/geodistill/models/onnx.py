@@ -18,6 +18,8 @@ submodules:
 
 Tensor names follow Hugging Face optimum's Whisper export. Next to them: config.json,
 generation_config.json, the processor files and, for a dynamic-context student, ``geodistill_context.json``.
+A trimmed-vocabulary student's head is traced into the decoder graphs (its K kept rows, the full-size
+``logits`` -inf elsewhere; ``vocab_kept.json`` beside).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from geodistill.models.context import encode
 from geodistill.models.ct2_convert import record_context
+from geodistill.models.trim import KEPT_FILE, load_trimmed
 from geodistill.optional import require
 from geodistill.outdir import replace_folder
 
@@ -157,6 +160,7 @@ def write_onnx(hf_dir: Path, out: Path) -> Path:
     (an existing folder; ``export_onnx`` is the atomic variant)."""
     require("onnx", "onnx", "exporting to ONNX")
     model = WhisperForConditionalGeneration.from_pretrained(hf_dir, local_files_only=True).float().eval()
+    load_trimmed(model, hf_dir)  # a trimmed student: its head (K kept rows, -inf elsewhere) in the graphs
     cfg = model.config
     n, heads = cfg.decoder_layers, cfg.decoder_attention_heads
     head_dim = cfg.d_model // heads
@@ -216,6 +220,8 @@ def _copy_metadata(hf_dir: Path, out: Path) -> None:
     processor.save_pretrained(out)
     processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json, for older readers
     record_context(hf_dir, out)
+    if (hf_dir / KEPT_FILE).is_file():
+        shutil.copyfile(hf_dir / KEPT_FILE, out / KEPT_FILE)
 
 
 def export_onnx(hf_dir: Path, out: Path, readme: str | None = None) -> Path:

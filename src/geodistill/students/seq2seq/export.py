@@ -28,6 +28,7 @@ from geodistill.models.ct2_convert import convert_to_ct2
 from geodistill.models.ggml import write_ggml_folder
 from geodistill.models.loading import folder_reason, local_model_dir, weights_errors
 from geodistill.models.onnx import export_onnx
+from geodistill.models.trim import read_kept, save_kept
 from geodistill.optional import require
 from geodistill.students.family import Card
 from geodistill.students.seq2seq.card import model_card
@@ -70,6 +71,9 @@ def write_hf(model_dir: Path, out: Path) -> None:
             f"could not export '{model_dir}': not a loadable HF Whisper ({folder_reason(model_dir, exc)})"
         ) from exc
     model.save_pretrained(out)
+    kept = read_kept(model_dir)
+    if kept is not None:  # student.vocab: trimmed: its kept ids, every other id suppressed
+        save_kept(out, kept, int(model.config.vocab_size))
     processor = WhisperProcessor.from_pretrained(model_dir, local_files_only=True)
     processor.save_pretrained(out)
     # transformers 5 folds the feature extractor into processor_config.json; faster-whisper (and older

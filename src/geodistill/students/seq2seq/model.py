@@ -32,6 +32,7 @@ from geodistill.models.forward import forward_states
 from geodistill.models.lora import add_lora, parameter_counts
 from geodistill.models.projector import RiemannianProjector
 from geodistill.models.student import copy_layers, freeze, spaced_layers, token_map
+from geodistill.models.trim import save_kept, trimmed_kept, untrim
 from geodistill.models.vocab import VocabMap
 from geodistill.outdir import replace_folder
 
@@ -154,6 +155,9 @@ class WhisperStudent:
             peft.save_pretrained(str(tmp / "adapter"))
             model = copy.deepcopy(peft).merge_and_unload()
         model.save_pretrained(str(tmp))
+        kept = trimmed_kept(self.whisper)
+        if kept is not None:  # student.vocab: trimmed
+            save_kept(tmp, kept, int(self.whisper.config.vocab_size))
         self.processor.save_pretrained(str(tmp))
         if len(self.projectors):
             save_file(
@@ -183,6 +187,7 @@ def base_student(
         return student, teacher_processor, None
     assert s.from_ is not None  # validate_config: init "pretrained" needs student.from
     student, processor = load_whisper(s.from_, device=str(device), dtype=torch.float32)
+    untrim(student)  # a trimmed student.from starts over with the whole vocabulary (set-up trims anew)
     size = teacher_size if teacher is None else teacher.config.vocab_size
     assert size is not None  # given when the teacher is not loaded
     vocab_map = token_map(

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 from geodistill.config import Config
 from geodistill.data import BadSamples, WhisperCollator
 from geodistill.data.sets import build_data
 from geodistill.errors import GeodistillError
+from geodistill.models.trim import install_trimmed_head, kept_ids
 from geodistill.students.family import RunParts, TeacherSide
-from geodistill.students.seq2seq.model import build_whisper_student
+from geodistill.students.seq2seq.model import WhisperStudent, build_whisper_student
 from geodistill.students.seq2seq.sharing import encoder_shared, provided_cross_kv, shared_cross_kv
+from geodistill.teacher.cache import CachedTeacher
 from geodistill.teacher.factory import make_teacher
 from geodistill.teacher.vocab import InStudentVocab
+
+log = logging.getLogger("geodistill")
 
 
 def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
@@ -23,6 +29,7 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
     if provider is None:
         assert teacher is not None  # train.setup leaves it unloaded only when a cache provider stands in
         provider = make_teacher(cfg, (teacher, side.processor), cross_kv_layers=tuple(cross_kv.values()))
+    cached_topk = provider.topk_ids() if isinstance(provider, CachedTeacher) else []
     if student.vocab_map is not None:  # a large-v3 / turbo teacher over a smaller multilingual student
         provider = InStudentVocab(provider, student.vocab_map)
     offer = provider.offer
@@ -52,5 +59,26 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
         with_features=not cached_encoder,
         teacher_extractor=theirs if other_mels else None,
     )
+    if cfg.student.vocab == "trimmed":
+        trim(student, train_set, cached_topk)
     collate = WhisperCollator(prompt or None, processor.tokenizer.pad_token_id)
     return RunParts(student, provider, train_set, val, collate, prompt)
+
+
+def trim(student: WhisperStudent, train_set, cached_topk: list[int]) -> None:
+    """``student.vocab: trimmed``: the student's head keeps the ids of the training labels, the specials, the
+    byte tokens and the teacher cache's top-k ids (``geodistill.models.trim``). An online teacher's full
+    logits need no such care: the KL renormalises the teacher over the ids the student can emit."""
+    if not train_set.utts:
+        raise GeodistillError(
+            "student.vocab: trimmed keeps the token ids of data.train's transcripts, and a streamed "
+            "data.train lists none up front; use a listed data.train or vocab: full"
+        )
+    if student.vocab_map is not None:  # the cache's ids are the teacher's: in the student's ids
+        to_student = {t: s for s, t in enumerate(student.vocab_map.to_teacher_ids)}
+        cached_topk = [to_student[t] for t in cached_topk if t in to_student]
+    whisper = student.whisper
+    size = int(whisper.config.vocab_size)
+    kept = kept_ids(student.processor.tokenizer, size, train_set.label_ids(), cached_topk)
+    install_trimmed_head(whisper, kept)
+    log.info("student vocabulary trimmed: logits over %d of %d ids (student.vocab: trimmed)", len(kept), size)

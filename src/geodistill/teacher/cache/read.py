@@ -181,6 +181,14 @@ class CachedTeacher:
             extra_ids=extra_ids,
         )
 
+    def topk_ids(self) -> list[int]:
+        """Every vocabulary id the cache stores among its top-k (any utterance, any position), sorted: what a
+        trimmed student's vocabulary must keep for the top-k KL to stay finite."""
+        ids: set[int] = set()
+        for f in self._files:
+            ids.update(f.get_tensor("topk_indices").unique().tolist())
+        return sorted(int(i) for i in ids)
+
     def _per_utterance(self, name: str, places: list[_Place]) -> torch.Tensor:
         """(B, ...) stack of a per-utterance tensor (encoder states, cross K/V), in the storage dtype."""
         return torch.stack([self._slices[p.shard][name][p.row : p.row + 1][0] for p in places])
