@@ -4,6 +4,7 @@ head's logits, greedy decoding, the losses, and a saved folder in geodistill and
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -102,6 +103,24 @@ def test_kl_against_full_teacher_logits_renormalises_the_teacher_over_the_kept_i
     # a top-k teacher whose ids are kept: finite, its tail bucket against the student's kept tail
     topk = TopKLogits(teacher[..., [3, 0]], torch.tensor([[[3, 0]]]), teacher.logsumexp(-1))
     assert torch.isfinite(KLDivergenceLoss(2.0)(student, topk, torch.ones(1, 1, dtype=torch.bool)))
+
+
+def test_a_stored_top_k_id_the_student_dropped_leaves_the_teacher_by_hand():
+    """Top-3 ids (1, 3, 0) of a 5-id teacher, id 1 not kept: the teacher is (3, 0, tail = ids 2 and 4) over
+    Z - e^3, the student (3, 0, tail = id 2) over its kept ids; T = 1."""
+    kept = torch.tensor([0, 2, 3])
+    student = torch.full((1, 1, 5), float("-inf"))
+    student[..., kept] = torch.tensor([0.5, -1.0, 2.0])
+    z = [1.0, 3.0, 0.0, 2.0, 1.5]
+    teacher = torch.tensor([[z]])
+    topk = TopKLogits(teacher[..., [1, 3, 0]], torch.tensor([[[1, 3, 0]]]), teacher.logsumexp(-1))
+    got = KLDivergenceLoss(1.0)(student, topk, torch.ones(1, 1, dtype=torch.bool))
+    zt = sum(math.exp(v) for v in z) - math.exp(z[1])
+    p = [math.exp(z[3]) / zt, math.exp(z[0]) / zt, (math.exp(z[2]) + math.exp(z[4])) / zt]
+    zs = math.exp(0.5) + math.exp(-1.0) + math.exp(2.0)
+    q = [math.exp(2.0) / zs, math.exp(0.5) / zs, math.exp(-1.0) / zs]
+    want = sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+    assert got.item() == pytest.approx(want, rel=1e-5)
 
 
 def test_a_saved_trimmed_model_reloads_trimmed_and_decodes_alike_in_plain_transformers(

@@ -58,9 +58,17 @@ def test_a_trimmed_student_keeps_the_cache_top_k_ids_and_trains_on_them(
     )
     run = build_run(cfg)
     kept = trimmed_kept(run.student.whisper)
-    assert kept is not None and set(CachedTeacher(cache).topk_ids()) <= set(kept)
-    result = train(cfg)
+    # a random teacher's top-8 are all below vocab_min_prob (0.001): its likely ids are kept, the rest dropped
+    every = set(CachedTeacher(cache).topk_ids())
+    assert (
+        kept is not None and set(CachedTeacher(cache).topk_ids(0.001)) <= set(kept) and not every <= set(kept)
+    )
+    result = train(cfg)  # the KL renormalises the teacher without the dropped top-k ids: finite
     assert result.exit_code == 0 and _finite(result)
+    everything = make_config(
+        "trimc0", student={"vocab": "trimmed", "vocab_min_prob": 0.0}, teacher_cache=str(cache)
+    )
+    assert every <= set(trimmed_kept(build_run(load_config(everything)).student.whisper) or [])
     assert read_kept(result.run_dir / "adapter_final") is not None
 
 

@@ -77,6 +77,8 @@ def _check_combinations(cfg: Config, problems: list[str]) -> None:
             f"student.from: {s.from_!r} is only used with student.init: pretrained (init is 'copy', "
             "which copies the teacher's layers); drop it or set init: pretrained"
         )
+    if not 0.0 <= s.vocab_min_prob < 1.0:
+        problems.append(f"student.vocab_min_prob: {s.vocab_min_prob} is not a probability in [0, 1)")
     if s.vocab == "trimmed" and s.init == "ctc":
         problems.append(
             "student.vocab: trimmed cuts a Whisper student's output vocabulary; a ctc student has its own "

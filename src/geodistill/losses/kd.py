@@ -91,13 +91,23 @@ def topk_log_probs(student_logits: Tensor, topk: TopKLogits, temperature: float)
     Returns (log_p_teacher, log_q_student), each (B, L, k + 1), or (B, L, k) when k = V (no tail).
     Teacher: log p_i = z_i / T - LSE_T (see ``_teacher_log_normaliser``), tail = 1 - sum_i p_i.
     Student: its exact full softmax at T gathered at the k ids, tail = its mass on every other id.
+
+    A stored id the student cannot emit (logit -inf: a trimmed vocabulary keeps only the teacher's likely
+    ids) leaves the teacher too: its p becomes 0 and its mass leaves LSE_T exactly (it is stored), so the
+    teacher is renormalised over the rest, as with full logits.
     """
     s = student_logits.float() / temperature
     log_q = F.log_softmax(s, dim=-1)
     idx = topk.indices.to(device=s.device, dtype=torch.long)
     log_q_top = log_q.gather(-1, idx)
     norm = _teacher_log_normaliser(_to_device(topk, s.device), temperature)
-    log_p_top = topk.values.to(s.device).float() / temperature - norm.unsqueeze(-1)
+    z = topk.values.to(s.device).float() / temperature
+    dropped = torch.isneginf(log_q_top)
+    if dropped.any():
+        lost = torch.logsumexp(z.masked_fill(~dropped, float("-inf")), dim=-1)  # -inf where none is dropped
+        norm = norm + torch.log1p(-torch.exp(lost - norm).clamp(max=1.0 - 1e-6))
+        z = z.masked_fill(dropped, float("-inf"))
+    log_p_top = z - norm.unsqueeze(-1)
     if idx.shape[-1] == s.shape[-1]:
         return log_p_top, log_q_top
     log_q_tail = log_q.scatter(-1, idx, float("-inf")).logsumexp(dim=-1, keepdim=True)
@@ -119,11 +129,11 @@ def teacher_student_log_probs(
 
     Full teacher logits (B, L, V) give full-vocabulary log-softmaxes (B, L, V), the teacher renormalised
     over the ids where the student's logit is finite (all of them, except under a trimmed vocabulary);
-    a ``TopKLogits`` teacher gives the k + 1 bucket form of ``topk_log_probs``. A trimmed student keeps
-    every top-k id of its teacher cache, so its k stored ids are all finite; its tail bucket is then its
-    mass on the kept ids outside the top-k, while the teacher's tail also holds the teacher's mass on the
-    ids the student dropped: that mass is not renormalised away as with full logits but asked of the
-    student's kept tail ids (unknown to a top-k cache, and small where the kept ids cover the top-k).
+    a ``TopKLogits`` teacher gives the k + 1 bucket form of ``topk_log_probs``, the stored ids a trimmed
+    student dropped renormalised away. Its tail bucket is its mass on the kept ids outside the top-k,
+    while the teacher's tail also holds the teacher's mass on dropped ids outside the top-k: that mass is
+    not renormalised away (a top-k cache does not know it) but asked of the student's kept tail ids; it
+    is below the teacher's k-th probability per id.
     """
     if isinstance(teacher, TopKLogits):
         if (

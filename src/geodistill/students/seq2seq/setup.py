@@ -29,7 +29,8 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
     if provider is None:
         assert teacher is not None  # train.setup leaves it unloaded only when a cache provider stands in
         provider = make_teacher(cfg, (teacher, side.processor), cross_kv_layers=tuple(cross_kv.values()))
-    cached_topk = provider.topk_ids() if isinstance(provider, CachedTeacher) else []
+    likely = cfg.student.vocab_min_prob
+    cached_topk = provider.topk_ids(likely) if isinstance(provider, CachedTeacher) else []
     if student.vocab_map is not None:  # a large-v3 / turbo teacher over a smaller multilingual student
         provider = InStudentVocab(provider, student.vocab_map)
     offer = provider.offer
@@ -67,8 +68,8 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
 
 def trim(student: WhisperStudent, train_set, cached_topk: list[int]) -> None:
     """``student.vocab: trimmed``: the student's head keeps the ids of the training labels, the specials, the
-    byte tokens and the teacher cache's top-k ids (``geodistill.models.trim``). An online teacher's full
-    logits need no such care: the KL renormalises the teacher over the ids the student can emit."""
+    byte tokens and the teacher cache's likely top-k ids (``geodistill.models.trim``). The KL renormalises
+    the teacher over the ids the student can emit, from full logits or from the top-k (``losses.kd``)."""
     if not train_set.utts:
         raise GeodistillError(
             "student.vocab: trimmed keeps the token ids of data.train's transcripts, and a streamed "

@@ -181,12 +181,15 @@ class CachedTeacher:
             extra_ids=extra_ids,
         )
 
-    def topk_ids(self) -> list[int]:
-        """Every vocabulary id the cache stores among its top-k (any utterance, any position), sorted: what a
-        trimmed student's vocabulary must keep for the top-k KL to stay finite."""
+    def topk_ids(self, min_prob: float = 0.0) -> list[int]:
+        """Every vocabulary id the cache stores among its top-k with a teacher probability of at least
+        ``min_prob`` somewhere (any utterance, any position), sorted: the teacher's likely alternatives, which
+        a trimmed student's vocabulary keeps (an id it drops leaves the top-k KL, see losses.kd)."""
         ids: set[int] = set()
+        floor = math.log(min_prob) if min_prob > 0 else -math.inf
         for f in self._files:
-            ids.update(f.get_tensor("topk_indices").unique().tolist())
+            indices = f.get_tensor("topk_indices").long()  # stored as uint16 or int32
+            ids.update(indices[f.get_tensor("topk_logprobs").float() >= floor].unique().tolist())
         return sorted(int(i) for i in ids)
 
     def _per_utterance(self, name: str, places: list[_Place]) -> torch.Tensor:
