@@ -38,6 +38,9 @@ CELLS: dict[str, list[str]] = {
     "dec1": ["student.decoder_layers=1"],
     "enc3-dec4": ["student.encoder_layers=3"],
     "enc3-dec2": ["student.encoder_layers=3", "student.decoder_layers=2"],
+    # the output vocabulary trimmed to the ids the training text and the teacher's likely top-k use
+    "dec4-trim": ["student.vocab=trimmed"],
+    "dec2-trim": ["student.decoder_layers=2", "student.vocab=trimmed"],
     # issue 24 item 4: the dec2 cell trained on timestamped pseudo-labels for a fifth of its utterances
     "dec2-ts": ["student.decoder_layers=2", "data.timestamp_probability=0.2"],
 }
