@@ -1,17 +1,24 @@
-"""Issue 29's grid: how many layers a dynamic-audio-context tiny.en student can lose, on the richest English
-data this project has offline, scored at batch 1 next to faster-whisper's stock tiny.en int8.
+"""Issue 29's grid: how many layers a dynamic-audio-context tiny.en student can lose, and a trimmed output
+vocabulary, on the richest English data this project has offline; scored at batch 1 next to
+faster-whisper's stock tiny.en int8.
 
-    python scripts/layer_grid.py data  runs/grid               # the training and validation manifests
-    python scripts/layer_grid.py train runs/grid --cells dec4 dec2 [--steps 300] [--threads 1]
+    geodistill data real runs/asterisk-en --languages en --per-language 0
+    python scripts/layer_grid.py split runs/grid             # 36 of those prompts held out for validation
+    geodistill data pseudo-label --teacher tiny.en --data runs/grid/asterisk-train.jsonl \
+        --out runs/grid/asterisk-train-pl.jsonl --wer-threshold 0.2 --timestamps
+    geodistill data pseudo-label --teacher tiny.en --data runs/demo/corpus/train \
+        --out runs/grid/demo-train-pl.jsonl --wer-threshold 0.2 --timestamps
+    python scripts/layer_grid.py data  runs/grid             # train.jsonl, val.jsonl
+    python scripts/layer_grid.py train runs/grid --cells dec4 dec2 [--steps 400] [--threads 1]
     python scripts/layer_grid.py eval  runs/grid --test runs/demo/corpus/test [--threads 1]
-    python scripts/layer_grid.py table runs/grid [--write README.md]
+    python scripts/layer_grid.py table runs/grid [--write FILE]
 
-Data (``data``): the teacher's timestamped pseudo-labels (``data pseudo-label --timestamps --wer-threshold
-0.2``) of the demo corpus' synthetic train split and of Asterisk's English prompts (``data real
---languages en``: one real professional voice, never in the test split), minus 36 prompts held out for
-validation with the demo's own validation split. Both must exist first (see docs/results.md for the
-commands). Every cell is the ``dynamic-cpu`` preset (tiny.en copied, dynamic audio context, every weight
-trained, teacher cache) plus its overrides in ``CELLS``; ``--steps`` is the same for every cell.
+Training data: the teacher's timestamped pseudo-labels (WER filter 0.2) of the demo corpus' synthetic train
+split and of Asterisk's English prompts (one real professional voice, never in the test split). Validation:
+36 held-out Asterisk prompts (real speech, short phrases: where a student that loops on short clips shows
+it). Every cell is the ``dynamic-cpu`` preset (tiny.en copied, dynamic audio context, every weight trained,
+teacher cache) plus its overrides in ``CELLS``, the same ``--steps`` and seed 0 for every cell; the best
+validation checkpoint is the one evaluated.
 
 ``eval`` runs ``geodistill evaluate --batch-size 1`` on every finished cell in ``hf`` and ``ct2`` (int8), one
 process at a time, and the same for the stock tiny.en (``ct2`` at 30 s is what faster-whisper runs), and
@@ -49,7 +56,7 @@ BASELINE = "tiny.en"  # the stock model; in ct2 int8 at 30 s it is what faster-w
 MARK_START, MARK_END = "<!-- layer-grid:start -->", "<!-- layer-grid:end -->"
 
 
-def make_data(out: Path, demo: Path, asterisk: Path) -> None:
+def make_data(out: Path) -> None:
     """train.jsonl and val.jsonl under ``out`` from the pseudo-labels (``*-pl.jsonl``) written beside them."""
     rows = []
     for name in ("demo-train-pl.jsonl", "asterisk-train-pl.jsonl"):
@@ -59,10 +66,7 @@ def make_data(out: Path, demo: Path, asterisk: Path) -> None:
         rows += path.read_text(encoding="utf-8").splitlines()
     random.Random(0).shuffle(rows)
     (out / "train.jsonl").write_text("".join(r + "\n" for r in rows), encoding="utf-8")
-    val = (demo / "val" / "val.jsonl").read_text(encoding="utf-8").splitlines()
-    val = [json.loads(r) for r in val]
-    val = [json.dumps({**r, "audio_filepath": str((demo / r["audio_filepath"]).resolve())}) for r in val]
-    val += (out / "asterisk-val.jsonl").read_text(encoding="utf-8").splitlines()
+    val = (out / "asterisk-val.jsonl").read_text(encoding="utf-8").splitlines()
     (out / "val.jsonl").write_text("".join(r + "\n" for r in val), encoding="utf-8")
     print(f"{out / 'train.jsonl'}: {len(rows)} rows; {out / 'val.jsonl'}: {len(val)} rows")
 
@@ -91,7 +95,7 @@ def train(out: Path, cells: list[str], steps: int, threads: int) -> None:
         timestamps = any(o.startswith("data.timestamp_probability") for o in CELLS[cell])
         cmd = [
             sys.executable, "-m", "geodistill.cli", "train", "--config", "dynamic-cpu",
-            f"data.train={out / 'train.jsonl'}", f"data.val={out / 'val.jsonl'}", "data.val_limit=72",
+            f"data.train={out / 'train.jsonl'}", f"data.val={out / 'val.jsonl'}", "data.val_limit=36",
             f"teacher_cache={out / ('teacher-cache-ts' if timestamps else 'teacher-cache')}",
             f"train.max_steps={steps}", f"train.warmup_steps={steps // 10}", f"train.eval_every={steps // 4}",
             f"train.save_every={steps // 4}", "train.num_workers=0", "train.seed=0",
@@ -155,7 +159,6 @@ def main() -> None:
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--demo", type=Path, default=Path("runs/demo/corpus"))
     p.add_argument("--asterisk", type=Path, default=Path("runs/asterisk-en"))
     p.add_argument("--test", default="runs/demo/corpus/test")
     p.add_argument("--write", type=Path, help="put the table between the layer-grid markers of this file")
@@ -164,7 +167,7 @@ def main() -> None:
     if a.step == "split":
         split_asterisk(a.asterisk, a.out)
     elif a.step == "data":
-        make_data(a.out, a.demo, a.asterisk)
+        make_data(a.out)
     elif a.step == "train":
         train(a.out, a.cells, a.steps, a.threads)
     elif a.step == "eval":
