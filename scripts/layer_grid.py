@@ -134,21 +134,36 @@ def evaluate(out: Path, test: str, threads: int, cells: list[str]) -> None:
 
 
 def table(out: Path) -> str:
+    """One row per model: WER, CER and token-cap hits in each engine, batch-1 RTF in each engine, and the ct2
+    RTF as a speed-up over faster-whisper's stock tiny.en (the baseline's ct2 row of the same ``eval``)."""
     results = json.loads((out / "grid.json").read_text())
     base = results[f"{BASELINE}/ct2"]["rtf"]
     lines = [
-        "| model | engine | WER | CER | token-cap hits | RTF | speed-up vs faster-whisper's tiny.en | load |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| model | WER hf / ct2 | CER ct2 | token-cap hits hf / ct2 | RTF hf | RTF ct2 | x faster-whisper |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for key, r in results.items():
-        name, engine = key.split("/")
-        label = "stock tiny.en (30 s)" if name == BASELINE else f"`{name}`"
-        overrides = " ".join(CELLS.get(name, [])) or ("-" if name == BASELINE else "no layer dropped")
-        lines.append(
-            f"| {label} ({overrides}) | {engine} | {100 * r['wer']:.1f} % | {100 * r['cer']:.1f} % | "
-            f"{r['hit_token_cap']} | {r['rtf']:.4f} | {base / r['rtf']:.2f}x | "
-            f"{r['load'][0]} / {r['load'][1]} |"
+    names = dict.fromkeys(key.split("/")[0] for key in results)
+    for name in names:
+        hf, ct2 = results.get(f"{name}/hf"), results.get(f"{name}/ct2")
+        if hf is None or ct2 is None:
+            continue
+        label = (
+            "stock tiny.en, 30 s"
+            if name == BASELINE
+            else f"`{name}`: "
+            + (" ".join(o.removeprefix("student.") for o in CELLS.get(name, [])) or "no layer dropped")
         )
+        lines.append(
+            f"| {label} | {100 * hf['wer']:.1f} / {100 * ct2['wer']:.1f} % | {100 * ct2['cer']:.1f} % | "
+            f"{hf['hit_token_cap']} / {ct2['hit_token_cap']} | {hf['rtf']:.4f} | {ct2['rtf']:.4f} | "
+            f"{base / ct2['rtf']:.2f}x |"
+        )
+    loads = [x for r in results.values() for x in r["load"]]
+    n = next(iter(results.values()))
+    lines.append(
+        f"\n{n['n_utterances']} clips, batch 1, greedy, {n['threads']} thread(s); load average "
+        f"{min(loads):.2f}-{max(loads):.2f} around the runs."
+    )
     return "\n".join(lines)
 
 
