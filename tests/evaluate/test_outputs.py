@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from geodistill.cli import main
-from geodistill.decoding.segments import Segment, Word, tidy, time_agreement, transcript
+from geodistill.decoding.segments import Segment, Word, boundary_distance, tidy, time_agreement, transcript
 from geodistill.evaluate.outputs import FORMATS, JSON_SCHEMA, parse_formats, render
 
 srt = pytest.importorskip("srt")
@@ -203,3 +203,11 @@ def test_dynamic_context_segments_of_a_real_batch_are_one_decoder_pass_a_clip():
     assert len(batched) == 5 and batched[0].text == alone[0].text
     assert "Dashwood" in batched[0].text and all(t.segments for t in batched)
     assert all(len(t.text.split()) <= 16 for t in batched)  # the token cap holds (16 tokens: <= 16 words)
+
+
+def test_boundary_distance_is_the_mean_distance_to_the_nearest_other_boundary():
+    teacher = [Segment(0.0, 2.0, "a b"), Segment(2.5, 6.0, "c")]
+    student = [Segment(0.2, 6.4, "a b c")]  # one segment for two: 2.0 and 2.5 lie far from its ends
+    assert boundary_distance(teacher, student) == pytest.approx((0.2 + 1.8 + 2.3 + 0.4) / 4)
+    assert boundary_distance(teacher, teacher) == 0.0
+    assert math.isnan(boundary_distance(teacher, []))

@@ -157,3 +157,14 @@ def time_agreement(
     close = sum(s <= tolerance and e <= tolerance for s, e in zip(d_start, d_end, strict=True))
     n = len(pairs)
     return TimeAgreement(n, len(reference), sum(d_start) / n, sum(d_end) / n, close / n)
+
+
+def boundary_distance(reference: Sequence[Segment], other: Sequence[Segment]) -> float:
+    """Mean over ``reference``'s segment boundaries (each start and end) of the distance in seconds to the
+    nearest boundary of ``other``: how far a student's segmentation of a recording lies from its teacher's,
+    whatever each segment's text (nan when either has none)."""
+    ours = [t for s in other for t in (s.start, s.end)]
+    theirs = [t for s in reference for t in (s.start, s.end)]
+    if not ours or not theirs:
+        return float("nan")
+    return sum(min(abs(t - u) for u in ours) for t in theirs) / len(theirs)
