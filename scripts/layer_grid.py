@@ -48,7 +48,7 @@ CELLS: dict[str, list[str]] = {
     # the output vocabulary trimmed to the ids the training text and the teacher's likely top-k use
     "dec4-trim": ["student.vocab=trimmed"],
     "dec2-trim": ["student.decoder_layers=2", "student.vocab=trimmed"],
-    # issue 24 item 4: the dec2 and dec3 cells trained on timestamped pseudo-labels for a fifth of their utterances
+    # issue 24 item 4: dec2 and dec3 trained on timestamped pseudo-labels for a fifth of their utterances
     "dec2-ts": ["student.decoder_layers=2", "data.timestamp_probability=0.2"],
     "dec3-ts": ["student.decoder_layers=3", "data.timestamp_probability=0.2"],
 }
