@@ -16,6 +16,7 @@ PRESETS = Path(__file__).resolve().parents[1] / "src" / "geodistill" / "presets"
     [
         "layer-drop-cpu",
         "dynamic-cpu",
+        "fast-cpu",
         "thesis",
         "distil-large-v2",
         "ctc-cpu",
