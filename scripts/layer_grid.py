@@ -52,7 +52,7 @@ CELLS: dict[str, list[str]] = {
     "dec2-ts": ["student.decoder_layers=2", "data.timestamp_probability=0.2"],
     "dec3-ts": ["student.decoder_layers=3", "data.timestamp_probability=0.2"],
 }
-ENGINES = ("hf", "ct2")
+ENGINES = ("hf", "ct2", "whispercpp")  # eval's default: hf and ct2; whispercpp when asked for
 BASELINE = "tiny.en"  # the stock model; in ct2 int8 at 30 s it is what faster-whisper runs
 MARK_START, MARK_END = "<!-- layer-grid:start -->", "<!-- layer-grid:end -->"
 
@@ -110,14 +110,14 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def evaluate(out: Path, test: str, threads: int, cells: list[str]) -> None:
+def evaluate(out: Path, test: str, threads: int, cells: list[str], engines: list[str]) -> None:
     """``geodistill evaluate --batch-size 1`` of the baseline and each finished cell, in each engine."""
     results = json.loads((out / "grid.json").read_text()) if (out / "grid.json").exists() else {}
     models = [(BASELINE, BASELINE)] + [
         (c, str(out / c)) for c in cells if (out / c / "adapter_final").is_dir()
     ]
     for name, model in models:
-        for engine in ENGINES:
+        for engine in engines:
             where = out / "eval" / f"{name}-{engine}"
             cmd = [sys.executable, "-m", "geodistill.cli", "-q", "evaluate", "--model", model,
                    "--data", test, "--batch-size", "1", "--engine", engine, "--device", "cpu",
@@ -134,14 +134,20 @@ def evaluate(out: Path, test: str, threads: int, cells: list[str]) -> None:
             (out / "grid.json").write_text(json.dumps(results, indent=2))
 
 
+def _cpp_cell(r: dict | None) -> str:
+    return f" {100 * r['wer']:.1f} %, {r['rtf']:.4f} |" if r else " - |"
+
+
 def table(out: Path) -> str:
     """One row per model: WER, CER and token-cap hits in each engine, batch-1 RTF in each engine, and the ct2
     RTF as a speed-up over faster-whisper's stock tiny.en (the baseline's ct2 row of the same ``eval``)."""
     results = json.loads((out / "grid.json").read_text())
     base = results[f"{BASELINE}/ct2"]["rtf"]
+    cpp = any(key.endswith("/whispercpp") for key in results)  # a whisper.cpp column when it was run
     lines = [
-        "| model | WER hf / ct2 | CER ct2 | token-cap hits hf / ct2 | RTF hf | RTF ct2 | x faster-whisper |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | WER hf / ct2 | CER ct2 | token-cap hits hf / ct2 | RTF hf | RTF ct2 | x faster-whisper |"
+        + (" whisper.cpp q8_0: WER, RTF |" if cpp else ""),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if cpp else ""),
     ]
     names = dict.fromkeys(key.split("/")[0] for key in results)
     for name in names:
@@ -157,7 +163,7 @@ def table(out: Path) -> str:
         lines.append(
             f"| {label} | {100 * hf['wer']:.1f} / {100 * ct2['wer']:.1f} % | {100 * ct2['cer']:.1f} % | "
             f"{hf['hit_token_cap']} / {ct2['hit_token_cap']} | {hf['rtf']:.4f} | {ct2['rtf']:.4f} | "
-            f"{base / ct2['rtf']:.2f}x |"
+            f"{base / ct2['rtf']:.2f}x |" + (_cpp_cell(results.get(f"{name}/whispercpp")) if cpp else "")
         )
     loads = [x for r in results.values() for x in r["load"]]
     n = next(iter(results.values()))
@@ -175,6 +181,7 @@ def main() -> None:
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--engines", nargs="+", default=["hf", "ct2"], choices=ENGINES)
     p.add_argument("--asterisk", type=Path, default=Path("runs/asterisk-en"))
     p.add_argument("--test", default="runs/demo/corpus/test")
     p.add_argument("--write", type=Path, help="put the table between the layer-grid markers of this file")
@@ -187,7 +194,7 @@ def main() -> None:
     elif a.step == "train":
         train(a.out, a.cells, a.steps, a.threads)
     elif a.step == "eval":
-        evaluate(a.out, a.test, a.threads, a.cells)
+        evaluate(a.out, a.test, a.threads, a.cells, a.engines)
     else:
         text = table(a.out)
         if a.write:
