@@ -55,8 +55,8 @@ def test_split_and_data_hold_out_36_prompts_and_join_the_pseudo_labels(tmp_path)
 
 def test_a_whisper_cpp_column_appears_when_it_was_run(tmp_path):
     results = {
-        "tiny.en/hf": _row(0.239, 0.2), "tiny.en/ct2": _row(0.231, 0.12), "tiny.en/whispercpp": _row(0.24, 0.3),
-        "dec2/hf": _row(0.5, 0.05), "dec2/ct2": _row(0.6, 0.02),
+        "tiny.en/hf": _row(0.239, 0.2), "tiny.en/ct2": _row(0.231, 0.12),
+        "tiny.en/whispercpp": _row(0.24, 0.3), "dec2/hf": _row(0.5, 0.05), "dec2/ct2": _row(0.6, 0.02),
     }  # fmt: skip
     (tmp_path / "grid.json").write_text(json.dumps(results))
     rows = [line for line in grid.table(tmp_path).splitlines() if line.startswith("| ")]
