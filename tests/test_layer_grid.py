@@ -61,4 +61,4 @@ def test_a_whisper_cpp_column_appears_when_it_was_run(tmp_path):
     (tmp_path / "grid.json").write_text(json.dumps(results))
     rows = [line for line in grid.table(tmp_path).splitlines() if line.startswith("| ")]
     assert rows[0].endswith("whisper.cpp q8_0: WER, RTF |")
-    assert rows[2].endswith("| 24.0 %, 0.3000 |") and rows[3].endswith("| 6.00x | - |")
+    assert rows[1].endswith("| 24.0 %, 0.3000 |") and rows[2].endswith("| 6.00x | - |")
