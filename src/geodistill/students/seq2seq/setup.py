@@ -29,8 +29,7 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
     if provider is None:
         assert teacher is not None  # train.setup leaves it unloaded only when a cache provider stands in
         provider = make_teacher(cfg, (teacher, side.processor), cross_kv_layers=tuple(cross_kv.values()))
-    likely = cfg.student.vocab_min_prob
-    cached_topk = provider.topk_ids(likely) if isinstance(provider, CachedTeacher) else []
+    cache = provider if isinstance(provider, CachedTeacher) else None  # before any wrapper: its top-k ids
     if student.vocab_map is not None:  # a large-v3 / turbo teacher over a smaller multilingual student
         provider = InStudentVocab(provider, student.vocab_map)
     offer = provider.offer
@@ -61,6 +60,7 @@ def build(cfg: Config, side: TeacherSide, bad: BadSamples, device) -> RunParts:
         teacher_extractor=theirs if other_mels else None,
     )
     if cfg.student.vocab == "trimmed":
+        cached_topk = cache.topk_ids(cfg.student.vocab_min_prob) if cache is not None else []
         trim(student, train_set, cached_topk)
     collate = WhisperCollator(prompt or None, processor.tokenizer.pad_token_id)
     return RunParts(student, provider, train_set, val, collate, prompt)
