@@ -152,9 +152,12 @@ def teacher_student_log_probs(
             f"{tuple(student_logits.shape)} (same tokenizer and sequence needed)"
         )
     # A student that rules ids out (logit -inf: a trimmed vocabulary, geodistill.models.trim) is compared
-    # with the teacher renormalised over the ids it can emit; a full-vocabulary student rules none out.
+    # with the teacher renormalised over the ids it can emit. It rules out the same ids at every position,
+    # so one position tells; a full-vocabulary student rules none out and pays no (B, L, V) mask.
     student = student_logits.float()
-    teacher = teacher.to(student.device).float().masked_fill(student == float("-inf"), float("-inf"))
+    teacher = teacher.to(student.device).float()
+    if student.numel() and bool(torch.isneginf(student.reshape(-1, student.shape[-1])[0]).any()):
+        teacher = teacher.masked_fill(torch.isneginf(student), float("-inf"))
     log_p = F.log_softmax(teacher / temperature, dim=-1)
     return log_p, F.log_softmax(student / temperature, dim=-1)
 
