@@ -116,7 +116,7 @@ class SpeechDataset(torch.utils.data.Dataset):
     def sample(self, utt: Utterance, audio: np.ndarray) -> dict | None:
         """The sample of ``utt`` from its decoded (n_samples,) 16 kHz audio, or None (logged) when unusable;
         also used for streamed (``hub:``) data, whose audio arrives decoded."""
-        text = normalise(utt.text) if self.normalise_text else utt.text
+        text = self.as_trained(utt.text)
         reason = None
         if audio.size == 0:
             reason = "no audio samples"
@@ -156,13 +156,17 @@ class SpeechDataset(torch.utils.data.Dataset):
         """Each listed utterance's labels, tokenised as ``sample`` tokenises them (its timestamp draw
         included); an utterance whose text the model cannot take is left out, as ``sample`` leaves it."""
         for utt in self.utts:
-            text = normalise(utt.text) if self.normalise_text else utt.text
+            text = self.as_trained(utt.text)
             if not text.strip():
                 continue
             try:
                 yield self.tokens(utt, text)[1]
             except DataError:
                 continue
+
+    def as_trained(self, text: str) -> str:
+        """A transcript as the labels take it: normalised with ``data.normalise_text``, else as written."""
+        return normalise(text) if self.normalise_text else text
 
     def tokens(self, utt: Utterance, text: str) -> tuple[list[int], list[int]]:
         """(prompt, labels) of ``utt``: its own prompt ([] without ``prompts``) and text tokens + eot, the
@@ -174,5 +178,5 @@ class SpeechDataset(torch.utils.data.Dataset):
         if not stamped:
             return prompt, text_tokens(self.processor, text)
         assert utt.text_timestamps is not None  # timestamps() says so
-        stamped_text = normalise(utt.text_timestamps) if self.normalise_text else utt.text_timestamps
+        stamped_text = self.as_trained(utt.text_timestamps)
         return prompt, timestamped_tokens(self.processor, stamped_text, self.prompts.timestamp_begin)
